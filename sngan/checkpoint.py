@@ -1,0 +1,133 @@
+"""Checkpoints: atomic writes, safe loads, newest-first discovery.
+
+A checkpoint is a plain dict (tensors, numbers, strings, plain containers)
+so that ``torch.load(weights_only=True)`` reads it without running code.
+Files are named ``ckpt_<step>.pt`` inside ``<run>/checkpoints``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT_VERSION = 1
+CHECKPOINT_DIR = "checkpoints"
+_NAME = re.compile(r"^ckpt_(\d+)\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written or read; the message names the file."""
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / f"ckpt_{step:08d}.pt"
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoints of a run, oldest first (by step, not by file time)."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def find_latest(run_dir: Path) -> Path | None:
+    ckpts = list_checkpoints(run_dir)
+    return ckpts[-1] if ckpts else None
+
+
+def save_atomic(state: dict[str, Any], path: Path, keep: int | None = None) -> Path:
+    """Write ``state`` to ``path`` via a temporary file, fsync and rename, so a
+    crash leaves either the old file set or the new one, never a torn file.
+    With ``keep``, older checkpoints beyond the newest ``keep`` are deleted
+    (only after the new one is safely in place)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(
+            f"Could not write checkpoint '{path}': {exc.strerror or exc}. Free disk space or make the "
+            f"folder writable (hydra.run.dir=... picks another); earlier checkpoints are untouched."
+        ) from exc
+    if keep is not None:
+        for old in list_checkpoints(path.parent.parent)[:-keep]:
+            if old != path:
+                old.unlink(missing_ok=True)
+    return path
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Load a checkpoint on the CPU with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint '{path}' does not exist. Pass resume=auto or an existing file.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, pickled code refused, ...
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+        first = next((ln for ln in lines if "WeightsUnpickler error" in ln), lines[0])
+        raise CheckpointError(
+            f"Checkpoint '{path}' cannot be read ({first}). It may be truncated or not an sngan "
+            f"checkpoint; resume from an earlier one in the same folder."
+        ) from exc
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        version = state.get("format_version") if isinstance(state, dict) else None
+        raise CheckpointError(
+            f"Checkpoint '{path}' has format version {version!r}; this sngan reads version "
+            f"{FORMAT_VERSION}. Use the sngan release that wrote it."
+        )
+    return state
+
+
+# ----------------------------------------------------------------- RNG state
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global RNG: Python, NumPy (as plain values), torch CPU and CUDA."""
+    np_state = np.random.get_state(legacy=False)
+    return {
+        "python": random.getstate(),
+        "numpy": {
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np_state = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {"key": np_state["key"].numpy().astype(np.uint32), "pos": np_state["pos"]},
+            "has_gauss": np_state["has_gauss"],
+            "gauss": np_state["gauss"],
+        }
+    )
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])

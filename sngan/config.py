@@ -1,0 +1,167 @@
+"""Typed schema of the training configuration, and its validation.
+
+This is the only module that knows OmegaConf types. ``validate`` merges the
+composed config into the dataclass schema (unknown keys, wrong types), then
+checks ranges and combinations, and returns a plain ``TrainConfig`` object.
+Every failure is a ``ConfigError`` whose message is one paragraph naming the
+key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message says which key and what to do."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    z_dim: int = 128
+    width: float = 1.0  # channel multiplier; < 1 builds narrow versions
+    spectral_norm: bool = True
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    root: str = "data"
+    split: str = "train"
+    resolution: Optional[int] = None  # None: the model's resolution
+    hflip: bool = False
+    size: int = 10000  # synthetic: number of images
+    modes: int = 10  # synthetic: number of prototypes K
+    seed: int = 0  # synthetic: seed of the prototypes
+
+
+@dataclass
+class LossConfig:
+    name: str = MISSING
+
+
+@dataclass
+class OptimConfig:
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.0
+    beta2: float = 0.9
+    decay: str = "linear"  # linear (to 0 at the last step) | none
+
+
+@dataclass
+class LoopConfig:
+    steps: int = 50000  # generator updates
+    n_dis: int = 5  # discriminator updates per generator update
+    batch_size_d: int = 64
+    batch_size_g: int = 128
+    log_every: int = 50
+    sample_every: int = 1000
+    eval_every: int = 1000  # synthetic quality measure
+    eval_samples: int = 1000
+    checkpoint_every: int = 5000
+    keep_checkpoints: int = 3
+    grid_size: int = 64
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    resume: Optional[str] = None  # None | auto | path to a checkpoint or run folder
+    run_name: str = "run"
+
+
+_POSITIVE = [
+    "train.steps", "train.n_dis", "train.batch_size_d", "train.batch_size_g",
+    "train.log_every", "train.sample_every", "train.eval_every", "train.eval_samples",
+    "train.checkpoint_every", "train.keep_checkpoints", "train.grid_size",
+    "model.z_dim", "model.width", "optim.lr_g", "optim.lr_d",
+    "dataset.size", "dataset.modes",
+]  # fmt: skip
+
+
+def _get(cfg: TrainConfig, dotted: str) -> Any:
+    obj: Any = cfg
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _fail(key: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"Invalid configuration: {key}={value!r} is not allowed; {allowed}.")
+
+
+def _typed(cfg: DictConfig) -> TrainConfig:
+    missing = OmegaConf.missing_keys(cfg)
+    if missing:
+        key = sorted(missing)[0]
+        raise ConfigError(
+            f"Invalid configuration: {key} is required but has no value; set it on the command line, "
+            f"for example {key}=/path/to/images."
+        )
+    schema = OmegaConf.structured(TrainConfig)
+    try:
+        merged = OmegaConf.merge(schema, cfg)
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
+        value = getattr(exc, "value", None)
+        reason = str(getattr(exc, "msg", exc)).splitlines()[0]
+        raise ConfigError(
+            f"Invalid configuration: key '{key}' (value {value!r}): {reason}. "
+            f"Fix the override or the YAML file; the schema is sngan/config.py."
+        ) from None
+
+
+def validate(
+    cfg: DictConfig,
+    models: dict[str, int],
+    losses: list[str],
+    datasets: dict[str, Optional[int]],
+) -> TrainConfig:
+    """Check ``cfg`` against the schema, ranges and registries.
+
+    ``models`` maps model names to their resolution, ``datasets`` dataset names
+    to their native resolution (None where it follows the model).
+    """
+    typed = _typed(cfg)
+    for key in _POSITIVE:
+        if not _get(typed, key) > 0:
+            raise _fail(key, _get(typed, key), "it must be greater than 0")
+    for key, choices in (
+        ("model.name", sorted(models)),
+        ("loss.name", sorted(losses)),
+        ("dataset.name", sorted(datasets)),
+        ("optim.decay", ["linear", "none"]),
+    ):
+        if _get(typed, key) not in choices:
+            raise _fail(key, _get(typed, key), f"choose one of: {', '.join(choices)}")
+    if not (0.0 <= typed.optim.beta1 < 1.0 and 0.0 <= typed.optim.beta2 < 1.0):
+        raise _fail("optim.beta1/beta2", (typed.optim.beta1, typed.optim.beta2), "Adam's betas lie in [0, 1)")
+    model_res = models[typed.model.name]
+    data_res = typed.dataset.resolution or datasets[typed.dataset.name] or model_res
+    if data_res != model_res:
+        raise ConfigError(
+            f"Invalid configuration: model '{typed.model.name}' generates {model_res}x{model_res} images "
+            f"but dataset '{typed.dataset.name}' is {data_res}x{data_res}. Pick a model of that "
+            f"resolution ({', '.join(n for n, r in sorted(models.items()) if r == data_res) or 'none'}) "
+            f"or another dataset."
+        )
+    typed.dataset.resolution = model_res
+    return typed
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain dicts/lists/scalars (safe for weights_only loads)."""
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

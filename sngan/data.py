@@ -1,0 +1,215 @@
+"""Training images as one uint8 tensor [N, 3, H, W], and batches drawn from it.
+
+Every dataset is decoded once into memory (CIFAR-10/100 hold 150 MB, STL-10's
+unlabeled split at 48x48 690 MB). Batches are drawn by ``BatchSampler``, whose
+whole state (permutation, position, generator) goes into checkpoints so a
+resumed run continues the data order where it stopped. Images reach the
+networks as float tensors in [-1, 1] through ``to_float``.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
+NATIVE_RESOLUTION = {"cifar10": 32, "cifar100": 32, "stl10": 48}
+DATASETS = ("cifar10", "cifar100", "stl10", "folder", "synthetic")
+
+
+class DatasetError(RuntimeError):
+    """A dataset could not be read; the message says what to do about it."""
+
+
+@dataclass
+class ImageData:
+    images: torch.Tensor  # uint8 [N, 3, H, W]
+    prototypes: torch.Tensor | None = None  # float [K, 3, H, W] in [-1, 1] (synthetic only)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255], rounding to nearest."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+# ----------------------------------------------------------------- synthetic
+
+
+def make_prototypes(k: int, resolution: int, seed: int) -> torch.Tensor:
+    """K smooth random colour fields in [-0.9, 0.9], each with pixel std >= 0.3
+    and pairwise RMS distance >= 0.5; redrawn (seeded) until both hold."""
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(1000):
+        coarse = torch.randn(k, 3, 4, 4, generator=gen)
+        protos = F.interpolate(coarse, size=(resolution, resolution), mode="bicubic", align_corners=False)
+        protos = protos - protos.mean(dim=(1, 2, 3), keepdim=True)
+        protos = (0.5 * protos / protos.std(dim=(1, 2, 3), keepdim=True)).clamp(-0.9, 0.9)
+        flat = protos.flatten(1)
+        pair = torch.cdist(flat, flat) / flat.shape[1] ** 0.5 + 10 * torch.eye(k)
+        if protos.flatten(1).std(dim=1).min() >= 0.3 and pair.min() >= 0.5:
+            return protos
+    raise RuntimeError("could not draw well-separated prototypes")  # pragma: no cover
+
+
+def make_synthetic(n: int, resolution: int, k: int = 10, seed: int = 0, shift: float = 0.1) -> ImageData:
+    """N images, each a prototype (uniformly chosen) plus a global colour shift
+    drawn uniformly from [-shift, shift] per channel: a one-parameter-per-
+    channel variation, small against the 0.25 'good' radius."""
+    protos = make_prototypes(k, resolution, seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    labels = torch.randint(0, k, (n,), generator=gen)
+    shifts = (torch.rand(n, 3, 1, 1, generator=gen) * 2 - 1) * shift
+    return ImageData(to_uint8(protos[labels] + shifts), protos)
+
+
+# ----------------------------------------------------------------- torchvision
+
+
+def _missing_files_error(name: str, root: str, files: list[str], url: str, cause: BaseException) -> DatasetError:
+    missing = [f for f in files if not os.path.isfile(os.path.join(root, f))]
+    listed = ", ".join(missing) if missing else "none (but they failed torchvision's MD5 check)"
+    return DatasetError(
+        f"Dataset '{name}' could not be loaded from '{os.path.abspath(root)}': missing files: {listed}; "
+        f"the automatic download failed ({type(cause).__name__}: {cause}). Download the archive from "
+        f"{url} and extract it inside that folder, or point dataset.root (or the SNGAN_DATA_ROOT "
+        f"environment variable) at the folder that already holds it."
+    )
+
+
+def _load_cifar(name: str, root: str, split: str) -> torch.Tensor:
+    from torchvision import datasets
+
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    files = [os.path.join(cls.base_folder, f) for f, _ in cls.train_list + cls.test_list]
+    files.append(os.path.join(cls.base_folder, cls.meta["filename"]))
+    try:
+        ds = cls(root, train=(split == "train"), download=True)
+    except Exception as exc:  # URLError, RuntimeError("Dataset not found or corrupted")
+        raise _missing_files_error(name, root, files, cls.url, exc) from exc
+    return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+
+
+def _load_stl10(root: str, split: str, resolution: int) -> torch.Tensor:
+    from torchvision import datasets
+
+    cls = datasets.STL10
+    files = [os.path.join(cls.base_folder, f) for f, _ in cls.train_list + cls.test_list]
+    try:
+        ds = cls(root, split=split, download=True)
+    except Exception as exc:
+        raise _missing_files_error("stl10", root, files, cls.url, exc) from exc
+    data = torch.from_numpy(ds.data)  # [N, 3, 96, 96]
+    if data.shape[-1] == resolution:
+        return data.contiguous()
+    # The paper resizes 96 -> 48: average each 2x2 block (area), in chunks.
+    out = torch.empty(len(data), 3, resolution, resolution, dtype=torch.uint8)
+    for i in range(0, len(data), 4096):
+        chunk = F.interpolate(data[i : i + 4096].float(), size=(resolution, resolution), mode="area")
+        out[i : i + 4096] = chunk.round().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def _load_folder(root: str, resolution: int) -> torch.Tensor:
+    from PIL import Image, ImageOps
+
+    base = Path(root)
+    if not base.is_dir():
+        raise DatasetError(
+            f"Image folder '{base.resolve()}' does not exist. Set dataset.root to a folder holding "
+            f"images ({', '.join(IMAGE_EXTENSIONS)}), in subfolders or not."
+        )
+    paths = sorted(p for p in base.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        raise DatasetError(
+            f"Image folder '{base.resolve()}' holds no images with extensions {', '.join(IMAGE_EXTENSIONS)}. "
+            f"Point dataset.root at the folder that holds them."
+        )
+
+    def decode(path: Path) -> torch.Tensor:
+        try:
+            with Image.open(path) as img:
+                fitted = ImageOps.fit(img.convert("RGB"), (resolution, resolution), Image.Resampling.BICUBIC)
+        except OSError as exc:
+            raise DatasetError(f"Cannot decode image '{path}': {exc}. Remove or replace that file.") from exc
+        return torch.frombuffer(bytearray(fitted.tobytes()), dtype=torch.uint8).view(resolution, resolution, 3)
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        images = list(pool.map(decode, paths))
+    return torch.stack(images).permute(0, 3, 1, 2).contiguous()
+
+
+def load_images(
+    name: str,
+    root: str,
+    resolution: int,
+    split: str = "train",
+    synthetic_size: int = 10000,
+    synthetic_modes: int = 10,
+    synthetic_seed: int = 0,
+) -> ImageData:
+    """Decode dataset ``name`` into memory at ``resolution``."""
+    if name == "synthetic":
+        return make_synthetic(synthetic_size, resolution, synthetic_modes, synthetic_seed)
+    if name in ("cifar10", "cifar100"):
+        return ImageData(_load_cifar(name, root, split))
+    if name == "stl10":
+        return ImageData(_load_stl10(root, split, resolution))
+    if name == "folder":
+        return ImageData(_load_folder(root, resolution))
+    raise DatasetError(f"unknown dataset '{name}'; choose one of {', '.join(DATASETS)}")
+
+
+# ----------------------------------------------------------------- sampling
+
+
+class BatchSampler:
+    """Draws batches without replacement, reshuffling each epoch, from a
+    private ``torch.Generator``; ``state_dict`` captures all of it."""
+
+    def __init__(self, images: torch.Tensor, seed: int, hflip: bool = False) -> None:
+        self.images, self.hflip = images, hflip
+        self.gen = torch.Generator().manual_seed(seed)
+        self.perm = torch.randperm(len(images), generator=self.gen)
+        self.pos = 0
+
+    def next_indices(self, batch: int) -> torch.Tensor:
+        taken = []
+        while batch > 0:
+            if self.pos >= len(self.perm):
+                self.perm, self.pos = torch.randperm(len(self.images), generator=self.gen), 0
+            chunk = self.perm[self.pos : self.pos + batch]
+            taken.append(chunk)
+            self.pos += len(chunk)
+            batch -= len(chunk)
+        return torch.cat(taken)
+
+    def next(self, batch: int, device: torch.device) -> torch.Tensor:
+        """A float batch in [-1, 1] on ``device``."""
+        x = to_float(self.images[self.next_indices(batch)].to(device, non_blocking=True))
+        if self.hflip:
+            flip = (torch.rand(len(x), generator=self.gen) < 0.5).to(device)
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        return x
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"perm": self.perm.clone(), "pos": self.pos, "generator": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if len(state["perm"]) != len(self.images):
+            raise ValueError(
+                f"the checkpoint's data order covers {len(state['perm'])} images but the dataset has "
+                f"{len(self.images)}: resume with the dataset the run was started with"
+            )
+        self.perm, self.pos = state["perm"].clone(), int(state["pos"])
+        self.gen.set_state(state["generator"])

@@ -1,0 +1,44 @@
+"""The paper's generator/discriminator pairs, registered by short name.
+
+``build_models("resnet32", width=0.5)`` returns ``(generator, discriminator)``;
+``MODELS.get(name).resolution`` tells the image size an architecture expects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from sngan.registry import Registry
+
+from .layers import apply_spectral_norm, is_spectrally_normalized
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A registered pair: image resolution and a builder of (G, D) without SN."""
+
+    resolution: int
+    build: Callable[[int, float], tuple[nn.Module, nn.Module]]
+
+
+MODELS: Registry[Architecture] = Registry("model")
+
+
+def build_models(
+    name: str, z_dim: int = 128, width: float = 1.0, spectral_norm: bool = True
+) -> tuple[nn.Module, nn.Module]:
+    """Build the registered pair ``name``; the discriminator gets spectral
+    normalization on every convolution and linear layer unless disabled."""
+    generator, discriminator = MODELS.get(name).build(z_dim, width)
+    if spectral_norm:
+        apply_spectral_norm(discriminator)
+    return generator, discriminator
+
+
+# Importing the modules registers their architectures.
+from . import cnn, resnet  # noqa: E402,F401
+
+__all__ = ["MODELS", "Architecture", "build_models", "is_spectrally_normalized"]

@@ -1,0 +1,113 @@
+"""Building blocks shared by the paper's networks.
+
+Initialisation follows the official Chainer code (pfnet-research/sngan_projection
+and chainer-gan-lib): Glorot-uniform with gain sqrt(2) on the residual
+convolutions of the ResNets and gain 1 on shortcuts and dense layers; N(0, 0.02)
+for the standard CNN. Biases start at zero. Weights are initialised *before*
+spectral normalization is attached, so the parametrization starts from them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils.parametrizations import spectral_norm
+
+RESIDUAL_GAIN = math.sqrt(2.0)
+
+
+def scaled(channels: int, width: float) -> int:
+    """Channel count under a width multiplier; never below one channel."""
+    return max(1, int(round(channels * width)))
+
+
+def glorot_(module: nn.Module, gain: float = 1.0) -> nn.Module:
+    nn.init.xavier_uniform_(module.weight, gain=gain)
+    if getattr(module, "bias", None) is not None:
+        nn.init.zeros_(module.bias)
+    return module
+
+
+def normal_(module: nn.Module, std: float = 0.02) -> nn.Module:
+    nn.init.normal_(module.weight, 0.0, std)
+    if getattr(module, "bias", None) is not None:
+        nn.init.zeros_(module.bias)
+    return module
+
+
+def apply_spectral_norm(net: nn.Module) -> nn.Module:
+    """Attach spectral normalization (one power iteration per forward in train
+    mode, u and v kept as buffers between calls) to every Conv2d and Linear."""
+    for module in list(net.modules()):
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            spectral_norm(module, name="weight", n_power_iterations=1)
+    return net
+
+
+def is_spectrally_normalized(module: nn.Module) -> bool:
+    parametrizations = getattr(module, "parametrizations", None)
+    return parametrizations is not None and "weight" in parametrizations
+
+
+def conv3(cin: int, cout: int, gain: float = 1.0) -> nn.Conv2d:
+    return glorot_(nn.Conv2d(cin, cout, 3, 1, 1), gain)
+
+
+def conv1(cin: int, cout: int) -> nn.Conv2d:
+    return glorot_(nn.Conv2d(cin, cout, 1, 1, 0))
+
+
+class GBlock(nn.Module):
+    """Generator residual block: BN-ReLU-up-conv3-BN-ReLU-conv3, with a nearest
+    upsampling 1x1-conv shortcut (learnable, as in the official code)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = conv3(cin, cout, RESIDUAL_GAIN)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.conv2 = conv3(cout, cout, RESIDUAL_GAIN)
+        self.shortcut = conv1(cin, cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.interpolate(F.relu(self.bn1(x)), scale_factor=2, mode="nearest")
+        h = self.conv2(F.relu(self.bn2(self.conv1(h))))
+        return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class DBlock(nn.Module):
+    """Discriminator residual block: ReLU-conv3-ReLU-conv3 (then 2x2 average
+    pooling when downsampling). The 1x1 shortcut exists when the channel count
+    changes or the block downsamples; it convolves before pooling."""
+
+    def __init__(self, cin: int, cout: int, downsample: bool) -> None:
+        super().__init__()
+        self.downsample = downsample
+        self.conv1 = conv3(cin, cout, RESIDUAL_GAIN)
+        self.conv2 = conv3(cout, cout, RESIDUAL_GAIN)
+        self.shortcut = conv1(cin, cout) if (downsample or cin != cout) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv2(F.relu(self.conv1(F.relu(x))))
+        s = x if self.shortcut is None else self.shortcut(x)
+        if self.downsample:
+            h, s = F.avg_pool2d(h, 2), F.avg_pool2d(s, 2)
+        return h + s
+
+
+class DFirstBlock(nn.Module):
+    """The discriminator's first ("optimized") block: no ReLU before the first
+    convolution, and the shortcut pools before its 1x1 convolution."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv1 = conv3(cin, cout, RESIDUAL_GAIN)
+        self.conv2 = conv3(cout, cout, RESIDUAL_GAIN)
+        self.shortcut = conv1(cin, cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.avg_pool2d(self.conv2(F.relu(self.conv1(x))), 2)
+        return h + self.shortcut(F.avg_pool2d(x, 2))

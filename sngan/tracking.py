@@ -1,0 +1,52 @@
+"""One TensorBoard writer per run, plus the run's ``metrics.jsonl``.
+
+Named ``tracking`` rather than ``logging`` so it cannot shadow the standard
+library. On resume, ``purge_step`` drops events at or after the resumed step
+that the interrupted run wrote after its last checkpoint, so curves continue
+without duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid, save_image
+
+
+class Tracker:
+    def __init__(self, run_dir: Path, purge_step: int | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        for name, value in values.items():
+            self.writer.add_scalar(name, float(value), step)
+
+    def metrics(self, values: Mapping[str, float], step: int) -> None:
+        """Scalars to TensorBoard and one JSON line to ``metrics.jsonl``."""
+        self.scalars(values, step)
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps({"step": step, **{k: float(v) for k, v in values.items()}}) + "\n")
+
+    def images(self, name: str, images: torch.Tensor, step: int, png: Path | None = None) -> None:
+        """A grid of images in [-1, 1] to TensorBoard and, optionally, a PNG."""
+        images = images.detach().float().cpu().add(1).div(2).clamp(0, 1)
+        nrow = max(1, int(len(images) ** 0.5))
+        self.writer.add_image(name, make_grid(images, nrow=nrow), step)
+        if png is not None:
+            png.parent.mkdir(parents=True, exist_ok=True)
+            save_image(images, png, nrow=nrow)
+
+    def text(self, name: str, text: str, step: int = 0) -> None:
+        self.writer.add_text(name, text, step)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()

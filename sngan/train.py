@@ -1,0 +1,242 @@
+"""``python -m sngan.train``: train an SNGAN with Hydra overrides.
+
+    python -m sngan.train experiment=quickstart
+    python -m sngan.train model=resnet32 dataset=cifar10 train.steps=50000
+    python -m sngan.train hydra.run.dir=outputs/myrun resume=auto
+
+The run folder (Hydra's output dir) receives config.yaml (resolved),
+provenance.json, tb/ (TensorBoard), samples/, checkpoints/ and metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from sngan import checkpoint as ckpt
+from sngan.config import ConfigError, TrainConfig, to_container, validate
+from sngan.data import DATASETS, NATIVE_RESOLUTION, BatchSampler, DatasetError, ImageData, load_images, to_float
+from sngan.losses import LOSSES
+from sngan.metrics import evaluate_synthetic
+from sngan.models import MODELS, build_models
+from sngan.provenance import provenance, resolve_device
+from sngan.step import d_step, g_step
+from sngan.tracking import Tracker
+
+
+@dataclass
+class Run:
+    """Everything that changes while training; saved whole in checkpoints."""
+
+    generator: torch.nn.Module
+    discriminator: torch.nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    sampler: BatchSampler
+    fixed_z: torch.Tensor
+    step: int = 0
+
+
+def lr_factor(step: int, total: int, decay: str) -> float:
+    """Learning-rate multiplier for the update that follows ``step`` updates."""
+    return max(0.0, 1.0 - step / total) if decay == "linear" else 1.0
+
+
+def build_run(cfg: TrainConfig, data: ImageData, device: torch.device) -> Run:
+    torch.manual_seed(cfg.seed)
+    g, d = build_models(cfg.model.name, cfg.model.z_dim, cfg.model.width, cfg.model.spectral_norm)
+    g, d = g.to(device), d.to(device)
+    betas = (cfg.optim.beta1, cfg.optim.beta2)
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.optim.lr_g, betas=betas)
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.optim.lr_d, betas=betas)
+    sampler = BatchSampler(data.images, seed=cfg.seed, hflip=cfg.dataset.hflip)
+    fixed_z = torch.randn(cfg.train.grid_size, cfg.model.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
+    return Run(g, d, opt_g, opt_d, sampler, fixed_z.to(device))
+
+
+def state_dict(run: Run, config: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "format_version": ckpt.FORMAT_VERSION,
+        "step": run.step,
+        "generator": run.generator.state_dict(),
+        "discriminator": run.discriminator.state_dict(),
+        "opt_g": run.opt_g.state_dict(),
+        "opt_d": run.opt_d.state_dict(),
+        "sampler": run.sampler.state_dict(),
+        "fixed_z": run.fixed_z.cpu(),
+        "rng": ckpt.rng_state(),
+        "config": config,
+        "provenance": info,
+    }
+
+
+def restore(run: Run, state: dict[str, Any], path: Path) -> None:
+    try:
+        run.generator.load_state_dict(state["generator"])
+        run.discriminator.load_state_dict(state["discriminator"])
+        run.opt_g.load_state_dict(state["opt_g"])
+        run.opt_d.load_state_dict(state["opt_d"])
+        run.sampler.load_state_dict(state["sampler"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise ckpt.CheckpointError(
+            f"Checkpoint '{path}' does not fit this configuration ({reason}). Resume with the model, "
+            f"width and dataset the run was started with (its config is stored in the checkpoint)."
+        ) from exc
+    run.fixed_z = state["fixed_z"].to(run.fixed_z.device)
+    run.step = int(state["step"])
+    ckpt.set_rng_state(state["rng"])
+
+
+def resume_path(resume: str | None, run_dir: Path) -> Path | None:
+    """None (fresh run), 'auto' (newest checkpoint here, if any), a run folder or a file."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        return ckpt.find_latest(run_dir)
+    path = Path(resume)
+    if path.is_dir():
+        latest = ckpt.find_latest(path)
+        if latest is None:
+            raise ckpt.CheckpointError(f"Run folder '{path}' holds no checkpoints to resume from.")
+        return latest
+    return path
+
+
+@torch.no_grad()
+def generate(generator: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """Images from G in eval mode (BatchNorm running statistics)."""
+    was_training = generator.training
+    generator.eval()
+    try:
+        return generator(z)
+    finally:
+        generator.train(was_training)
+
+
+def evaluate(cfg: TrainConfig, run: Run, data: ImageData, tracker: Tracker) -> dict[str, float]:
+    """The synthetic dataset's quality measure with a fixed seed (same weights, same number)."""
+    if data.prototypes is None:
+        return {}
+    device = run.fixed_z.device
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + 12345)
+
+    def sample_fn(n: int) -> torch.Tensor:
+        return generate(run.generator, torch.randn(n, cfg.model.z_dim, device=device, generator=gen))
+
+    result = evaluate_synthetic(sample_fn, data.prototypes, n=cfg.train.eval_samples)
+    tracker.metrics({f"synthetic/{k}": v for k, v in result.items()}, run.step)
+    return result
+
+
+def set_lr(run: Run, cfg: TrainConfig) -> float:
+    factor = lr_factor(run.step, cfg.train.steps, cfg.optim.decay)
+    for opt, base in ((run.opt_g, cfg.optim.lr_g), (run.opt_d, cfg.optim.lr_d)):
+        for group in opt.param_groups:
+            group["lr"] = base * factor
+    return factor
+
+
+def due(step: int, every: int, last: int) -> bool:
+    return step % every == 0 or step == last
+
+
+def train_loop(cfg: TrainConfig, run: Run, data: ImageData, tracker: Tracker, save: Any) -> dict[str, float]:
+    loss, t = LOSSES.get(cfg.loss.name), cfg.train
+    device = run.fixed_z.device
+    bar = tqdm(total=t.steps, initial=run.step, disable=None, dynamic_ncols=True, desc="train")
+    result: dict[str, float] = {}
+    timer, timed_steps = time.perf_counter(), 0
+    while run.step < t.steps:
+        factor = set_lr(run, cfg)
+        # Update D n_dis times, each on a fresh real batch and fresh fakes.
+        for _ in range(t.n_dis):
+            real = run.sampler.next(t.batch_size_d, device)
+            stats = d_step(run.generator, run.discriminator, run.opt_d, loss, real, cfg.model.z_dim)
+        # Update G once.
+        stats |= g_step(run.generator, run.discriminator, run.opt_g, loss, t.batch_size_g, cfg.model.z_dim, device)
+        run.step += 1
+        timed_steps += 1
+        bar.update(1)
+        # Log.
+        if due(run.step, t.log_every, t.steps):
+            scalars = {k: float(v) for k, v in stats.items()}
+            elapsed = time.perf_counter() - timer
+            scalars |= {"lr/g": cfg.optim.lr_g * factor, "lr/d": cfg.optim.lr_d * factor}
+            scalars["speed/g_iters_per_s"] = timed_steps / max(elapsed, 1e-9)
+            timer, timed_steps = time.perf_counter(), 0
+            tracker.scalars(scalars, run.step)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in scalars.items() if k.startswith("loss")})
+        # Sample a grid from the fixed z.
+        if due(run.step, t.sample_every, t.steps):
+            png = tracker.run_dir / "samples" / f"step_{run.step:08d}.png"
+            tracker.images("samples/fixed_z", generate(run.generator, run.fixed_z), run.step, png)
+        # Evaluate.
+        if due(run.step, t.eval_every, t.steps):
+            result = evaluate(cfg, run, data, tracker) or result
+        # Save.
+        if due(run.step, t.checkpoint_every, t.steps):
+            save(run)
+    bar.close()
+    return result
+
+
+def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, float]:
+    """Build everything, resume if asked, train, and return the final metrics."""
+    device = resolve_device(cfg.device)
+    data = load_images(
+        cfg.dataset.name, cfg.dataset.root, cfg.dataset.resolution or 0, cfg.dataset.split,
+        cfg.dataset.size, cfg.dataset.modes, cfg.dataset.seed,
+    )  # fmt: skip
+    run = build_run(cfg, data, device)
+    source = resume_path(cfg.resume, run_dir)
+    if source is not None:
+        restore(run, ckpt.load(source), source)
+        print(f"Resumed from {source} at step {run.step}.", file=sys.stderr)
+    info = provenance(device)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    (run_dir / "provenance.json").write_text(json.dumps(info, indent=2))
+    tracker = Tracker(run_dir, purge_step=run.step if source is not None else None)
+
+    def save(r: Run) -> None:
+        ckpt.save_atomic(state_dict(r, config, info), ckpt.checkpoint_path(run_dir, r.step), cfg.train.keep_checkpoints)
+
+    try:
+        if source is None:
+            tracker.text("config", "```\n" + OmegaConf.to_yaml(config) + "\n```")
+            tracker.images("data/real", to_float(data.images[: cfg.train.grid_size]), 0)
+        return train_loop(cfg, run, data, tracker, save)
+    finally:
+        tracker.close()
+
+
+@hydra.main(version_base="1.3", config_path="pkg://sngan.configs", config_name="train")
+def main(raw: DictConfig) -> dict[str, float]:
+    from hydra.core.hydra_config import HydraConfig
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        models = {name: MODELS.get(name).resolution for name in MODELS.names()}
+        datasets = {name: NATIVE_RESOLUTION.get(name) for name in DATASETS}
+        cfg = validate(raw, models, LOSSES.names(), datasets)
+        result = start(cfg, to_container(raw), run_dir)
+    except (ConfigError, DatasetError, ckpt.CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if result:
+        print("final: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items()), file=sys.stderr)
+    print(f"Run folder: {run_dir}", file=sys.stderr)
+    return result
+
+
+if __name__ == "__main__":
+    main()
