@@ -7,6 +7,7 @@ Files are named ``ckpt_<step>.pt`` inside ``<run>/checkpoints``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -63,7 +64,8 @@ def save_atomic(state: dict[str, Any], path: Path, keep: int | None = None) -> P
         finally:
             os.close(dir_fd)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise CheckpointError(
             f"Could not write checkpoint '{path}': {exc.strerror or exc}. Free disk space or make the "
             f"folder writable (hydra.run.dir=... picks another); earlier checkpoints are untouched."

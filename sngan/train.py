@@ -205,7 +205,8 @@ def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, 
     info = provenance(device)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
     (run_dir / "provenance.json").write_text(json.dumps(info, indent=2))
-    tracker = Tracker(run_dir, purge_step=run.step if source is not None else None)
+    # Events after the checkpoint were written by the interrupted run: purge them.
+    tracker = Tracker(run_dir, purge_step=run.step + 1 if source is not None else None)
 
     def save(r: Run) -> None:
         ckpt.save_atomic(state_dict(r, config, info), ckpt.checkpoint_path(run_dir, r.step), cfg.train.keep_checkpoints)

@@ -1,6 +1,5 @@
-"""Shared fixtures: composing configs like the CLI does, and running training
-in-process (one quick-start run per test session, shared by the tests that
-need it)."""
+"""Shared fixtures: one quick-start run per test session, shared by the tests
+that need it."""
 
 from __future__ import annotations
 
@@ -8,50 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-from hydra import compose, initialize_config_module
-from omegaconf import DictConfig
-
-from sngan.config import TrainConfig, to_container, validate
-from sngan.data import DATASETS, NATIVE_RESOLUTION
-from sngan.losses import LOSSES
-from sngan.models import MODELS
-
-# Small, fast settings for training tests: a narrow CNN on synthetic data.
-TINY = [
-    "experiment=quickstart",
-    "model.width=0.125",
-    "train.log_every=1",
-    "train.sample_every=2",
-    "train.eval_every=2",
-    "train.eval_samples=100",
-    "train.checkpoint_every=2",
-    "train.batch_size_d=8",
-    "train.batch_size_g=8",
-    "train.grid_size=4",
-    "dataset.size=200",
-]
-
-
-def compose_cfg(overrides: list[str]) -> DictConfig:
-    with initialize_config_module(config_module="sngan.configs", version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
-
-
-def validated(raw: DictConfig) -> TrainConfig:
-    models = {n: MODELS.get(n).resolution for n in MODELS.names()}
-    datasets = {n: NATIVE_RESOLUTION.get(n) for n in DATASETS}
-    return validate(raw, models, LOSSES.names(), datasets)
-
-
-def run_training(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
-    """Compose, validate and train in this process, as ``python -m sngan.train`` would."""
-    from sngan.train import start
-
-    raw = compose_cfg(overrides)
-    torch.set_num_threads(2)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return start(validated(raw), to_container(raw), run_dir)
+from helpers import run_training
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,99 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from helpers import TINY, run_training
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from sngan import checkpoint as ckpt
+from sngan.train import lr_factor
+
+
+def scalar_steps(run_dir, tag):
+    acc = EventAccumulator(str(run_dir / "tb"))
+    acc.Reload()
+    return [e.step for e in acc.Scalars(tag)]
+
+
+def test_two_step_run_writes_checkpoint_events_samples_and_provenance(tmp_path):
+    result = run_training(tmp_path, TINY + ["train.steps=2"])
+    assert set(result) >= {"quality", "modes_covered", "median_distance"}
+    latest = ckpt.find_latest(tmp_path)
+    assert latest is not None and latest.name == "ckpt_00000002.pt"
+    state = ckpt.load(latest)
+    assert state["step"] == 2 and state["config"]["model"]["name"] == "cnn32"
+    assert any(k.endswith("parametrizations.weight.0._u") for k in state["discriminator"])
+    assert set(state["rng"]) == {"python", "numpy", "torch", "cuda"} and "sampler" in state
+    assert state["provenance"]["torch_version"] == str(torch.__version__)
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert (tmp_path / "samples" / "step_00000002.png").is_file()
+    prov = json.loads((tmp_path / "provenance.json").read_text())
+    assert prov["checkpoint_format_version"] == ckpt.FORMAT_VERSION and prov["device"] == "cpu"
+    assert "n_dis" in (tmp_path / "config.yaml").read_text()
+    assert scalar_steps(tmp_path, "loss/d") == [1, 2]
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"lr/g", "lr/d", "d_out/real", "d_out/fake", "loss/g", "speed/g_iters_per_s",
+            "synthetic/quality", "synthetic/mode_coverage"} <= set(tags["scalars"])
+    assert {"data/real", "samples/fixed_z"} <= set(tags["images"])
+
+
+def test_learning_rate_decays_linearly_to_zero():
+    assert lr_factor(0, 100, "linear") == 1.0
+    assert lr_factor(50, 100, "linear") == 0.5
+    assert lr_factor(99, 100, "linear") == pytest.approx(0.01)
+    assert lr_factor(50, 100, "none") == 1.0
+
+
+def test_resume_continues_from_the_saved_step_with_identical_state(tmp_path):
+    """4 steps straight vs 2 steps + resume for 2 more: bit-identical state."""
+    common = TINY + ["train.steps=4", "train.n_dis=2", "train.keep_checkpoints=10"]
+    straight = tmp_path / "straight"
+    run_training(straight, common)
+    resumed = tmp_path / "resumed"
+    half = ckpt.checkpoint_path(straight, 2)
+    run_training(resumed, common + [f"resume={half}"])
+    a = ckpt.load(ckpt.checkpoint_path(straight, 4))
+    b = ckpt.load(ckpt.checkpoint_path(resumed, 4))
+    for net in ("generator", "discriminator"):
+        assert a[net].keys() == b[net].keys()
+        for key in a[net]:
+            assert torch.equal(a[net][key], b[net][key]), f"{net}.{key}"
+    for opt in ("opt_g", "opt_d"):
+        for pa, pb in zip(a[opt]["state"].values(), b[opt]["state"].values()):
+            assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    assert torch.equal(a["sampler"]["perm"], b["sampler"]["perm"]) and a["sampler"]["pos"] == b["sampler"]["pos"]
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+
+
+def test_resume_auto_in_the_same_folder_continues_curves_without_duplicates(tmp_path):
+    run_training(tmp_path, TINY + ["train.steps=4", "train.keep_checkpoints=10"])
+    # Pretend the run died after step 4's events but resumes from step 2's checkpoint.
+    ckpt.checkpoint_path(tmp_path, 4).unlink()
+    run_training(tmp_path, TINY + ["train.steps=6", "resume=auto"])
+    assert scalar_steps(tmp_path, "loss/d") == [1, 2, 3, 4, 5, 6]
+    assert ckpt.find_latest(tmp_path).name == "ckpt_00000006.pt"
+
+
+def test_resume_from_another_architecture_is_refused_clearly(tmp_path):
+    run_training(tmp_path / "a", TINY + ["train.steps=2"])
+    with pytest.raises(ckpt.CheckpointError, match="does not fit this configuration"):
+        run_training(tmp_path / "b", TINY + ["train.steps=4", "model.width=0.25", f"resume={tmp_path / 'a'}"])
+
+
+def test_cli_two_steps_from_another_working_directory(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    proc = subprocess.run(
+        [sys.executable, "-m", "sngan.train", "experiment=quickstart", "train.steps=2", "train.eval_samples=100"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = (tmp_path / "outputs" / "quickstart").iterdir()
+    assert (run_dir / "checkpoints" / "ckpt_00000002.pt").is_file()
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+    assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "config.yaml").is_file()
+    assert "Run folder" in proc.stderr
