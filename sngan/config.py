@@ -10,7 +10,7 @@ key, the bad value and what is allowed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -33,7 +33,7 @@ class DatasetConfig:
     name: str = MISSING
     root: str = "data"
     split: str = "train"
-    resolution: Optional[int] = None  # None: the model's resolution
+    resolution: int | None = None  # None: the model's resolution
     hflip: bool = False
     size: int = 10000  # synthetic: number of images
     modes: int = 10  # synthetic: number of prototypes K
@@ -78,7 +78,7 @@ class TrainConfig:
     train: LoopConfig = field(default_factory=LoopConfig)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    resume: Optional[str] = None  # None | auto | path to a checkpoint or run folder
+    resume: str | None = None  # None | auto | path to a checkpoint or run folder
     run_name: str = "run"
 
 
@@ -128,7 +128,7 @@ def validate(
     cfg: DictConfig,
     models: dict[str, int],
     losses: list[str],
-    datasets: dict[str, Optional[int]],
+    datasets: dict[str, int | None],
 ) -> TrainConfig:
     """Check ``cfg`` against the schema, ranges and registries.
 

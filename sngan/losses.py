@@ -7,7 +7,8 @@ generated images. ``nonsaturating`` is the paper's "standard" loss.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch.nn import functional as F

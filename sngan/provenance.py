@@ -27,9 +27,7 @@ def git_commit() -> str | None:
     if not (root / ".git").exists():
         return None
     try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -69,9 +67,15 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise DeviceError(f"Invalid configuration: device={name!r} is not a device; use auto, cpu, cuda, cuda:N or mps.") from None
+        raise DeviceError(
+            f"Invalid configuration: device={name!r} is not a device; use auto, cpu, cuda, cuda:N or mps."
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"Invalid configuration: device={name!r} but CUDA is not available here; use device=auto or device=cpu.")
+        raise DeviceError(
+            f"Invalid configuration: device={name!r} but CUDA is not available here; use device=auto or device=cpu."
+        )
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise DeviceError(f"Invalid configuration: device={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist.")
+        raise DeviceError(
+            f"Invalid configuration: device={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist."
+        )
     return device

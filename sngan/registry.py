@@ -7,7 +7,8 @@ registered name, so a typo in ``model=resnt32`` tells the user what exists.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -37,10 +38,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._entries:
-            raise UnknownNameError(
-                f"unknown {self.kind} '{name}'; registered {self.kind}s: "
-                f"{', '.join(self.names())}"
-            )
+            raise UnknownNameError(f"unknown {self.kind} '{name}'; registered {self.kind}s: {', '.join(self.names())}")
         return self._entries[name]
 
     def build(self, name: str, **kwargs: Any) -> Any:

@@ -9,8 +9,8 @@ without duplicates.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 from torch.utils.tensorboard import SummaryWriter

@@ -28,7 +28,7 @@ from sngan.data import DATASETS, NATIVE_RESOLUTION, BatchSampler, DatasetError, 
 from sngan.losses import LOSSES
 from sngan.metrics import evaluate_synthetic
 from sngan.models import MODELS, build_models
-from sngan.provenance import provenance, resolve_device
+from sngan.provenance import DeviceError, provenance, resolve_device
 from sngan.step import d_step, g_step
 from sngan.tracking import Tracker
 
@@ -230,7 +230,7 @@ def main(raw: DictConfig) -> dict[str, float]:
         datasets = {name: NATIVE_RESOLUTION.get(name) for name in DATASETS}
         cfg = validate(raw, models, LOSSES.names(), datasets)
         result = start(cfg, to_container(raw), run_dir)
-    except (ConfigError, DatasetError, ckpt.CheckpointError) as exc:
+    except (ConfigError, DatasetError, DeviceError, ckpt.CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     if result:

@@ -50,5 +50,3 @@ def run_training(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
     torch.set_num_threads(2)
     run_dir.mkdir(parents=True, exist_ok=True)
     return start(validated(raw), to_container(raw), run_dir)
-
-

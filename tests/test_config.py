@@ -4,11 +4,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import compose_cfg, validated
 from hydra.errors import MissingConfigException
 
 from sngan.config import ConfigError
-
-from helpers import compose_cfg, validated
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -22,8 +21,13 @@ def test_groups_hold_the_expected_options():
     assert options("dataset") == ["cifar10", "cifar100", "folder", "stl10", "synthetic"]
     assert options("loss") == ["hinge", "nonsaturating", "wasserstein"]
     assert "adam_sngan" in options("optim")
-    assert {"quickstart", "sngan_resnet32_cifar10", "sngan_cnn32_cifar10", "sngan_resnet48_stl10",
-            "sngan_cnn48_stl10"} <= set(options("experiment"))
+    assert {
+        "quickstart",
+        "sngan_resnet32_cifar10",
+        "sngan_cnn32_cifar10",
+        "sngan_resnet48_stl10",
+        "sngan_cnn48_stl10",
+    } <= set(options("experiment"))
 
 
 @pytest.mark.parametrize("group", ["model", "loss", "optim"])
@@ -97,7 +101,11 @@ def test_cli_reports_errors_and_exits_non_zero(tmp_path):
     for override, expected in [("train.n_dis=0", "train.n_dis=0"), ("model=resnet99", "Available options")]:
         proc = subprocess.run(
             [sys.executable, "-m", "sngan.train", "experiment=quickstart", override],
-            cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
         )
         assert proc.returncode != 0
         assert expected in proc.stderr

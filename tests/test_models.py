@@ -72,9 +72,12 @@ def test_parameter_counts_follow_the_papers_tables():
     # cnn32 (Table 3): dense 128 -> 4*4*512 + BN, three 4x4 deconvs with BN, a 3x3 conv.
     g, d = build_models("cnn32")
     bn = lambda c: 2 * c  # noqa: E731
-    g_expected = (128 * 8192 + 8192) + bn(8192) + sum(
-        _conv(a, b, 4) + bn(b) for a, b in [(512, 256), (256, 128), (128, 64)]
-    ) + _conv(64, 3, 3)
+    g_expected = (
+        (128 * 8192 + 8192)
+        + bn(8192)
+        + sum(_conv(a, b, 4) + bn(b) for a, b in [(512, 256), (256, 128), (128, 64)])
+        + _conv(64, 3, 3)
+    )
     assert n_params(g) == g_expected
     d_convs = [(3, 64, 3), (64, 64, 4), (64, 128, 3), (128, 128, 4), (128, 256, 3), (256, 256, 4), (256, 512, 3)]
     assert n_params(d) == sum(_conv(*c) for c in d_convs) + 4 * 4 * 512 + 1
@@ -91,7 +94,8 @@ def test_parameter_counts_follow_the_papers_tables():
     g_res = (128 * 36 * 512 + 36 * 512) + sum(gblock(a, b) for a, b in [(512, 256), (256, 128), (128, 64)])
     assert n_params(g) == g_res + bn(64) + _conv(64, 3, 3)
     first = _conv(3, 64, 3) + _conv(64, 64, 3) + _conv(3, 64, 1)
-    blocks = sum(_conv(a, b, 3) + _conv(b, b, 3) + _conv(a, b, 1) for a, b in [(64, 128), (128, 256), (256, 512), (512, 1024)])
+    pairs = [(64, 128), (128, 256), (256, 512), (512, 1024)]
+    blocks = sum(_conv(a, b, 3) + _conv(b, b, 3) + _conv(a, b, 1) for a, b in pairs)
     assert n_params(d) == first + blocks + 1024  # final dense: no bias
 
 

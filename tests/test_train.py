@@ -37,8 +37,16 @@ def test_two_step_run_writes_checkpoint_events_samples_and_provenance(tmp_path):
     acc = EventAccumulator(str(tmp_path / "tb"))
     acc.Reload()
     tags = acc.Tags()
-    assert {"lr/g", "lr/d", "d_out/real", "d_out/fake", "loss/g", "speed/g_iters_per_s",
-            "synthetic/quality", "synthetic/mode_coverage"} <= set(tags["scalars"])
+    assert {
+        "lr/g",
+        "lr/d",
+        "d_out/real",
+        "d_out/fake",
+        "loss/g",
+        "speed/g_iters_per_s",
+        "synthetic/quality",
+        "synthetic/mode_coverage",
+    } <= set(tags["scalars"])
     assert {"data/real", "samples/fixed_z"} <= set(tags["images"])
 
 
@@ -89,7 +97,11 @@ def test_cli_two_steps_from_another_working_directory(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="2")
     proc = subprocess.run(
         [sys.executable, "-m", "sngan.train", "experiment=quickstart", "train.steps=2", "train.eval_samples=100"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (run_dir,) = (tmp_path / "outputs" / "quickstart").iterdir()

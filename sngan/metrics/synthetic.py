@@ -9,7 +9,7 @@ when at least N / (4K) good samples are nearest to it.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

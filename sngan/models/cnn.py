@@ -35,9 +35,12 @@ class CNNDiscriminator(nn.Module):
         super().__init__()
         c = [scaled(n, width) for n in (64, 128, 256, 512)]
         spec = [  # (in, out, kernel, stride) as in Table 3
-            (3, c[0], 3, 1), (c[0], c[0], 4, 2),
-            (c[0], c[1], 3, 1), (c[1], c[1], 4, 2),
-            (c[1], c[2], 3, 1), (c[2], c[2], 4, 2),
+            (3, c[0], 3, 1),
+            (c[0], c[0], 4, 2),
+            (c[0], c[1], 3, 1),
+            (c[1], c[1], 4, 2),
+            (c[1], c[2], 3, 1),
+            (c[2], c[2], 4, 2),
             (c[2], c[3], 3, 1),
         ]
         layers: list[nn.Module] = []
