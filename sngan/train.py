@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,9 @@ def due(step: int, every: int, last: int) -> bool:
     return step % every == 0 or step == last
 
 
-def train_loop(cfg: TrainConfig, run: Run, data: ImageData, tracker: Tracker, save: Any) -> dict[str, float]:
+def train_loop(
+    cfg: TrainConfig, run: Run, data: ImageData, tracker: Tracker, save: Callable[[Run], None]
+) -> dict[str, float]:
     loss, t = LOSSES.get(cfg.loss.name), cfg.train
     device = run.fixed_z.device
     bar = tqdm(total=t.steps, initial=run.step, disable=None, dynamic_ncols=True, desc="train")
@@ -220,16 +223,20 @@ def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, 
         tracker.close()
 
 
+def check_config(raw: DictConfig) -> TrainConfig:
+    """Validate a composed config against the schema and the registries."""
+    models = {name: MODELS.get(name).resolution for name in MODELS.names()}
+    datasets = {name: NATIVE_RESOLUTION.get(name) for name in DATASETS}
+    return validate(raw, models, LOSSES.names(), datasets)
+
+
 @hydra.main(version_base="1.3", config_path="pkg://sngan.configs", config_name="train")
 def main(raw: DictConfig) -> dict[str, float]:
     from hydra.core.hydra_config import HydraConfig
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        models = {name: MODELS.get(name).resolution for name in MODELS.names()}
-        datasets = {name: NATIVE_RESOLUTION.get(name) for name in DATASETS}
-        cfg = validate(raw, models, LOSSES.names(), datasets)
-        result = start(cfg, to_container(raw), run_dir)
+        result = start(check_config(raw), to_container(raw), run_dir)
     except (ConfigError, DatasetError, DeviceError, ckpt.CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -49,6 +49,27 @@ def test_cifar10_reads_the_real_pickle_format(tmp_path, files_exist_integrity):
     assert test.shape == (4, 3, 32, 32) and set(test[:, 0, 0, 0].tolist()) == {5}
 
 
+def test_cifar100_reads_the_real_pickle_format(tmp_path, files_exist_integrity):
+    base = tmp_path / "cifar-100-python"
+    base.mkdir()
+    rng = np.random.default_rng(1)
+    for name, n in (("train", 6), ("test", 2)):
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        with open(base / name, "wb") as f:
+            pickle.dump({"data": data, "fine_labels": [3] * n, "coarse_labels": [1] * n}, f, protocol=2)
+    with open(base / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": [f"f{i}" for i in range(100)]}, f, protocol=2)
+    train = load_images("cifar100", str(tmp_path), 32, "train").images
+    assert train.shape == (6, 3, 32, 32)
+    # Row-major CHW pixels: the first 1024 bytes are the red plane.
+    assert train[0, 0, 0, 1].item() == int(data_row(base / "train")[1])
+
+
+def data_row(path):
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="latin1")["data"][0]
+
+
 def test_stl10_unlabeled_is_resized_96_to_48_by_2x2_averages(tmp_path, files_exist_integrity):
     base = tmp_path / "stl10_binary"
     base.mkdir()
