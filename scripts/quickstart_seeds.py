@@ -1,6 +1,7 @@
 """Run the quick start for several seeds and report quality and mode coverage.
 
     python scripts/quickstart_seeds.py --seeds 0 1 2
+    python scripts/quickstart_seeds.py model.z_dim=128 --seeds 0 1   # overrides first
 
 Each run is the real command line (``python -m sngan.train experiment=quickstart
 seed=S``) in a temporary folder; the script prints one line per seed (with
