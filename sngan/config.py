@@ -162,6 +162,19 @@ def validate(
     return typed
 
 
+def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two plain config dicts."""
+    keys = sorted(set(old) | set(new))
+    diff: list[str] = []
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diff += config_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            diff.append(f"{prefix}{key}")
+    return diff
+
+
 def to_container(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as plain dicts/lists/scalars (safe for weights_only loads)."""
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from sngan import checkpoint as ckpt
-from sngan.config import ConfigError, TrainConfig, to_container, validate
+from sngan.config import ConfigError, TrainConfig, config_diff, to_container, validate
 from sngan.data import DATASETS, NATIVE_RESOLUTION, BatchSampler, DatasetError, ImageData, load_images, to_float
 from sngan.losses import LOSSES
 from sngan.metrics import evaluate_synthetic
@@ -98,19 +98,42 @@ def restore(run: Run, state: dict[str, Any], path: Path) -> None:
     ckpt.set_rng_state(state["rng"])
 
 
-def resume_path(resume: str | None, run_dir: Path) -> Path | None:
-    """None (fresh run), 'auto' (newest checkpoint here, if any), a run folder or a file."""
+def find_resume(resume: str | None, run_dir: Path, config: dict[str, Any]) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint to resume from, loaded: None (fresh run), 'auto' (the
+    newest loadable checkpoint of this run folder, if it has any), a run folder
+    (its newest loadable checkpoint) or a file. A fresh start in a folder that
+    already holds checkpoints is refused, so an old run is never overwritten."""
     if resume is None:
-        return None
-    if resume == "auto":
-        return ckpt.find_latest(run_dir)
-    path = Path(resume)
-    if path.is_dir():
-        latest = ckpt.find_latest(path)
-        if latest is None:
-            raise ckpt.CheckpointError(f"Run folder '{path}' holds no checkpoints to resume from.")
-        return latest
-    return path
+        existing = ckpt.list_checkpoints(run_dir)
+        if not existing:
+            return None
+        found = ckpt.newest_loadable(run_dir)
+        diff = [k for k in config_diff(found[1]["config"], config) if k != "resume"] if found else []
+        detail = f" with another configuration (differs in {', '.join(diff)})" if diff else ""
+        raise ckpt.CheckpointError(
+            f"Run folder '{run_dir}' already holds a run{detail}, newest checkpoint {existing[-1].name}. "
+            f"Continue it with resume=auto, or start a new run elsewhere (hydra.run.dir=NEW_FOLDER); "
+            f"nothing was changed."
+        )
+    if resume != "auto" and not Path(resume).is_dir():
+        return Path(resume), ckpt.load(Path(resume))
+    folder = run_dir if resume == "auto" else Path(resume)
+    found = ckpt.newest_loadable(folder)
+    if found is None and (resume != "auto" or ckpt.list_checkpoints(folder)):
+        raise ckpt.CheckpointError(f"Run folder '{folder}' holds no loadable checkpoint to resume from.")
+    return found
+
+
+def check_architecture(stored: dict[str, Any], config: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint whose model settings differ from this run's."""
+    old, new = stored.get("model", {}), config["model"]
+    diff = config_diff(old, new)
+    if diff:
+        what = "; ".join(f"model.{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now" for k in diff)
+        raise ckpt.CheckpointError(
+            f"Checkpoint '{path}' holds another architecture ({what}). Resume with the checkpoint's model "
+            f"settings, or start a fresh run without resume."
+        )
 
 
 @torch.no_grad()
@@ -196,14 +219,17 @@ def train_loop(
 def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, float]:
     """Build everything, resume if asked, train, and return the final metrics."""
     device = resolve_device(cfg.device)
+    found = find_resume(cfg.resume, run_dir, config)  # before the (slow) data load
     data = load_images(
         cfg.dataset.name, cfg.dataset.root, cfg.dataset.resolution or 0, cfg.dataset.split,
         cfg.dataset.size, cfg.dataset.modes, cfg.dataset.seed,
     )  # fmt: skip
     run = build_run(cfg, data, device)
-    source = resume_path(cfg.resume, run_dir)
-    if source is not None:
-        restore(run, ckpt.load(source), source)
+    source = None
+    if found is not None:
+        source, state = found
+        check_architecture(state["config"], config, source)
+        restore(run, state, source)
         print(f"Resumed from {source} at step {run.step}.", file=sys.stderr)
     info = provenance(device)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))

@@ -89,8 +89,41 @@ def test_resume_auto_in_the_same_folder_continues_curves_without_duplicates(tmp_
 
 def test_resume_from_another_architecture_is_refused_clearly(tmp_path):
     run_training(tmp_path / "a", TINY + ["train.steps=2"])
-    with pytest.raises(ckpt.CheckpointError, match="does not fit this configuration"):
+    with pytest.raises(ckpt.CheckpointError, match=r"another architecture \(model\.width: 0\.125 in the checkpoint"):
         run_training(tmp_path / "b", TINY + ["train.steps=4", "model.width=0.25", f"resume={tmp_path / 'a'}"])
+    # Same architecture, other data: the data order does not fit.
+    with pytest.raises(ckpt.CheckpointError, match="does not fit this configuration"):
+        run_training(tmp_path / "c", TINY + ["train.steps=4", "dataset.size=300", f"resume={tmp_path / 'a'}"])
+
+
+def test_fresh_start_in_a_folder_holding_a_run_is_refused(tmp_path):
+    run_training(tmp_path, TINY + ["train.steps=2"])
+    before = sorted(p.name for p in ckpt.list_checkpoints(tmp_path))
+    with pytest.raises(ckpt.CheckpointError, match=r"another configuration \(differs in train\.n_dis\).*resume=auto"):
+        run_training(tmp_path, TINY + ["train.steps=2", "train.n_dis=3"])
+    with pytest.raises(ckpt.CheckpointError, match="already holds a run, newest checkpoint ckpt_00000002.pt"):
+        run_training(tmp_path, TINY + ["train.steps=2"])
+    assert sorted(p.name for p in ckpt.list_checkpoints(tmp_path)) == before
+
+
+def test_resume_auto_falls_back_to_the_newest_checkpoint_that_loads(tmp_path, capsys):
+    run_training(tmp_path, TINY + ["train.steps=4", "train.keep_checkpoints=10"])
+    newest = ckpt.checkpoint_path(tmp_path, 4)
+    newest.write_bytes(newest.read_bytes()[:100])  # truncated, as by a crash
+    run_training(tmp_path, TINY + ["train.steps=6", "resume=auto"])
+    err = capsys.readouterr().err
+    assert "skipping Checkpoint" in err and "ckpt_00000004.pt" in err
+    assert "Resumed from" in err and "ckpt_00000002.pt at step 2" in err
+    assert ckpt.load(ckpt.checkpoint_path(tmp_path, 6))["step"] == 6
+
+
+def test_resume_auto_with_only_corrupt_checkpoints_refuses_instead_of_starting_over(tmp_path):
+    run_training(tmp_path, TINY + ["train.steps=2"])
+    only = ckpt.checkpoint_path(tmp_path, 2)
+    only.write_bytes(b"garbage")
+    with pytest.raises(ckpt.CheckpointError, match="holds no loadable checkpoint"):
+        run_training(tmp_path, TINY + ["train.steps=4", "resume=auto"])
+    assert only.read_bytes() == b"garbage"
 
 
 def test_cli_two_steps_from_another_working_directory(tmp_path):
