@@ -31,6 +31,7 @@ from sngan.metrics import evaluate_synthetic
 from sngan.models import MODELS, build_models
 from sngan.provenance import DeviceError, provenance, resolve_device
 from sngan.step import d_step, g_step
+from sngan.stopping import GracefulStop, Interrupted
 from sngan.tracking import Tracker
 
 
@@ -175,7 +176,7 @@ def due(step: int, every: int, last: int) -> bool:
 
 
 def train_loop(
-    cfg: TrainConfig, run: Run, data: ImageData, tracker: Tracker, save: Callable[[Run], None]
+    cfg: TrainConfig, run: Run, data: ImageData, tracker: Tracker, save: Callable[[Run], None], stop: GracefulStop
 ) -> dict[str, float]:
     loss, t = LOSSES.get(cfg.loss.name), cfg.train
     device = run.fixed_z.device
@@ -209,9 +210,12 @@ def train_loop(
         # Evaluate.
         if due(run.step, t.eval_every, t.steps):
             result = evaluate(cfg, run, data, tracker) or result
-        # Save.
-        if due(run.step, t.checkpoint_every, t.steps):
+        # Save, and stop here if a signal asked for it.
+        if due(run.step, t.checkpoint_every, t.steps) or stop.requested is not None:
             save(run)
+        if stop.requested is not None:
+            bar.close()
+            raise Interrupted(stop.requested, run.step)
     bar.close()
     return result
 
@@ -244,7 +248,8 @@ def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, 
         if source is None:
             tracker.text("config", "```\n" + OmegaConf.to_yaml(config) + "\n```")
             tracker.images("data/real", to_float(data.images[: cfg.train.grid_size]), 0)
-        return train_loop(cfg, run, data, tracker, save)
+        with GracefulStop() as stop:
+            return train_loop(cfg, run, data, tracker, save, stop)
     finally:
         tracker.close()
 
@@ -266,6 +271,17 @@ def main(raw: DictConfig) -> dict[str, float]:
     except (ConfigError, DatasetError, DeviceError, ckpt.CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as stopped:
+        print(
+            f"Training {stopped} with a checkpoint in {run_dir / ckpt.CHECKPOINT_DIR}. Continue with the same "
+            f"command plus: hydra.run.dir={run_dir} resume=auto",
+            file=sys.stderr,
+        )
+        sys.exit(128 + stopped.signum)
+    except KeyboardInterrupt:
+        latest = ckpt.find_latest(run_dir)
+        print(f"Interrupted at once; newest checkpoint: {latest or 'none'}.", file=sys.stderr)
+        sys.exit(130)
     if result:
         print("final: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items()), file=sys.stderr)
     print(f"Run folder: {run_dir}", file=sys.stderr)

@@ -1,0 +1,60 @@
+"""Real signals to a real training process (as a scheduler sends them)."""
+
+import signal
+import subprocess
+import sys
+import time
+
+from helpers import run_training
+
+from sngan import checkpoint as ckpt
+
+LONG_RUN = [
+    "experiment=quickstart",
+    "train.steps=100000",
+    "train.checkpoint_every=100000",
+    "train.sample_every=100000",
+    "train.eval_every=100000",
+]
+
+
+def start_training(run_dir, extra=()):
+    cmd = [sys.executable, "-m", "sngan.train", *LONG_RUN, *extra, f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((run_dir / "tb").glob("events.out.tfevents.*")):  # the loop is about to start
+        assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
+        time.sleep(0.2)
+    time.sleep(3)
+    return proc
+
+
+def test_sigterm_finishes_the_step_saves_a_checkpoint_and_the_run_resumes(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start_training(run_dir)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "Received SIGTERM" in err and "resume=auto" in err and "Traceback" not in err
+    latest = ckpt.find_latest(run_dir)
+    step = ckpt.load(latest)["step"]
+    assert step > 0
+    run_training(run_dir, ["experiment=quickstart", f"train.steps={step + 2}", "resume=auto", "train.eval_samples=100"])
+    assert ckpt.load(ckpt.find_latest(run_dir))["step"] == step + 2
+
+
+def test_second_sigint_exits_at_once(tmp_path):
+    run_dir = tmp_path / "run"
+    # Wide networks, big batches, n_dis 10: one step takes seconds, so the
+    # second Ctrl-C (sent once the first is acknowledged) lands inside it.
+    slow = ["model.width=1.0", "train.batch_size_d=256", "train.batch_size_g=256", "train.n_dis=10"]
+    proc = start_training(run_dir, slow)
+    proc.send_signal(signal.SIGINT)
+    first = ""
+    while "Received SIGINT" not in first:
+        first = proc.stderr.readline()
+        assert first or proc.poll() is None, "no acknowledgement of the first SIGINT"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Interrupted at once" in err and "Traceback" not in err
