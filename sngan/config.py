@@ -67,6 +67,7 @@ class LoopConfig:
     checkpoint_every: int = 5000
     keep_checkpoints: int = 3
     grid_size: int = 64
+    on_nonfinite: str = "stop"  # stop (save the last good state) | skip (drop the update, count it)
 
 
 @dataclass
@@ -144,6 +145,7 @@ def validate(
         ("loss.name", sorted(losses)),
         ("dataset.name", sorted(datasets)),
         ("optim.decay", ["linear", "none"]),
+        ("train.on_nonfinite", ["stop", "skip"]),
     ):
         if _get(typed, key) not in choices:
             raise _fail(key, _get(typed, key), f"choose one of: {', '.join(choices)}")

@@ -8,8 +8,10 @@ gradient is the same either way: u and v are constants to autograd). The
 official Chainer code differs: it calls D separately on real and fake (two
 iterations per D update) and once more in the G update.
 
-The functions return detached scalar tensors (no host sync); the loop
-decides when to read them.
+Each update is applied only if its loss, gradients and weights are all
+finite; "finite/d" and "finite/g" report the check and the loop decides what
+a skipped update means (stop or count it). Other values are detached scalar
+tensors; the loop decides when to read them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,22 @@ import torch
 from torch import nn
 
 from sngan.losses import Loss
+
+
+def _update_if_finite(opt: torch.optim.Optimizer, loss: torch.Tensor) -> torch.Tensor:
+    """Backpropagate ``loss`` and step ``opt`` only if the loss, every gradient
+    and every weight is finite; otherwise drop the gradients and leave the
+    weights as they are. Returns the check as a bool tensor."""
+    params = [p for group in opt.param_groups for p in group["params"]]
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    tensors = [loss.detach()] + [p.grad for p in params if p.grad is not None] + [p.detach() for p in params]
+    finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all()
+    if finite:  # one host sync per update: the price of catching NaN before it spreads
+        opt.step()
+    else:
+        opt.zero_grad(set_to_none=True)
+    return finite
 
 
 def sample_z(n: int, z_dim: int, device: torch.device) -> torch.Tensor:
@@ -39,10 +57,9 @@ def d_step(
     out = discriminator(torch.cat([real, fake]))
     out_real, out_fake = out[:n], out[n:]
     loss_d = loss.d_loss(out_real, out_fake)
-    opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
-    opt_d.step()
+    finite = _update_if_finite(opt_d, loss_d)
     return {
+        "finite/d": finite,
         "loss/d": loss_d.detach(),
         "d_out/real": out_real.detach().mean(),
         "d_out/fake": out_fake.detach().mean(),
@@ -64,10 +81,8 @@ def g_step(
     try:
         out_fake = discriminator(generator(sample_z(batch, z_dim, device)))
         loss_g = loss.g_loss(out_fake)
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
+        finite = _update_if_finite(opt_g, loss_g)
     finally:
         discriminator.requires_grad_(True)
         discriminator.train()
-    return {"loss/g": loss_g.detach()}
+    return {"finite/g": finite, "loss/g": loss_g.detach()}

@@ -14,7 +14,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,13 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from sngan import checkpoint as ckpt
-from sngan.config import ConfigError, TrainConfig, config_diff, to_container, validate
+from sngan.config import ConfigError, TrainConfig, to_container, validate
 from sngan.data import DATASETS, NATIVE_RESOLUTION, BatchSampler, DatasetError, ImageData, load_images, to_float
 from sngan.losses import LOSSES
 from sngan.metrics import evaluate_synthetic
 from sngan.models import MODELS, build_models
 from sngan.provenance import DeviceError, provenance, resolve_device
+from sngan.resume import check_architecture, find_resume
 from sngan.step import d_step, g_step
 from sngan.stopping import GracefulStop, Interrupted
 from sngan.tracking import Tracker
@@ -46,6 +47,7 @@ class Run:
     sampler: BatchSampler
     fixed_z: torch.Tensor
     step: int = 0
+    skipped: dict[str, int] = field(default_factory=lambda: {"discriminator": 0, "generator": 0})
 
 
 def lr_factor(step: int, total: int, decay: str) -> float:
@@ -75,6 +77,7 @@ def state_dict(run: Run, config: dict[str, Any], info: dict[str, Any]) -> dict[s
         "opt_d": run.opt_d.state_dict(),
         "sampler": run.sampler.state_dict(),
         "fixed_z": run.fixed_z.cpu(),
+        "skipped": dict(run.skipped),
         "rng": ckpt.rng_state(),
         "config": config,
         "provenance": info,
@@ -96,45 +99,8 @@ def restore(run: Run, state: dict[str, Any], path: Path) -> None:
         ) from exc
     run.fixed_z = state["fixed_z"].to(run.fixed_z.device)
     run.step = int(state["step"])
+    run.skipped = dict(state["skipped"])
     ckpt.set_rng_state(state["rng"])
-
-
-def find_resume(resume: str | None, run_dir: Path, config: dict[str, Any]) -> tuple[Path, dict[str, Any]] | None:
-    """The checkpoint to resume from, loaded: None (fresh run), 'auto' (the
-    newest loadable checkpoint of this run folder, if it has any), a run folder
-    (its newest loadable checkpoint) or a file. A fresh start in a folder that
-    already holds checkpoints is refused, so an old run is never overwritten."""
-    if resume is None:
-        existing = ckpt.list_checkpoints(run_dir)
-        if not existing:
-            return None
-        found = ckpt.newest_loadable(run_dir)
-        diff = [k for k in config_diff(found[1]["config"], config) if k != "resume"] if found else []
-        detail = f" with another configuration (differs in {', '.join(diff)})" if diff else ""
-        raise ckpt.CheckpointError(
-            f"Run folder '{run_dir}' already holds a run{detail}, newest checkpoint {existing[-1].name}. "
-            f"Continue it with resume=auto, or start a new run elsewhere (hydra.run.dir=NEW_FOLDER); "
-            f"nothing was changed."
-        )
-    if resume != "auto" and not Path(resume).is_dir():
-        return Path(resume), ckpt.load(Path(resume))
-    folder = run_dir if resume == "auto" else Path(resume)
-    found = ckpt.newest_loadable(folder)
-    if found is None and (resume != "auto" or ckpt.list_checkpoints(folder)):
-        raise ckpt.CheckpointError(f"Run folder '{folder}' holds no loadable checkpoint to resume from.")
-    return found
-
-
-def check_architecture(stored: dict[str, Any], config: dict[str, Any], path: Path) -> None:
-    """Refuse a checkpoint whose model settings differ from this run's."""
-    old, new = stored.get("model", {}), config["model"]
-    diff = config_diff(old, new)
-    if diff:
-        what = "; ".join(f"model.{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now" for k in diff)
-        raise ckpt.CheckpointError(
-            f"Checkpoint '{path}' holds another architecture ({what}). Resume with the checkpoint's model "
-            f"settings, or start a fresh run without resume."
-        )
 
 
 @torch.no_grad()
@@ -171,12 +137,36 @@ def set_lr(run: Run, cfg: TrainConfig) -> float:
     return factor
 
 
+class NonFiniteError(RuntimeError):
+    """An update met a non-finite loss, gradient or weight under on_nonfinite=stop."""
+
+
+def handle_nonfinite(
+    cfg: TrainConfig, run: Run, network: str, stats: dict[str, torch.Tensor], save: Callable[[Run], Path]
+) -> None:
+    """Count a skipped update, or save the last good state and stop."""
+    if cfg.train.on_nonfinite == "skip":
+        run.skipped[network] += 1
+        return
+    values = ", ".join(f"{k}={float(v):.4g}" for k, v in stats.items() if not k.startswith("finite"))
+    nets = (run.generator, run.discriminator)
+    if all(bool(torch.isfinite(p).all()) for net in nets for p in net.parameters()):
+        where = f"The last good state is saved as {save(run)}"
+    else:
+        where = "The weights are no longer finite, so nothing was saved; resume from the newest checkpoint"
+    raise NonFiniteError(
+        f"Non-finite loss, gradient or weight in the {network} update of step {run.step + 1} ({values}); the "
+        f"update was not applied. {where}. Lower the learning rate or check the data, or set "
+        f"train.on_nonfinite=skip to skip such updates and count them."
+    )
+
+
 def due(step: int, every: int, last: int) -> bool:
     return step % every == 0 or step == last
 
 
 def train_loop(
-    cfg: TrainConfig, run: Run, data: ImageData, tracker: Tracker, save: Callable[[Run], None], stop: GracefulStop
+    cfg: TrainConfig, run: Run, data: ImageData, tracker: Tracker, save: Callable[[Run], Path], stop: GracefulStop
 ) -> dict[str, float]:
     loss, t = LOSSES.get(cfg.loss.name), cfg.train
     device = run.fixed_z.device
@@ -189,14 +179,19 @@ def train_loop(
         for _ in range(t.n_dis):
             real = run.sampler.next(t.batch_size_d, device)
             stats = d_step(run.generator, run.discriminator, run.opt_d, loss, real, cfg.model.z_dim)
+            if not stats["finite/d"]:
+                handle_nonfinite(cfg, run, "discriminator", stats, save)
         # Update G once.
         stats |= g_step(run.generator, run.discriminator, run.opt_g, loss, t.batch_size_g, cfg.model.z_dim, device)
+        if not stats["finite/g"]:
+            handle_nonfinite(cfg, run, "generator", stats, save)
         run.step += 1
         timed_steps += 1
         bar.update(1)
         # Log.
         if due(run.step, t.log_every, t.steps):
-            scalars = {k: float(v) for k, v in stats.items()}
+            scalars = {k: float(v) for k, v in stats.items() if not k.startswith("finite")}
+            scalars |= {f"nonfinite/skipped_{k[0]}": n for k, n in run.skipped.items()}  # _d, _g
             elapsed = time.perf_counter() - timer
             scalars |= {"lr/g": cfg.optim.lr_g * factor, "lr/d": cfg.optim.lr_d * factor}
             scalars["speed/g_iters_per_s"] = timed_steps / max(elapsed, 1e-9)
@@ -241,8 +236,10 @@ def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, 
     # Events after the checkpoint were written by the interrupted run: purge them.
     tracker = Tracker(run_dir, purge_step=run.step + 1 if source is not None else None)
 
-    def save(r: Run) -> None:
-        ckpt.save_atomic(state_dict(r, config, info), ckpt.checkpoint_path(run_dir, r.step), cfg.train.keep_checkpoints)
+    def save(r: Run) -> Path:
+        return ckpt.save_atomic(
+            state_dict(r, config, info), ckpt.checkpoint_path(run_dir, r.step), cfg.train.keep_checkpoints
+        )
 
     try:
         if source is None:
@@ -268,7 +265,7 @@ def main(raw: DictConfig) -> dict[str, float]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         result = start(check_config(raw), to_container(raw), run_dir)
-    except (ConfigError, DatasetError, DeviceError, ckpt.CheckpointError) as exc:
+    except (ConfigError, DatasetError, DeviceError, ckpt.CheckpointError, NonFiniteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except Interrupted as stopped:

@@ -142,3 +142,52 @@ def test_cli_two_steps_from_another_working_directory(tmp_path):
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "config.yaml").is_file()
     assert "Run folder" in proc.stderr
+
+
+def nan_after(calls: int):
+    """A forward hook that turns D's output into NaN from the given call on."""
+    count = {"n": 0}
+
+    def hook(module, inputs, output):
+        count["n"] += 1
+        return output * float("nan") if count["n"] > calls else output
+
+    return hook
+
+
+def inject_nan(monkeypatch, calls: int):
+    import sngan.train as train_module
+
+    real_build = train_module.build_models
+
+    def build(*args, **kwargs):
+        g, d = real_build(*args, **kwargs)
+        d.register_forward_hook(nan_after(calls))
+        return g, d
+
+    monkeypatch.setattr(train_module, "build_models", build)
+
+
+def test_nonfinite_loss_stops_naming_step_and_network_with_the_last_good_state_saved(tmp_path, monkeypatch):
+    from sngan.train import NonFiniteError
+
+    # n_dis 1: D is called twice per step (D update, G update); call 7 is step 4's D update.
+    inject_nan(monkeypatch, calls=6)
+    with pytest.raises(NonFiniteError, match=r"discriminator update of step 4 \(loss/d=nan") as err:
+        run_training(tmp_path, TINY + ["train.steps=10", "train.checkpoint_every=100", "train.n_dis=1"])
+    assert "train.on_nonfinite=skip" in str(err.value)
+    state = ckpt.load(ckpt.find_latest(tmp_path))
+    assert state["step"] == 3
+    assert all(torch.isfinite(v).all() for v in state["discriminator"].values() if v.is_floating_point())
+    assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
+
+
+def test_nonfinite_updates_are_skipped_and_counted_when_asked(tmp_path, monkeypatch):
+    inject_nan(monkeypatch, calls=6)  # every D output from step 4 on is NaN
+    run_training(tmp_path, TINY + ["train.steps=5", "train.n_dis=1", "train.on_nonfinite=skip"])
+    state = ckpt.load(ckpt.find_latest(tmp_path))
+    assert state["step"] == 5 and state["skipped"] == {"discriminator": 2, "generator": 2}
+    assert all(torch.isfinite(v).all() for v in state["discriminator"].values() if v.is_floating_point())
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    assert [e.value for e in acc.Scalars("nonfinite/skipped_d")] == [0, 0, 0, 1, 2]

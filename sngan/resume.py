@@ -1,0 +1,51 @@
+"""Which checkpoint a run resumes from, and whether it fits.
+
+Works on plain config dicts (the resolved config stored in checkpoints), so
+it needs no Hydra types.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sngan import checkpoint as ckpt
+from sngan.config import config_diff
+
+
+def find_resume(resume: str | None, run_dir: Path, config: dict[str, Any]) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint to resume from, loaded: None (fresh run), 'auto' (the
+    newest loadable checkpoint of this run folder, if it has any), a run folder
+    (its newest loadable checkpoint) or a file. A fresh start in a folder that
+    already holds checkpoints is refused, so an old run is never overwritten."""
+    if resume is None:
+        existing = ckpt.list_checkpoints(run_dir)
+        if not existing:
+            return None
+        found = ckpt.newest_loadable(run_dir)
+        diff = [k for k in config_diff(found[1]["config"], config) if k != "resume"] if found else []
+        detail = f" with another configuration (differs in {', '.join(diff)})" if diff else ""
+        raise ckpt.CheckpointError(
+            f"Run folder '{run_dir}' already holds a run{detail}, newest checkpoint {existing[-1].name}. "
+            f"Continue it with resume=auto, or start a new run elsewhere (hydra.run.dir=NEW_FOLDER); "
+            f"nothing was changed."
+        )
+    if resume != "auto" and not Path(resume).is_dir():
+        return Path(resume), ckpt.load(Path(resume))
+    folder = run_dir if resume == "auto" else Path(resume)
+    found = ckpt.newest_loadable(folder)
+    if found is None and (resume != "auto" or ckpt.list_checkpoints(folder)):
+        raise ckpt.CheckpointError(f"Run folder '{folder}' holds no loadable checkpoint to resume from.")
+    return found
+
+
+def check_architecture(stored: dict[str, Any], config: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint whose model settings differ from this run's."""
+    old, new = stored.get("model", {}), config["model"]
+    diff = config_diff(old, new)
+    if diff:
+        what = "; ".join(f"model.{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now" for k in diff)
+        raise ckpt.CheckpointError(
+            f"Checkpoint '{path}' holds another architecture ({what}). Resume with the checkpoint's model "
+            f"settings, or start a fresh run without resume."
+        )
