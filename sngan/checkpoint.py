@@ -12,6 +12,7 @@ import os
 import random
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
+_TEST_DELAY = os.environ.get("SNGAN_TEST_SAVE_DELAY")  # seconds between writing and renaming
 
 
 class CheckpointError(RuntimeError):
@@ -69,17 +71,19 @@ def save_atomic(state: dict[str, Any], path: Path, keep: int | None = None) -> P
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        if _TEST_DELAY:  # tests widen this window to land a kill -9 inside it
+            time.sleep(float(_TEST_DELAY))
         os.replace(tmp, path)
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise CheckpointError(
-            f"Could not write checkpoint '{path}': {exc.strerror or exc}. Free disk space or make the "
+            f"Could not write checkpoint '{path}': {_write_failure(exc)}. Free disk space or make the "
             f"folder writable (hydra.run.dir=... picks another); earlier checkpoints are untouched."
         ) from exc
     if keep is not None:
@@ -87,6 +91,16 @@ def save_atomic(state: dict[str, Any], path: Path, keep: int | None = None) -> P
             if old != path:
                 old.unlink(missing_ok=True)
     return path
+
+
+def _write_failure(exc: BaseException) -> str:
+    """The OS-level reason behind a failed write (torch wraps it in a RuntimeError)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError):
+            return cause.strerror or str(cause)
+        cause = cause.__context__ or cause.__cause__
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def load(path: Path) -> dict[str, Any]:
