@@ -13,9 +13,7 @@ from sngan.train import lr_factor
 
 
 def scalar_steps(run_dir, tag):
-    acc = EventAccumulator(str(run_dir / "tb"))
-    acc.Reload()
-    return [e.step for e in acc.Scalars(tag)]
+    return [e.step for e in scalar_events(run_dir, tag)]
 
 
 def test_two_step_run_writes_checkpoint_events_samples_and_provenance(tmp_path):
@@ -58,8 +56,9 @@ def test_learning_rate_decays_linearly_to_zero():
 
 
 def test_resume_continues_from_the_saved_step_with_identical_state(tmp_path):
-    """4 steps straight vs 2 steps + resume for 2 more: bit-identical state."""
-    common = TINY + ["train.steps=4", "train.n_dis=2", "train.keep_checkpoints=10"]
+    """4 steps straight vs 2 steps + resume for 2 more, with the default n_dis 5
+    and the learning rate decaying every step: bit-identical state and losses."""
+    common = TINY + ["train.steps=4", "train.n_dis=5", "train.keep_checkpoints=10"]
     straight = tmp_path / "straight"
     run_training(straight, common)
     resumed = tmp_path / "resumed"
@@ -76,6 +75,15 @@ def test_resume_continues_from_the_saved_step_with_identical_state(tmp_path):
             assert all(torch.equal(pa[k], pb[k]) for k in pa)
     assert torch.equal(a["sampler"]["perm"], b["sampler"]["perm"]) and a["sampler"]["pos"] == b["sampler"]["pos"]
     assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    for tag in ("loss/d", "loss/g", "d_out/real", "lr/g"):
+        straight_values = [e.value for e in scalar_events(straight, tag)][2:]
+        assert straight_values == [e.value for e in scalar_events(resumed, tag)], tag
+
+
+def scalar_events(run_dir, tag):
+    acc = EventAccumulator(str(run_dir / "tb"))
+    acc.Reload()
+    return acc.Scalars(tag)
 
 
 def test_resume_auto_in_the_same_folder_continues_curves_without_duplicates(tmp_path):
