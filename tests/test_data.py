@@ -181,3 +181,23 @@ def test_sampler_flips_only_when_asked():
     assert (left == 1).any() and (left == -1).any()
     plain = BatchSampler(images, seed=0).next(64, torch.device("cpu"))
     assert torch.all(plain[:, :, :, 0] == 1)
+
+
+def test_folder_converts_grayscale_rgba_and_odd_sizes(tmp_path):
+    Image.fromarray(np.full((31, 45), 200, dtype=np.uint8), mode="L").save(tmp_path / "gray.png")
+    rgba = np.zeros((17, 9, 4), dtype=np.uint8)
+    rgba[..., 1], rgba[..., 3] = 255, 128
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "rgba.png")
+    images = load_images("folder", str(tmp_path), 32).images
+    assert images.shape == (2, 3, 32, 32)
+    assert torch.all((images[0] - 200).abs() <= 1)  # gray.png sorts first: grey in all three channels
+    assert images[1, 1].float().mean() > 250 and images[1, 0].float().mean() < 5
+
+
+def test_truncated_image_is_named_in_the_error(tmp_path):
+    buf = tmp_path / "whole.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf)
+    (tmp_path / "cut.jpg").write_bytes(buf.read_bytes()[:200])
+    buf.unlink()
+    with pytest.raises(DatasetError, match=r"cut\.jpg"):
+        load_images("folder", str(tmp_path), 32)
