@@ -14,7 +14,6 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,23 +30,10 @@ from sngan.metrics import evaluate_synthetic
 from sngan.models import MODELS, build_models
 from sngan.provenance import DeviceError, provenance, resolve_device
 from sngan.resume import check_architecture, find_resume
+from sngan.state import Run, make_ema, restore, state_dict, update_ema
 from sngan.step import d_step, g_step
 from sngan.stopping import GracefulStop, Interrupted
 from sngan.tracking import Tracker
-
-
-@dataclass
-class Run:
-    """Everything that changes while training; saved whole in checkpoints."""
-
-    generator: torch.nn.Module
-    discriminator: torch.nn.Module
-    opt_g: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer
-    sampler: BatchSampler
-    fixed_z: torch.Tensor
-    step: int = 0
-    skipped: dict[str, int] = field(default_factory=lambda: {"discriminator": 0, "generator": 0})
 
 
 def lr_factor(step: int, total: int, decay: str) -> float:
@@ -64,43 +50,8 @@ def build_run(cfg: TrainConfig, data: ImageData, device: torch.device) -> Run:
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.optim.lr_d, betas=betas)
     sampler = BatchSampler(data.images, seed=cfg.seed, hflip=cfg.dataset.hflip)
     fixed_z = torch.randn(cfg.train.grid_size, cfg.model.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
-    return Run(g, d, opt_g, opt_d, sampler, fixed_z.to(device))
-
-
-def state_dict(run: Run, config: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "format_version": ckpt.FORMAT_VERSION,
-        "step": run.step,
-        "generator": run.generator.state_dict(),
-        "discriminator": run.discriminator.state_dict(),
-        "opt_g": run.opt_g.state_dict(),
-        "opt_d": run.opt_d.state_dict(),
-        "sampler": run.sampler.state_dict(),
-        "fixed_z": run.fixed_z.cpu(),
-        "skipped": dict(run.skipped),
-        "rng": ckpt.rng_state(),
-        "config": config,
-        "provenance": info,
-    }
-
-
-def restore(run: Run, state: dict[str, Any], path: Path) -> None:
-    try:
-        run.generator.load_state_dict(state["generator"])
-        run.discriminator.load_state_dict(state["discriminator"])
-        run.opt_g.load_state_dict(state["opt_g"])
-        run.opt_d.load_state_dict(state["opt_d"])
-        run.sampler.load_state_dict(state["sampler"])
-    except (KeyError, RuntimeError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0]
-        raise ckpt.CheckpointError(
-            f"Checkpoint '{path}' does not fit this configuration ({reason}). Resume with the model, "
-            f"width and dataset the run was started with (its config is stored in the checkpoint)."
-        ) from exc
-    run.fixed_z = state["fixed_z"].to(run.fixed_z.device)
-    run.step = int(state["step"])
-    run.skipped = dict(state["skipped"])
-    ckpt.set_rng_state(state["rng"])
+    ema = make_ema(g) if cfg.train.ema_decay is not None else None
+    return Run(g, d, opt_g, opt_d, sampler, fixed_z.to(device), ema=ema)
 
 
 @torch.no_grad()
@@ -185,6 +136,8 @@ def train_loop(
         stats |= g_step(run.generator, run.discriminator, run.opt_g, loss, t.batch_size_g, cfg.model.z_dim, device)
         if not stats["finite/g"]:
             handle_nonfinite(cfg, run, "generator", stats, save)
+        if run.ema is not None and t.ema_decay is not None:
+            update_ema(run.ema, run.generator, t.ema_decay)
         run.step += 1
         timed_steps += 1
         bar.update(1)
@@ -202,6 +155,9 @@ def train_loop(
         if due(run.step, t.sample_every, t.steps):
             png = tracker.run_dir / "samples" / f"step_{run.step:08d}.png"
             tracker.images("samples/fixed_z", generate(run.generator, run.fixed_z), run.step, png)
+            if run.ema is not None:
+                png = png.with_name(f"ema_step_{run.step:08d}.png")
+                tracker.images("samples/fixed_z_ema", generate(run.ema, run.fixed_z), run.step, png)
         # Evaluate.
         if due(run.step, t.eval_every, t.steps):
             result = evaluate(cfg, run, data, tracker) or result

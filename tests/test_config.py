@@ -77,6 +77,8 @@ def test_paper_experiments_pin_the_papers_settings():
         ("model.width=wide", r"key 'model\.width' \(value 'wide'\)"),
         ("optim.decay=cosine", r"optim\.decay='cosine'.*linear, none"),
         ("optim.beta1=1.5", r"beta1/beta2"),
+        ("train.ema_decay=1.0", r"train\.ema_decay=1\.0 .*between 0 and 1"),
+        ("train.on_nonfinite=ignore", r"train\.on_nonfinite='ignore'.*stop, skip"),
         ("dataset=stl10", r"model 'resnet32' generates 32x32 images but dataset 'stl10' is 48x48.*resnet48"),
         ("dataset=folder", r"dataset\.root is required"),
         ("dataset.resolution=64", r"is 64x64"),

@@ -56,9 +56,9 @@ def test_learning_rate_decays_linearly_to_zero():
 
 
 def test_resume_continues_from_the_saved_step_with_identical_state(tmp_path):
-    """4 steps straight vs 2 steps + resume for 2 more, with the default n_dis 5
-    and the learning rate decaying every step: bit-identical state and losses."""
-    common = TINY + ["train.steps=4", "train.n_dis=5", "train.keep_checkpoints=10"]
+    """4 steps straight vs 2 steps + resume for 2 more, with the default n_dis 5,
+    EMA on and the learning rate decaying every step: bit-identical state and losses."""
+    common = TINY + ["train.steps=4", "train.n_dis=5", "train.keep_checkpoints=10", "train.ema_decay=0.9"]
     straight = tmp_path / "straight"
     run_training(straight, common)
     resumed = tmp_path / "resumed"
@@ -66,7 +66,8 @@ def test_resume_continues_from_the_saved_step_with_identical_state(tmp_path):
     run_training(resumed, common + [f"resume={half}"])
     a = ckpt.load(ckpt.checkpoint_path(straight, 4))
     b = ckpt.load(ckpt.checkpoint_path(resumed, 4))
-    for net in ("generator", "discriminator"):
+    assert a["ema"] is not None and (straight / "samples" / "ema_step_00000004.png").is_file()
+    for net in ("generator", "discriminator", "ema"):
         assert a[net].keys() == b[net].keys()
         for key in a[net]:
             assert torch.equal(a[net][key], b[net][key]), f"{net}.{key}"
@@ -199,3 +200,21 @@ def test_nonfinite_updates_are_skipped_and_counted_when_asked(tmp_path, monkeypa
     acc = EventAccumulator(str(tmp_path / "tb"))
     acc.Reload()
     assert [e.value for e in acc.Scalars("nonfinite/skipped_d")] == [0, 0, 0, 1, 2]
+
+
+def test_ema_averages_parameters_and_copies_buffers():
+    from sngan.models import build_models
+    from sngan.state import make_ema, update_ema
+
+    g, _ = build_models("cnn32", width=0.125)
+    ema = make_ema(g)
+    before = [p.clone() for p in ema.parameters()]
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(1.0)
+        g.bn0.running_mean.fill_(3.0)
+    update_ema(ema, g, decay=0.75)
+    for avg, old, new in zip(ema.parameters(), before, g.parameters()):
+        assert torch.allclose(avg, 0.75 * old + 0.25 * new, atol=1e-6)
+    assert torch.all(ema.bn0.running_mean == 3.0)
+    assert not any(p.requires_grad for p in ema.parameters())
