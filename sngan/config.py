@@ -72,12 +72,36 @@ class LoopConfig:
 
 
 @dataclass
+class MetricsConfig:
+    """A metric rule (config group metrics/); ``name`` labels every number it yields."""
+
+    name: str = "none"  # none | fid_paper | fid50k_train | fid10k_test | a name of your own
+    n_fake: int = 0  # generated images for FID/IS/KID
+    real_split: str = "train"  # train: the split the model trains on | test: the dataset's test split
+    n_real: int | None = None  # None: the whole split; else its first n_real images in file order
+    is_splits: int = 10
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    stats: str | None = None  # a statistics .npz to use (e.g. a published one) instead of the cache
+
+
+@dataclass
+class InceptionConfig:
+    weights: str | None = None  # None: $TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth
+    stats_dir: str = "stats"  # cache of reference statistics
+    batch_size: int = 200
+    dims: int = 2048  # 64 | 192 | 768 | 2048 (pytorch-fid's blocks); papers use 2048
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    inception: InceptionConfig = field(default_factory=InceptionConfig)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     resume: str | None = None  # None | auto | path to a checkpoint or run folder
@@ -104,15 +128,14 @@ def _fail(key: str, value: Any, allowed: str) -> ConfigError:
     return ConfigError(f"Invalid configuration: {key}={value!r} is not allowed; {allowed}.")
 
 
-def _typed(cfg: DictConfig) -> TrainConfig:
+def _typed(cfg: DictConfig, schema_class: type = None) -> Any:  # type: ignore[assignment]
     missing = OmegaConf.missing_keys(cfg)
     if missing:
         key = sorted(missing)[0]
         raise ConfigError(
-            f"Invalid configuration: {key} is required but has no value; set it on the command line, "
-            f"for example {key}=/path/to/images."
+            f"Invalid configuration: {key} is required but has no value; set it on the command line ({key}=...)."
         )
-    schema = OmegaConf.structured(TrainConfig)
+    schema = OmegaConf.structured(schema_class or TrainConfig)
     try:
         merged = OmegaConf.merge(schema, cfg)
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
@@ -154,6 +177,7 @@ def validate(
         raise _fail("train.ema_decay", typed.train.ema_decay, "it lies strictly between 0 and 1, or null for no EMA")
     if not (0.0 <= typed.optim.beta1 < 1.0 and 0.0 <= typed.optim.beta2 < 1.0):
         raise _fail("optim.beta1/beta2", (typed.optim.beta1, typed.optim.beta2), "Adam's betas lie in [0, 1)")
+    validate_metrics(typed.metrics, typed.inception, typed.dataset.name)
     model_res = models[typed.model.name]
     data_res = typed.dataset.resolution or datasets[typed.dataset.name] or model_res
     if data_res != model_res:
@@ -165,6 +189,45 @@ def validate(
         )
     typed.dataset.resolution = model_res
     return typed
+
+
+METRIC_PRESETS = {  # name: (n_fake, real_split, n_real); the yaml files in configs/metrics/ must agree
+    "fid_paper": (5000, "train", 10000),
+    "fid50k_train": (50000, "train", None),
+    "fid10k_test": (10000, "test", 10000),
+}
+WITH_TEST_SPLIT = ("cifar10", "cifar100", "stl10")
+INCEPTION_DIMS = (64, 192, 768, 2048)
+
+
+def validate_metrics(metrics: MetricsConfig, inception: InceptionConfig, dataset: str) -> None:
+    """Ranges of a metric rule, its label, and whether the dataset has the split it needs."""
+    if inception.dims not in INCEPTION_DIMS:
+        raise _fail("inception.dims", inception.dims, f"choose one of {', '.join(map(str, INCEPTION_DIMS))}")
+    if inception.batch_size <= 0:
+        raise _fail("inception.batch_size", inception.batch_size, "it must be greater than 0")
+    if metrics.name == "none":
+        return
+    for key in ("n_fake", "is_splits", "kid_subsets", "kid_subset_size"):
+        if getattr(metrics, key) < (2 if key != "is_splits" else 1):
+            raise _fail(f"metrics.{key}", getattr(metrics, key), "it must be at least 2 (1 for is_splits)")
+    if metrics.n_real is not None and metrics.n_real < 2:
+        raise _fail("metrics.n_real", metrics.n_real, "it must be at least 2, or null for the whole split")
+    if metrics.real_split not in ("train", "test"):
+        raise _fail("metrics.real_split", metrics.real_split, "choose train (the training split) or test")
+    if metrics.real_split == "test" and dataset not in WITH_TEST_SPLIT:
+        raise ConfigError(
+            f"Invalid configuration: metrics '{metrics.name}' compares with the test split, but dataset "
+            f"'{dataset}' has none. Use a rule on the training split (metrics=fid_paper or fid50k_train)."
+        )
+    preset = METRIC_PRESETS.get(metrics.name)
+    if preset is not None and preset != (metrics.n_fake, metrics.real_split, metrics.n_real):
+        raise ConfigError(
+            f"Invalid configuration: metrics.name={metrics.name} names a fixed rule ({preset[0]} generated vs "
+            f"{preset[2] or 'all'} {preset[1]} images) but the settings say {metrics.n_fake} vs "
+            f"{metrics.n_real or 'all'} {metrics.real_split}. Give the changed rule a name of its own "
+            f"(metrics.name=...), so numbers of different rules never share a label."
+        )
 
 
 def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

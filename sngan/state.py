@@ -31,6 +31,8 @@ class Run:
     step: int = 0
     skipped: dict[str, int] = field(default_factory=lambda: {"discriminator": 0, "generator": 0})
     ema: torch.nn.Module | None = None  # exponential moving average of G, if enabled
+    best_fid: float | None = None  # lowest FID so far (of the EMA generator where there is one)
+    best_step: int | None = None
 
 
 def make_ema(generator: torch.nn.Module) -> torch.nn.Module:
@@ -60,6 +62,7 @@ def state_dict(run: Run, config: dict[str, Any], info: dict[str, Any]) -> dict[s
         "fixed_z": run.fixed_z.cpu(),
         "skipped": dict(run.skipped),
         "ema": run.ema.state_dict() if run.ema is not None else None,
+        "best": {"fid": run.best_fid, "step": run.best_step},
         "rng": ckpt.rng_state(),
         "config": config,
         "provenance": info,
@@ -85,4 +88,6 @@ def restore(run: Run, state: dict[str, Any], path: Path) -> None:
     run.fixed_z = state["fixed_z"].to(run.fixed_z.device)
     run.step = int(state["step"])
     run.skipped = dict(state["skipped"])
+    best = state.get("best") or {}
+    run.best_fid, run.best_step = best.get("fid"), best.get("step")
     ckpt.set_rng_state(state["rng"])

@@ -27,9 +27,11 @@ from sngan.config import ConfigError, TrainConfig, to_container, validate
 from sngan.data import DATASETS, NATIVE_RESOLUTION, BatchSampler, DatasetError, ImageData, load_images, to_float
 from sngan.losses import LOSSES
 from sngan.metrics import evaluate_synthetic
+from sngan.metrics.inception import InceptionError
 from sngan.models import MODELS, build_models
 from sngan.provenance import DeviceError, provenance, resolve_device
 from sngan.resume import check_architecture, find_resume
+from sngan.scoring import MetricsError, Scorer, load_extractor, make_scorer
 from sngan.state import Run, make_ema, restore, state_dict, update_ema
 from sngan.step import d_step, g_step
 from sngan.stopping import GracefulStop, Interrupted
@@ -65,18 +67,37 @@ def generate(generator: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
         generator.train(was_training)
 
 
-def evaluate(cfg: TrainConfig, run: Run, data: ImageData, tracker: Tracker) -> dict[str, float]:
-    """The synthetic dataset's quality measure with a fixed seed (same weights, same number)."""
-    if data.prototypes is None:
-        return {}
+def evaluate(
+    cfg: TrainConfig,
+    run: Run,
+    data: ImageData,
+    tracker: Tracker,
+    scorer: Scorer | None,
+    save_best: Callable[[Run], Path],
+) -> dict[str, float]:
+    """Synthetic quality and FID/IS/KID of G (and of its EMA), from a fixed seed: same weights, same numbers.
+    Keeps the checkpoint with the lowest FID (the EMA's where there is one) as best.pt."""
     device = run.fixed_z.device
-    gen = torch.Generator(device=device).manual_seed(cfg.seed + 12345)
+    result: dict[str, float] = {}
+    nets = {"": run.generator} | ({"ema/": run.ema} if run.ema is not None else {})
+    for prefix, net in nets.items():
+        gen = torch.Generator(device=device).manual_seed(cfg.seed + 12345)
 
-    def sample_fn(n: int) -> torch.Tensor:
-        return generate(run.generator, torch.randn(n, cfg.model.z_dim, device=device, generator=gen))
+        def sample_fn(n: int, net: torch.nn.Module = net, gen: torch.Generator = gen) -> torch.Tensor:
+            return generate(net, torch.randn(n, cfg.model.z_dim, device=device, generator=gen))
 
-    result = evaluate_synthetic(sample_fn, data.prototypes, n=cfg.train.eval_samples)
-    tracker.metrics({f"synthetic/{k}": v for k, v in result.items()}, run.step)
+        if data.prototypes is not None:
+            found = evaluate_synthetic(sample_fn, data.prototypes, n=cfg.train.eval_samples)
+            result |= {f"{prefix}synthetic/{k}": v for k, v in found.items()}
+        if scorer is not None:
+            gen.manual_seed(cfg.seed + 12345)
+            result |= {f"{prefix}{scorer.rule.name}/{k}": v for k, v in scorer(sample_fn).items()}
+    if result:
+        tracker.metrics(result, run.step)
+    key = f"{'ema/' if run.ema is not None else ''}{cfg.metrics.name}/fid"
+    if key in result and (run.best_fid is None or result[key] < run.best_fid):
+        run.best_fid, run.best_step = result[key], run.step
+        save_best(run)
     return result
 
 
@@ -117,7 +138,13 @@ def due(step: int, every: int, last: int) -> bool:
 
 
 def train_loop(
-    cfg: TrainConfig, run: Run, data: ImageData, tracker: Tracker, save: Callable[[Run], Path], stop: GracefulStop
+    cfg: TrainConfig,
+    run: Run,
+    data: ImageData,
+    tracker: Tracker,
+    save: Callable[[Run], Path],
+    stop: GracefulStop,
+    scorer: Scorer | None = None,
 ) -> dict[str, float]:
     loss, t = LOSSES.get(cfg.loss.name), cfg.train
     device = run.fixed_z.device
@@ -160,7 +187,7 @@ def train_loop(
                 tracker.images("samples/fixed_z_ema", generate(run.ema, run.fixed_z), run.step, png)
         # Evaluate.
         if due(run.step, t.eval_every, t.steps):
-            result = evaluate(cfg, run, data, tracker) or result
+            result = evaluate(cfg, run, data, tracker, scorer, lambda r: save(r, "best")) or result
         # Save, and stop here if a signal asked for it.
         if due(run.step, t.checkpoint_every, t.steps) or stop.requested is not None:
             save(run)
@@ -174,11 +201,14 @@ def train_loop(
 def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, float]:
     """Build everything, resume if asked, train, and return the final metrics."""
     device = resolve_device(cfg.device)
-    found = find_resume(cfg.resume, run_dir, config)  # before the (slow) data load
+    # Inception weights and resume checkpoint first: their errors come before the (slow) data load.
+    inception = load_extractor(cfg.inception) if cfg.metrics.name != "none" else None
+    found = find_resume(cfg.resume, run_dir, config)
     data = load_images(
         cfg.dataset.name, cfg.dataset.root, cfg.dataset.resolution or 0, cfg.dataset.split,
         cfg.dataset.size, cfg.dataset.modes, cfg.dataset.seed,
     )  # fmt: skip
+    scorer = make_scorer(cfg.metrics, cfg.inception, cfg.dataset, device, data.images, inception)
     run = build_run(cfg, data, device)
     source = None
     if found is not None:
@@ -192,19 +222,25 @@ def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, 
     # Events after the checkpoint were written by the interrupted run: purge them.
     tracker = Tracker(run_dir, purge_step=run.step + 1 if source is not None else None)
 
-    def save(r: Run) -> Path:
-        return ckpt.save_atomic(
-            state_dict(r, config, info), ckpt.checkpoint_path(run_dir, r.step), cfg.train.keep_checkpoints
-        )
+    def save(r: Run, name: str | None = None) -> Path:
+        """The rolling checkpoint of this step, or (name="best") checkpoints/best.pt, never pruned."""
+        path = ckpt.checkpoint_path(run_dir, r.step) if name is None else run_dir / ckpt.CHECKPOINT_DIR / f"{name}.pt"
+        return ckpt.save_atomic(state_dict(r, config, info), path, cfg.train.keep_checkpoints if name is None else None)
 
     try:
         if source is None:
             tracker.text("config", "```\n" + OmegaConf.to_yaml(config) + "\n```")
             tracker.images("data/real", to_float(data.images[: cfg.train.grid_size]), 0)
         with GracefulStop() as stop:
-            return train_loop(cfg, run, data, tracker, save, stop)
+            return train_loop(cfg, run, data, tracker, save, stop, scorer)
     finally:
         tracker.close()
+
+
+# Errors whose message is the whole story (one paragraph, what to do): no traceback, exit 2.
+USER_ERRORS = (
+    ConfigError, DatasetError, DeviceError, ckpt.CheckpointError, NonFiniteError, InceptionError, MetricsError,
+)  # fmt: skip
 
 
 def check_config(raw: DictConfig) -> TrainConfig:
@@ -221,7 +257,15 @@ def main(raw: DictConfig) -> dict[str, float]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         result = start(check_config(raw), to_container(raw), run_dir)
-    except (ConfigError, DatasetError, DeviceError, ckpt.CheckpointError, NonFiniteError) as exc:
+    except (
+        ConfigError,
+        DatasetError,
+        DeviceError,
+        ckpt.CheckpointError,
+        NonFiniteError,
+        InceptionError,
+        MetricsError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except Interrupted as stopped:

@@ -15,5 +15,5 @@ def test_quickstart_writes_checkpoints_events_and_grids(quickstart_run):
 
 def test_quickstart_covers_at_least_8_of_10_modes_with_quality_0_8(quickstart_run):
     _, result = quickstart_run
-    assert result["quality"] >= 0.8, result
-    assert result["modes_covered"] >= 8, result
+    assert result["synthetic/quality"] >= 0.8, result
+    assert result["synthetic/modes_covered"] >= 8, result

@@ -18,7 +18,7 @@ def scalar_steps(run_dir, tag):
 
 def test_two_step_run_writes_checkpoint_events_samples_and_provenance(tmp_path):
     result = run_training(tmp_path, TINY + ["train.steps=2"])
-    assert set(result) >= {"quality", "modes_covered", "median_distance"}
+    assert set(result) >= {"synthetic/quality", "synthetic/modes_covered", "synthetic/median_distance"}
     latest = ckpt.find_latest(tmp_path)
     assert latest is not None and latest.name == "ckpt_00000002.pt"
     state = ckpt.load(latest)

@@ -1,0 +1,97 @@
+"""Typed schemas of the commands besides training: evaluate, sample, fid_stats, export.
+
+Each entry point composes its own YAML (configs/<command>.yaml) and calls
+``check_*`` here, which returns a plain dataclass or raises ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from omegaconf import MISSING, DictConfig
+
+from sngan.config import ConfigError, DatasetConfig, InceptionConfig, MetricsConfig, _fail, _typed, validate_metrics
+
+
+@dataclass
+class EvaluateConfig:
+    ckpt: str = MISSING  # a checkpoint file, or a run folder (every checkpoint in it)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    inception: InceptionConfig = field(default_factory=InceptionConfig)
+    data_root: str | None = None  # where the run's dataset lives on this host, if elsewhere
+    out: str | None = None  # JSON path; default: beside the checkpoint
+    seed: int = 0
+    batch_size: int = 250
+    device: str = "auto"
+
+
+@dataclass
+class SampleConfig:
+    ckpt: str = MISSING  # a checkpoint, or an exported .safetensors generator
+    n: int = 64
+    out: str = "samples"
+    grid: bool = False  # one grid image instead of one PNG per sample
+    interpolate: bool = False  # n rows of spherical interpolations between two latents
+    frames: int = 8  # images per interpolation row
+    ema: str = "auto"  # auto (the EMA generator where the checkpoint has one) | true | false
+    seed: int = 0
+    batch_size: int = 250
+    device: str = "auto"
+
+
+@dataclass
+class FidStatsConfig:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    split: str | None = None  # None: the dataset's training split (dataset.split)
+    n: int | None = None  # None: every image of the split; else the first n in file order
+    inception: InceptionConfig = field(default_factory=InceptionConfig)
+    device: str = "auto"
+
+
+@dataclass
+class ExportConfig:
+    ckpt: str = MISSING
+    out: str | None = None  # default: <checkpoint>.generator.safetensors
+    ema: str = "auto"
+
+
+def _check_ema(value: str) -> str:
+    if value.lower() not in ("auto", "true", "false"):  # Hydra reads ema=true as a bool: "True"
+        raise _fail("ema", value, "choose auto, true or false")
+    return value.lower()
+
+
+def check_evaluate(cfg: DictConfig) -> EvaluateConfig:
+    typed: EvaluateConfig = _typed(cfg, EvaluateConfig)
+    if typed.metrics.name == "none":
+        raise ConfigError("Invalid configuration: metrics=none evaluates nothing; pick a rule such as "
+                          "metrics=fid_paper, fid50k_train or fid10k_test.")  # fmt: skip
+    validate_metrics(typed.metrics, typed.inception, "cifar10")  # the split is checked against the run later
+    if typed.batch_size <= 0:
+        raise _fail("batch_size", typed.batch_size, "it must be greater than 0")
+    return typed
+
+
+def check_sample(cfg: DictConfig) -> SampleConfig:
+    typed: SampleConfig = _typed(cfg, SampleConfig)
+    for key in ("n", "frames", "batch_size"):
+        if getattr(typed, key) <= 0 or (key == "frames" and typed.frames < 2):
+            raise _fail(key, getattr(typed, key), "it must be greater than 0 (frames: at least 2)")
+    typed.ema = _check_ema(typed.ema)
+    return typed
+
+
+def check_fid_stats(cfg: DictConfig, datasets: tuple[str, ...]) -> FidStatsConfig:
+    typed: FidStatsConfig = _typed(cfg, FidStatsConfig)
+    if typed.dataset.name not in datasets:
+        raise _fail("dataset.name", typed.dataset.name, f"choose one of: {', '.join(datasets)}")
+    if typed.n is not None and typed.n < 2:
+        raise _fail("n", typed.n, "it must be at least 2, or null for the whole split")
+    validate_metrics(MetricsConfig(), typed.inception, typed.dataset.name)
+    return typed
+
+
+def check_export(cfg: DictConfig) -> ExportConfig:
+    typed: ExportConfig = _typed(cfg, ExportConfig)
+    typed.ema = _check_ema(typed.ema)
+    return typed

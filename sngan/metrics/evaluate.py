@@ -1,0 +1,96 @@
+"""Features of image sets and generators, and the scores computed from them.
+
+Callers pass images (uint8 tensors) or a ``sample_fn(n) -> Tensor`` in [-1, 1];
+nothing here knows about models, datasets or configs. Generated images are
+rounded to uint8 first, exactly as if they had been saved as PNGs and read
+back, so in-memory and file-based evaluations agree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .fid import ReferenceStats, frechet_distance, inception_score, kernel_inception_distance
+from .inception import InceptionFeatures
+
+
+@dataclass(frozen=True)
+class MetricRule:
+    """How a number is computed; ``name`` labels every number computed this way."""
+
+    name: str
+    n_fake: int
+    real_split: str  # "train" (the split the model trains on) or "test"
+    n_real: int | None  # None: the whole split; else its first n_real images in file order
+    is_splits: int = 10
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+
+
+@contextlib.contextmanager
+def full_fp32() -> Iterator[None]:
+    """TF32 off (it shifts FID) and autocast off, restored afterwards."""
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    if hasattr(matmul, "fp32_precision") and hasattr(conv, "fp32_precision"):  # torch >= 2.9
+        saved = (matmul.fp32_precision, conv.fp32_precision)
+        matmul.fp32_precision, conv.fp32_precision = "ieee", "ieee"
+    else:  # pragma: no cover - older torch
+        saved = (matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False):
+            yield
+    finally:
+        if hasattr(matmul, "fp32_precision") and hasattr(conv, "fp32_precision"):
+            matmul.fp32_precision, conv.fp32_precision = saved
+        else:  # pragma: no cover
+            matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def uint8_batches(images: torch.Tensor, batch: int) -> Iterator[torch.Tensor]:
+    for i in range(0, len(images), batch):
+        yield images[i : i + batch]
+
+
+def generated_batches(sample_fn: Callable[[int], torch.Tensor], n: int, batch: int) -> Iterator[torch.Tensor]:
+    """``n`` generated images as uint8 batches (rounded as a PNG would be)."""
+    for i in range(0, n, batch):
+        x = sample_fn(min(batch, n - i)).detach().float()
+        yield ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+@torch.no_grad()
+def extract(
+    extractor: InceptionFeatures, batches: Iterator[torch.Tensor], device: torch.device
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Features (float64 [N, dims]) and logits (float64 [N, 1008] or None) of uint8 batches."""
+    extractor = extractor.to(device)
+    feats, logits = [], []
+    with full_fp32():
+        for batch in batches:
+            f, lg = extractor(batch.to(device).float() / 255.0)
+            feats.append(f.double().cpu())
+            if lg is not None:
+                logits.append(lg.double().cpu())
+    return torch.cat(feats).numpy(), (torch.cat(logits).numpy() if logits else None)
+
+
+def score(
+    features: np.ndarray, logits: np.ndarray | None, reference: ReferenceStats, rule: MetricRule
+) -> dict[str, float]:
+    """FID against ``reference``; IS from the logits; KID where the reference kept features."""
+    mu = features.mean(axis=0)
+    sigma = np.cov(features, rowvar=False)
+    out = {"fid": frechet_distance(mu, sigma, reference.mu, reference.sigma)}
+    if logits is not None:
+        out["is_mean"], out["is_std"] = inception_score(logits, rule.is_splits)
+    if reference.features is not None:
+        out["kid_mean"], out["kid_std"] = kernel_inception_distance(
+            features, reference.features, rule.kid_subsets, rule.kid_subset_size
+        )
+    return out

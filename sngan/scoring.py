@@ -1,0 +1,166 @@
+"""FID/IS/KID for the entry points: from a metric rule and a dataset to a ``Scorer``.
+
+Loads the Inception weights (failing with a one-paragraph error before any
+training when they cannot be had), finds or computes the reference statistics
+in the cache folder, and scores a ``sample_fn``. The cache file is named by
+dataset, split, resolution, image count and feature size, and records the
+hash of the weights that made it: statistics from other weights are recomputed,
+never mixed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sngan.config import DatasetConfig, InceptionConfig, MetricsConfig
+from sngan.data import load_images
+from sngan.metrics.evaluate import MetricRule, extract, generated_batches, score, uint8_batches
+from sngan.metrics.fid import ReferenceStats, load_reference, save_reference
+from sngan.metrics.inception import InceptionFeatures, Weights, resolve_weights
+
+
+class MetricsError(RuntimeError):
+    """Metrics cannot be computed as configured; the message says what to do."""
+
+
+def rule_of(metrics: MetricsConfig) -> MetricRule:
+    return MetricRule(
+        metrics.name, metrics.n_fake, metrics.real_split, metrics.n_real,
+        metrics.is_splits, metrics.kid_subsets, metrics.kid_subset_size,
+    )  # fmt: skip
+
+
+def split_of(dataset: DatasetConfig, real_split: str) -> str:
+    """The dataset split a rule compares with: ``train`` is the split the model trains on."""
+    return dataset.split if real_split == "train" else "test"
+
+
+def dataset_tag(dataset: DatasetConfig) -> str:
+    if dataset.name == "folder":
+        digest = hashlib.sha1(str(Path(dataset.root).resolve()).encode()).hexdigest()[:8]
+        return f"folder-{Path(dataset.root).resolve().name}-{digest}"
+    if dataset.name == "synthetic":
+        return f"synthetic-k{dataset.modes}-n{dataset.size}-s{dataset.seed}"
+    return dataset.name
+
+
+def stats_path(stats_dir: str, dataset: DatasetConfig, split: str, n: int | None, dims: int) -> Path:
+    name = f"{dataset_tag(dataset)}_{split.replace('+', '-')}_{dataset.resolution}px_{n or 'all'}"
+    return Path(stats_dir) / (name + ("" if dims == 2048 else f"_{dims}d") + ".npz")
+
+
+def load_extractor(inception: InceptionConfig, logits: bool = True) -> tuple[InceptionFeatures, Weights]:
+    weights = resolve_weights(inception.weights)
+    return InceptionFeatures.from_file(weights, inception.dims, logits), weights
+
+
+def reference_stats(
+    dataset: DatasetConfig,
+    split: str,
+    n: int | None,
+    inception: InceptionConfig,
+    extractor: InceptionFeatures,
+    weights: Weights,
+    device: torch.device,
+    images: torch.Tensor | None = None,
+) -> tuple[ReferenceStats, Path, bool]:
+    """Cached statistics of the first ``n`` images of ``split`` (all if None): (stats, file, computed now)."""
+    path = stats_path(inception.stats_dir, dataset, split, n, inception.dims)
+    if path.is_file():
+        try:
+            ref = load_reference(path)
+            if ref.weights_sha256 == weights.sha256:
+                return ref, path, False
+            print(f"warning: {path} was computed with other Inception weights; recomputing.", file=sys.stderr)
+        except ValueError as exc:
+            print(f"warning: {exc}; recomputing.", file=sys.stderr)
+    if images is None:
+        images = load_images(
+            dataset.name, dataset.root, dataset.resolution or 0, split, dataset.size, dataset.modes, dataset.seed
+        ).images
+    if n is not None:
+        if len(images) < n:
+            raise MetricsError(
+                f"The reference set needs the first {n} images of the '{split}' split of '{dataset.name}', "
+                f"but it holds only {len(images)}. Use a rule with fewer real images (set metrics.n_real and "
+                f"a metrics.name of your own) or a larger dataset."
+            )
+        images = images[:n]
+    print(f"Computing reference statistics of {len(images)} images into {path} ...", file=sys.stderr)
+    features, _ = extract(extractor, uint8_batches(images, inception.batch_size), device)
+    try:
+        return save_reference(path, features, weights.sha256), path, True
+    except OSError as exc:
+        raise MetricsError(
+            f"Cannot write reference statistics to '{path}' ({exc.strerror or exc}). Point inception.stats_dir "
+            f"at a writable folder with free space."
+        ) from exc
+
+
+@dataclass
+class Scorer:
+    rule: MetricRule
+    extractor: InceptionFeatures
+    weights: Weights
+    reference: ReferenceStats
+    reference_path: Path
+    device: torch.device
+    batch_size: int
+
+    def __call__(self, sample_fn: Callable[[int], torch.Tensor]) -> dict[str, float]:
+        """FID, IS and KID of ``rule.n_fake`` images from ``sample_fn`` (in [-1, 1])."""
+        batches = generated_batches(sample_fn, self.rule.n_fake, self.batch_size)
+        features, logits = extract(self.extractor, batches, self.device)
+        return score(features, logits, self.reference, self.rule)
+
+    def describe(self) -> dict[str, Any]:
+        """What a number computed by this scorer means: stored beside every saved result."""
+        return {
+            "rule": self.rule.name,
+            "n_fake": self.rule.n_fake,
+            "real_split": self.rule.real_split,
+            "n_real": self.reference.count if self.reference.count is not None else self.rule.n_real,
+            "is_splits": self.rule.is_splits,
+            "kid": f"{self.rule.kid_subsets} subsets of {self.rule.kid_subset_size}",
+            "dims": self.extractor.dims,
+            "reference_stats": str(self.reference_path),
+            "inception_weights": str(self.weights.path),
+            "inception_sha256": self.weights.sha256,
+        }
+
+
+def make_scorer(
+    metrics: MetricsConfig,
+    inception: InceptionConfig,
+    dataset: DatasetConfig,
+    device: torch.device,
+    train_images: torch.Tensor | None = None,
+    extractor: tuple[InceptionFeatures, Weights] | None = None,
+) -> Scorer | None:
+    """A scorer for ``metrics`` (None for metrics=none); ``train_images`` spares a reload of the
+    training split."""
+    if metrics.name == "none":
+        return None
+    net, weights = extractor or load_extractor(inception)
+    split = split_of(dataset, metrics.real_split)
+    if metrics.stats is not None:
+        try:
+            ref, path = load_reference(Path(metrics.stats)), Path(metrics.stats)
+        except ValueError as exc:
+            raise MetricsError(f"metrics.stats: {exc}. Point it at a pytorch-fid .npz (mu, sigma).") from exc
+        if ref.mu.shape != (inception.dims,):
+            raise MetricsError(
+                f"metrics.stats '{path}' holds {ref.mu.shape[0]}-d statistics but inception.dims is "
+                f"{inception.dims}; use a file computed with the same feature size."
+            )
+    else:
+        images = train_images if split == dataset.split else None
+        ref, path, _ = reference_stats(dataset, split, metrics.n_real, inception, net, weights, device, images)
+    return Scorer(rule_of(metrics), net, weights, ref, path, device, inception.batch_size)
