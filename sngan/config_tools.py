@@ -20,7 +20,7 @@ class EvaluateConfig:
     inception: InceptionConfig = field(default_factory=InceptionConfig)
     data_root: str | None = None  # where the run's dataset lives on this host, if elsewhere
     out: str | None = None  # JSON path; default: beside the checkpoint
-    seed: int = 0
+    seed: int | None = None  # None: the run's seed + 12345, as in training
     batch_size: int = 250
     device: str = "auto"
 

@@ -94,7 +94,7 @@ def reference_stats(
             )
         images = images[:n]
     print(f"Computing reference statistics of {len(images)} images into {path} ...", file=sys.stderr)
-    features, _ = extract(extractor, uint8_batches(images, inception.batch_size), device)
+    features, _ = extract(extractor, uint8_batches(images, inception.batch_size), device, logits=False)
     try:
         return save_reference(path, features, weights.sha256), path, True
     except OSError as exc:

@@ -23,15 +23,15 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from sngan import checkpoint as ckpt
-from sngan.config import ConfigError, TrainConfig, to_container, validate
-from sngan.data import DATASETS, NATIVE_RESOLUTION, BatchSampler, DatasetError, ImageData, load_images, to_float
+from sngan.cli import USER_ERRORS
+from sngan.config import TrainConfig, to_container, validate
+from sngan.data import DATASETS, NATIVE_RESOLUTION, BatchSampler, ImageData, load_images, to_float
 from sngan.losses import LOSSES
 from sngan.metrics import evaluate_synthetic
-from sngan.metrics.inception import InceptionError
 from sngan.models import MODELS, build_models
-from sngan.provenance import DeviceError, provenance, resolve_device
+from sngan.provenance import provenance, resolve_device
 from sngan.resume import check_architecture, find_resume
-from sngan.scoring import MetricsError, Scorer, load_extractor, make_scorer
+from sngan.scoring import Scorer, load_extractor, make_scorer
 from sngan.state import Run, make_ema, restore, state_dict, update_ema
 from sngan.step import d_step, g_step
 from sngan.stopping import GracefulStop, Interrupted
@@ -237,12 +237,6 @@ def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, 
         tracker.close()
 
 
-# Errors whose message is the whole story (one paragraph, what to do): no traceback, exit 2.
-USER_ERRORS = (
-    ConfigError, DatasetError, DeviceError, ckpt.CheckpointError, NonFiniteError, InceptionError, MetricsError,
-)  # fmt: skip
-
-
 def check_config(raw: DictConfig) -> TrainConfig:
     """Validate a composed config against the schema and the registries."""
     models = {name: MODELS.get(name).resolution for name in MODELS.names()}
@@ -257,15 +251,7 @@ def main(raw: DictConfig) -> dict[str, float]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         result = start(check_config(raw), to_container(raw), run_dir)
-    except (
-        ConfigError,
-        DatasetError,
-        DeviceError,
-        ckpt.CheckpointError,
-        NonFiniteError,
-        InceptionError,
-        MetricsError,
-    ) as exc:
+    except (*USER_ERRORS, NonFiniteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except Interrupted as stopped:

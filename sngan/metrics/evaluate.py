@@ -66,18 +66,18 @@ def generated_batches(sample_fn: Callable[[int], torch.Tensor], n: int, batch: i
 
 @torch.no_grad()
 def extract(
-    extractor: InceptionFeatures, batches: Iterator[torch.Tensor], device: torch.device
+    extractor: InceptionFeatures, batches: Iterator[torch.Tensor], device: torch.device, logits: bool = True
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Features (float64 [N, dims]) and logits (float64 [N, 1008] or None) of uint8 batches."""
     extractor = extractor.to(device)
-    feats, logits = [], []
+    feats, all_logits = [], []
     with full_fp32():
         for batch in batches:
-            f, lg = extractor(batch.to(device).float() / 255.0)
+            f, lg = extractor(batch.to(device).float() / 255.0, logits)
             feats.append(f.double().cpu())
             if lg is not None:
-                logits.append(lg.double().cpu())
-    return torch.cat(feats).numpy(), (torch.cat(logits).numpy() if logits else None)
+                all_logits.append(lg.double().cpu())
+    return torch.cat(feats).numpy(), (torch.cat(all_logits).numpy() if all_logits else None)
 
 
 def score(

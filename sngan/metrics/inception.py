@@ -107,7 +107,6 @@ class InceptionFeatures(nn.Module):
         self.net = build_network()
         self.net.load_state_dict(state_dict)
         self.net.eval().requires_grad_(False)
-        self.last_block = 3 if logits else DIMS[dims]
 
     @classmethod
     def from_file(cls, weights: Weights, dims: int = 2048, logits: bool = True) -> InceptionFeatures:
@@ -120,18 +119,20 @@ class InceptionFeatures(nn.Module):
                 f"{str(exc).splitlines()[0][:200]}). Delete it and download {WEIGHTS_URL} again."
             ) from exc
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, images: torch.Tensor, logits: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``logits=False`` stops at the feature block (reference statistics need no logits)."""
+        logits = logits and self.with_logits
         x = F.interpolate(images.float(), size=(299, 299), mode="bilinear", align_corners=False)
         x = 2 * x - 1
         features = None
-        for index, names in enumerate(_BLOCKS[: self.last_block + 1]):
+        last = 3 if logits else DIMS[self.dims]
+        for index, names in enumerate(_BLOCKS[: last + 1]):
             for name in names:
                 x = getattr(self.net, name)(x)
             if index == DIMS[self.dims]:
                 features = F.adaptive_avg_pool2d(x, (1, 1)).flatten(1)
-        logits = self.net.fc(torch.flatten(x, 1)) if self.with_logits else None
         assert features is not None
-        return features, logits
+        return features, (self.net.fc(torch.flatten(x, 1)) if logits else None)
 
 
 @torch.no_grad()

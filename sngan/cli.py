@@ -1,0 +1,39 @@
+"""What every command does with errors: one paragraph on stderr and exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from sngan.checkpoint import CheckpointError
+from sngan.config import ConfigError
+from sngan.data import DatasetError
+from sngan.metrics.inception import InceptionError
+from sngan.provenance import DeviceError
+from sngan.scoring import MetricsError
+
+T = TypeVar("T")
+
+# Errors whose message is the whole story (what went wrong, what to do).
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError, DatasetError, DeviceError, CheckpointError, InceptionError, MetricsError,
+)  # fmt: skip
+
+
+def output_error(path: object, exc: OSError) -> str:
+    return (
+        f"Cannot write '{path}' ({exc.strerror or exc}). Pick a writable folder with free space "
+        f"(out=...); nothing else was changed."
+    )
+
+
+def run_or_exit(body: Callable[[], T]) -> T:
+    """Run a command body; user errors and failed writes end the process with exit code 2."""
+    try:
+        return body()
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except OSError as exc:  # an output folder that is read-only or full
+        print(f"error: {output_error(exc.filename or '?', exc)}", file=sys.stderr)
+    sys.exit(2)

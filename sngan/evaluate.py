@@ -1,0 +1,112 @@
+"""``python -m sngan.evaluate``: FID, IS and KID of checkpoints, labelled with their rule.
+
+    python -m sngan.evaluate ckpt=outputs/run/checkpoints/best.pt metrics=fid50k_train
+    python -m sngan.evaluate ckpt=outputs/run metrics=fid_paper        # every checkpoint: one table
+
+Each checkpoint's generator is scored (and its EMA generator, where the run kept
+one) from the same fixed seed the run used in training, so an in-training number
+and the evaluation of the same checkpoint under the same rule agree. The JSON
+records the rule, sample counts, reference statistics and the Inception weights'
+file and SHA-256.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from sngan import checkpoint as ckpt
+from sngan.cli import run_or_exit
+from sngan.config import validate_metrics
+from sngan.config_tools import EvaluateConfig, check_evaluate
+from sngan.inference import generator_from_checkpoint
+from sngan.provenance import resolve_device
+from sngan.scoring import Scorer, make_scorer
+
+
+def checkpoints_of(target: Path) -> list[Path]:
+    """The checkpoint itself, or a run folder's rolling checkpoints (oldest first) and best.pt."""
+    if target.is_file():
+        return [target]
+    if not target.is_dir():
+        raise ckpt.CheckpointError(f"ckpt='{target}' does not exist. Pass a checkpoint file or a run folder.")
+    found = ckpt.list_checkpoints(target)
+    best = target / ckpt.CHECKPOINT_DIR / "best.pt"
+    found += [best] if best.is_file() else []
+    if not found:
+        raise ckpt.CheckpointError(
+            f"Run folder '{target}' holds no checkpoints (looked in {target / ckpt.CHECKPOINT_DIR}). "
+            f"Pass a run folder written by python -m sngan.train, or a checkpoint file."
+        )
+    return found
+
+
+def scorer_for(cfg: EvaluateConfig, state: dict[str, Any], device: torch.device) -> Scorer:
+    """The scorer for this command's rule, on the dataset the checkpoint's run trained on."""
+    from sngan.train import check_config  # the stored config is a training config
+
+    run_cfg = check_config(OmegaConf.create(state["config"]))
+    if cfg.data_root is not None:
+        run_cfg.dataset.root = cfg.data_root
+    validate_metrics(cfg.metrics, cfg.inception, run_cfg.dataset.name)
+    scorer = make_scorer(cfg.metrics, cfg.inception, run_cfg.dataset, device)
+    assert scorer is not None
+    return scorer
+
+
+def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
+    """Score every requested checkpoint; return the JSON document and where it was written."""
+    device = resolve_device(cfg.device)
+    target = Path(cfg.ckpt)
+    paths = checkpoints_of(target)
+    first = ckpt.load(paths[0])
+    scorer = scorer_for(cfg, first, device)
+    seed = cfg.seed if cfg.seed is not None else int(first["config"].get("seed", 0)) + 12345
+    rows = []
+    for path in paths:
+        for use_ema in (False, True):
+            try:
+                generator, info = generator_from_checkpoint(path, use_ema)
+            except ckpt.CheckpointError:
+                if use_ema:  # no EMA in this run
+                    continue
+                raise
+            generator = generator.to(device)
+            gen = torch.Generator(device=device).manual_seed(seed)
+
+            def sample_fn(n: int, g: torch.nn.Module = generator, r: torch.Generator = gen) -> torch.Tensor:
+                with torch.no_grad():
+                    return g(torch.randn(n, g.z_dim, device=device, generator=r))
+
+            row = {"checkpoint": str(path), "step": info["step"], "network": "ema" if use_ema else "g"}
+            rows.append(row | scorer(sample_fn))
+            print(format_row(scorer.rule.name, rows[-1]), file=sys.stderr)
+    doc = {**scorer.describe(), "seed": seed, "results": rows}
+    out = Path(cfg.out) if cfg.out else (
+        target / f"eval_{scorer.rule.name}.json" if target.is_dir() else target.with_suffix(f".{scorer.rule.name}.json")
+    )  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    return doc, out
+
+
+def format_row(rule: str, row: dict[str, Any]) -> str:
+    values = "  ".join(f"{k}={row[k]:.4f}" for k in ("fid", "is_mean", "is_std", "kid_mean", "kid_std") if k in row)
+    return f"{Path(row['checkpoint']).name:>22} step {row['step']:>8} {row['network']:>3}  {rule}: {values}"
+
+
+@hydra.main(version_base="1.3", config_path="pkg://sngan.configs", config_name="evaluate")
+def main(raw: DictConfig) -> None:
+    doc, out = run_or_exit(lambda: evaluate(check_evaluate(raw)))
+    print(json.dumps(doc, indent=2))
+    print(f"Wrote {out}.", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

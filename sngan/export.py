@@ -1,0 +1,27 @@
+"""``python -m sngan.export ckpt=PATH``: a generator-only safetensors file plus the JSON to rebuild it.
+
+python -m sngan.export ckpt=outputs/run/checkpoints/best.pt out=sngan_cifar10.safetensors
+# later, anywhere: sngan.load_generator("sngan_cifar10.safetensors")
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from sngan.cli import run_or_exit
+from sngan.config_tools import check_export
+from sngan.inference import export_generator
+
+
+@hydra.main(version_base="1.3", config_path="pkg://sngan.configs", config_name="export")
+def main(raw: DictConfig) -> None:
+    cfg = run_or_exit(lambda: check_export(raw))
+    weights, meta = run_or_exit(lambda: export_generator(cfg.ckpt, cfg.out, cfg.ema))
+    print(f"Wrote {weights} and {meta}.", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""``python -m sngan.fid_stats``: a dataset's reference statistics, computed once and cached.
+
+    python -m sngan.fid_stats dataset=cifar10                  # whole training split
+    python -m sngan.fid_stats dataset=cifar10 split=test n=10000
+    python -m sngan.fid_stats dataset=folder dataset.root=/data/faces dataset.resolution=48
+
+The file (``inception.stats_dir``/<dataset>_<split>_<res>px_<n>.npz) holds ``mu`` and
+``sigma`` as pytorch-fid reads them, plus real features for KID; a file that is
+already there (made with the same Inception weights) is reused, not recomputed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from sngan.cli import run_or_exit
+from sngan.config import ConfigError
+from sngan.config_tools import FidStatsConfig, check_fid_stats
+from sngan.data import DATASETS, NATIVE_RESOLUTION
+from sngan.provenance import resolve_device
+from sngan.scoring import load_extractor, reference_stats
+
+
+def compute(cfg: FidStatsConfig) -> tuple[Path, bool, int]:
+    """(statistics file, computed now, image count)."""
+    device = resolve_device(cfg.device)
+    dataset = cfg.dataset
+    dataset.resolution = dataset.resolution or NATIVE_RESOLUTION.get(dataset.name)
+    if dataset.resolution is None:
+        raise ConfigError(
+            f"Invalid configuration: dataset '{dataset.name}' has no native resolution; set "
+            f"dataset.resolution to the size your model generates (32 or 48)."
+        )
+    extractor, weights = load_extractor(cfg.inception, logits=False)
+    split = cfg.split or dataset.split
+    ref, path, computed = reference_stats(dataset, split, cfg.n, cfg.inception, extractor, weights, device)
+    return path, computed, ref.count or 0
+
+
+@hydra.main(version_base="1.3", config_path="pkg://sngan.configs", config_name="fid_stats")
+def main(raw: DictConfig) -> None:
+    path, computed, count = run_or_exit(lambda: compute(check_fid_stats(raw, DATASETS)))
+    state = "computed" if computed else "already cached (same Inception weights), reused"
+    print(f"Reference statistics of {count} images {state}: {path}", file=sys.stderr)
+    print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Generators outside training: load one from a checkpoint or an export, and export one.
+
+    from sngan import load_generator
+    g = load_generator("outputs/run/checkpoints/best.pt")     # EMA weights where the run kept them
+    images = g(torch.randn(16, g.z_dim))                      # [-1, 1], eval mode
+
+An export is a generator-only ``.safetensors`` file (weights and BatchNorm
+statistics; no code, no pickle) plus a ``.json`` beside it holding what is
+needed to rebuild the module: model name, z_dim, width, resolution.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sngan import checkpoint as ckpt
+from sngan.models import MODELS, build_models
+
+EXPORT_FORMAT = "sngan-generator/1"
+
+
+def _pick_ema(state: dict[str, Any], ema: str | bool | None, path: Path) -> bool:
+    has_ema = state.get("ema") is not None
+    if ema in (None, "auto"):
+        return has_ema
+    want = ema if isinstance(ema, bool) else str(ema).lower() == "true"
+    if want and not has_ema:
+        raise ckpt.CheckpointError(
+            f"Checkpoint '{path}' holds no EMA generator (the run had train.ema_decay=null); use ema=auto or false."
+        )
+    return want
+
+
+def _build(model: dict[str, Any], path: Path) -> nn.Module:
+    name = model.get("name")
+    if name not in MODELS.names():
+        raise ckpt.CheckpointError(
+            f"'{path}' describes model {name!r}, which this sngan does not know (known: "
+            f"{', '.join(MODELS.names())}). Use the sngan release that wrote it."
+        )
+    generator, _ = build_models(name, int(model["z_dim"]), float(model["width"]), spectral_norm=False)
+    return generator
+
+
+def _load_weights(generator: nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+    try:
+        generator.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise ckpt.CheckpointError(
+            f"The generator weights in '{path}' do not fit the architecture it names "
+            f"({str(exc).strip().splitlines()[0]}). The file is damaged or was edited."
+        ) from exc
+
+
+def generator_from_checkpoint(path: Path, ema: str | bool | None = "auto") -> tuple[nn.Module, dict[str, Any]]:
+    """(generator in eval mode on the CPU, facts about it) from a training checkpoint."""
+    path = Path(path)
+    state = ckpt.load(path)
+    use_ema = _pick_ema(state, ema, path)
+    config = state.get("config") or {}
+    generator = _build(config.get("model", {}), path)
+    _load_weights(generator, state["ema" if use_ema else "generator"], path)
+    info = {
+        "model": config["model"]["name"],
+        "z_dim": generator.z_dim,
+        "width": config["model"]["width"],
+        "resolution": MODELS.get(config["model"]["name"]).resolution,
+        "ema": use_ema,
+        "step": int(state["step"]),
+        "source": str(path.resolve()),
+    }
+    return generator.eval(), info
+
+
+def load_generator(path: str | Path, ema: str | bool | None = "auto", device: str = "cpu") -> nn.Module:
+    """A ready generator (eval mode, on ``device``) from a checkpoint or an exported ``.safetensors``.
+
+    ``ema``: "auto" takes the EMA weights where the checkpoint has them; True/False choose.
+    The module's ``z_dim`` attribute gives the latent size; outputs lie in [-1, 1].
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        meta_path = path.with_suffix(".json")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ckpt.CheckpointError(
+                f"'{meta_path}' (the description that goes with '{path}') cannot be read ({exc}). Keep the "
+                f".json beside the .safetensors, as python -m sngan.export writes them."
+            ) from exc
+        if not path.is_file():
+            raise ckpt.CheckpointError(f"Exported generator '{path}' does not exist.")
+        generator = _build({"name": meta.get("model"), "z_dim": meta.get("z_dim"), "width": meta.get("width")}, path)
+        try:
+            weights = load_file(str(path))
+        except Exception as exc:  # SafetensorError: truncated or not a safetensors file
+            raise ckpt.CheckpointError(f"'{path}' is not a readable safetensors file ({exc}).") from exc
+        _load_weights(generator, weights, path)
+    else:
+        generator, _ = generator_from_checkpoint(path, ema)
+    return generator.eval().requires_grad_(False).to(device)
+
+
+def export_generator(path: Path, out: Path | None = None, ema: str | bool | None = "auto") -> tuple[Path, Path]:
+    """Write the generator of checkpoint ``path`` as ``out`` (.safetensors) and its .json; return both paths."""
+    from safetensors.torch import save_file
+
+    generator, info = generator_from_checkpoint(path, ema)
+    out = Path(out) if out is not None else Path(path).with_suffix(".generator.safetensors")
+    if out.suffix != ".safetensors":
+        out = out.with_name(out.name + ".safetensors")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.contiguous() for k, v in generator.state_dict().items()}
+    save_file(tensors, str(out), metadata={"format": EXPORT_FORMAT})
+    meta = out.with_suffix(".json")
+    meta.write_text(json.dumps({"format": EXPORT_FORMAT, **info}, indent=2) + "\n")
+    return out, meta

@@ -1,0 +1,171 @@
+"""Metrics in training, and the evaluate / sample / export commands and load_generator on a checkpoint
+written by a short training run (random Inception weights from the ``with_inception`` fixture)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import TINY, run_training
+from PIL import Image
+
+import sngan
+from sngan import checkpoint as ckpt
+from sngan.config import ConfigError, InceptionConfig, MetricsConfig
+from sngan.config_tools import EvaluateConfig, SampleConfig
+from sngan.evaluate import evaluate
+from sngan.export import main as export_main  # noqa: F401  (the entry point imports)
+from sngan.inference import export_generator, generator_from_checkpoint, load_generator
+from sngan.metrics.inception import InceptionError
+from sngan.sample import main as sample_main  # noqa: F401
+from sngan.sample import sample
+
+# A small rule of our own (named, so it is never mistaken for fid_paper) on 64-d features.
+METRICS = [
+    "metrics=fid_paper", "metrics.name=tiny", "metrics.n_fake=32", "metrics.n_real=150",
+    "metrics.is_splits=2", "metrics.kid_subsets=10", "metrics.kid_subset_size=32", "inception.dims=64",
+    "dataset.size=150",
+]  # fmt: skip
+TINY_METRICS = MetricsConfig(name="tiny", n_fake=32, n_real=150, is_splits=2, kid_subsets=10, kid_subset_size=32)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, inception_home):
+    """Four steps with EMA and metrics every 2 steps: checkpoints at 2 and 4, best.pt, metrics.jsonl."""
+    run_dir = tmp_path_factory.mktemp("metrics_run")
+    env = {"TORCH_HOME": str(inception_home), "SNGAN_STATS_DIR": str(run_dir.parent / "stats_run")}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        result = run_training(run_dir, TINY + METRICS + ["train.steps=4", "train.ema_decay=0.5"])
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    return run_dir, result
+
+
+def test_training_logs_fid_is_kid_of_g_and_ema_under_the_rule_name(trained):
+    run_dir, result = trained
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [2, 4]
+    for prefix in ("", "ema/"):
+        for key in ("fid", "is_mean", "is_std", "kid_mean", "kid_std"):
+            assert all(f"{prefix}tiny/{key}" in line for line in lines), key
+    assert all(line["tiny/fid"] > 0 and line["tiny/is_mean"] >= 1 for line in lines)
+    from test_train import scalar_steps
+
+    assert scalar_steps(run_dir, "ema/tiny/fid") == [2, 4]
+
+
+def test_best_checkpoint_is_the_one_with_the_lowest_ema_fid(trained):
+    run_dir, _ = trained
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    best_line = min(lines, key=lambda line: line["ema/tiny/fid"])
+    best = ckpt.load(run_dir / "checkpoints" / "best.pt")
+    assert best["step"] == best_line["step"]
+    assert best["best"] == {"fid": best_line["ema/tiny/fid"], "step": best_line["step"]}
+    assert [p.name for p in ckpt.list_checkpoints(run_dir)] == ["ckpt_00000002.pt", "ckpt_00000004.pt"]
+
+
+def test_evaluate_reproduces_the_in_training_numbers_and_writes_labelled_json(trained, with_inception):
+    run_dir, _ = trained
+    inception = InceptionConfig(dims=64, stats_dir=os.environ["SNGAN_STATS_DIR"])
+    path = run_dir / "checkpoints" / "ckpt_00000004.pt"
+    cfg = EvaluateConfig(ckpt=str(path), metrics=TINY_METRICS, inception=inception, device="cpu")
+    doc, out = evaluate(cfg)
+    assert out == run_dir / "checkpoints" / "ckpt_00000004.tiny.json"
+    assert json.loads(out.read_text()) == doc
+    assert doc["rule"] == "tiny" and doc["n_fake"] == 32 and doc["n_real"] == 150 and doc["dims"] == 64
+    assert len(doc["inception_sha256"]) == 64 and doc["inception_weights"].endswith(
+        "pt_inception-2015-12-05-6726825d.pth"
+    )
+    logged = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    rows = {row["network"]: row for row in doc["results"]}
+    assert set(rows) == {"g", "ema"} and rows["g"]["step"] == 4
+    # Same weights, same fixed seed: the same numbers as training logged.
+    assert rows["g"]["fid"] == pytest.approx(logged["tiny/fid"], rel=1e-9)
+    assert rows["ema"]["is_mean"] == pytest.approx(logged["ema/tiny/is_mean"], rel=1e-9)
+
+
+def test_evaluate_a_run_folder_gives_one_table(trained, with_inception, tmp_path):
+    run_dir, _ = trained
+    out = tmp_path / "table.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sngan.evaluate", f"ckpt={run_dir}", *METRICS[:-2], "inception.dims=64",
+         f"out={out}", "device=cpu"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    names = [(Path(r["checkpoint"]).name, r["network"]) for r in doc["results"]]
+    assert names == [(n, net) for n in ("ckpt_00000002.pt", "ckpt_00000004.pt", "best.pt") for net in ("g", "ema")]
+    assert json.loads(proc.stdout) == doc
+
+
+def test_sample_writes_pngs_a_grid_and_interpolations(trained, tmp_path):
+    run_dir, _ = trained
+    best = str(run_dir / "checkpoints" / "best.pt")
+    files = sample(SampleConfig(ckpt=best, n=5, out=str(tmp_path / "png"), device="cpu"))
+    assert [p.name for p in files] == [f"{i:06d}.png" for i in range(5)]
+    assert Image.open(files[0]).size == (32, 32)
+    (grid,) = sample(SampleConfig(ckpt=best, n=4, out=str(tmp_path / "grid"), grid=True, device="cpu"))
+    assert grid.name == "grid.png" and Image.open(grid).size == (2 + 2 * 34, 2 + 2 * 34)
+    (strip,) = sample(SampleConfig(ckpt=best, n=2, out=str(tmp_path / "i"), interpolate=True, frames=5, device="cpu"))
+    assert Image.open(strip).size == (2 + 5 * 34, 2 + 2 * 34)
+    # Same seed, same images.
+    again = sample(SampleConfig(ckpt=best, n=5, out=str(tmp_path / "png2"), device="cpu"))
+    assert files[3].read_bytes() == again[3].read_bytes()
+
+
+def test_load_generator_and_export_round_trip(trained, tmp_path):
+    run_dir, _ = trained
+    path = run_dir / "checkpoints" / "ckpt_00000004.pt"
+    g = sngan.load_generator(path)  # the public API, no Hydra
+    assert not g.training and g.z_dim == 4
+    state = ckpt.load(path)
+    z = torch.randn(6, g.z_dim)
+    plain = load_generator(path, ema=False)
+    assert torch.equal(plain.dense.weight, state["generator"]["dense.weight"])
+    assert torch.equal(g.dense.weight, state["ema"]["dense.weight"])  # auto picks the EMA
+    weights, meta = export_generator(path, tmp_path / "g.safetensors")
+    info = json.loads(meta.read_text())
+    assert info["model"] == "cnn32" and info["z_dim"] == 4 and info["ema"] is True and info["step"] == 4
+    exported = load_generator(weights)
+    with torch.no_grad():
+        assert torch.equal(exported(z), g(z))
+    proc = subprocess.run(
+        [sys.executable, "-m", "sngan.export", f"ckpt={path}", f"out={tmp_path / 'cli'}", "ema=false"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "cli.json").read_text())["ema"] is False
+    with torch.no_grad():
+        assert torch.equal(load_generator(tmp_path / "cli.safetensors")(z), plain(z))
+
+
+def test_generator_from_checkpoint_refuses_ema_the_run_did_not_keep(tmp_path):
+    run_training(tmp_path, TINY + ["train.steps=2"])
+    with pytest.raises(ckpt.CheckpointError, match="holds no EMA generator"):
+        generator_from_checkpoint(ckpt.find_latest(tmp_path), ema=True)
+
+
+def test_missing_weights_stop_training_before_it_starts(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    with pytest.raises(InceptionError, match="pt_inception-2015-12-05-6726825d.pth"):
+        run_training(tmp_path / "run", TINY + METRICS + ["train.steps=2", f"inception.weights={tmp_path}/none.pth"])
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "tb").exists()
+
+
+def test_renamed_rule_is_required_when_a_preset_is_changed():
+    from helpers import compose_cfg, validated
+
+    with pytest.raises(ConfigError, match="metrics.name"):
+        validated(compose_cfg(["metrics=fid_paper", "metrics.n_fake=100"]))
+    with pytest.raises(ConfigError, match="has none"):
+        validated(compose_cfg(["experiment=quickstart", "metrics=fid10k_test"]))
+    assert validated(compose_cfg(["metrics=fid50k_train"])).metrics.n_real is None
