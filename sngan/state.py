@@ -33,6 +33,7 @@ class Run:
     ema: torch.nn.Module | None = None  # exponential moving average of G, if enabled
     best_fid: float | None = None  # lowest FID so far (of the EMA generator where there is one)
     best_step: int | None = None
+    best_metric: str | None = None  # which number best_fid is, rule included: "ema/fid_paper/fid"
 
 
 def make_ema(generator: torch.nn.Module) -> torch.nn.Module:
@@ -62,7 +63,7 @@ def state_dict(run: Run, config: dict[str, Any], info: dict[str, Any]) -> dict[s
         "fixed_z": run.fixed_z.cpu(),
         "skipped": dict(run.skipped),
         "ema": run.ema.state_dict() if run.ema is not None else None,
-        "best": {"fid": run.best_fid, "step": run.best_step},
+        "best": {"metric": run.best_metric, "fid": run.best_fid, "step": run.best_step},
         "rng": ckpt.rng_state(),
         "config": config,
         "provenance": info,
@@ -89,5 +90,5 @@ def restore(run: Run, state: dict[str, Any], path: Path) -> None:
     run.step = int(state["step"])
     run.skipped = dict(state["skipped"])
     best = state.get("best") or {}
-    run.best_fid, run.best_step = best.get("fid"), best.get("step")
+    run.best_fid, run.best_step, run.best_metric = best.get("fid"), best.get("step"), best.get("metric")
     ckpt.set_rng_state(state["rng"])

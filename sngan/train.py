@@ -95,8 +95,8 @@ def evaluate(
     if result:
         tracker.metrics(result, run.step)
     key = f"{'ema/' if run.ema is not None else ''}{cfg.metrics.name}/fid"
-    if key in result and (run.best_fid is None or result[key] < run.best_fid):
-        run.best_fid, run.best_step = result[key], run.step
+    if key in result and (run.best_metric != key or run.best_fid is None or result[key] < run.best_fid):
+        run.best_fid, run.best_step, run.best_metric = result[key], run.step, key  # another rule: start over
         save_best(run)
     return result
 

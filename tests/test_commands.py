@@ -68,7 +68,7 @@ def test_best_checkpoint_is_the_one_with_the_lowest_ema_fid(trained):
     best_line = min(lines, key=lambda line: line["ema/tiny/fid"])
     best = ckpt.load(run_dir / "checkpoints" / "best.pt")
     assert best["step"] == best_line["step"]
-    assert best["best"] == {"fid": best_line["ema/tiny/fid"], "step": best_line["step"]}
+    assert best["best"] == {"metric": "ema/tiny/fid", "fid": best_line["ema/tiny/fid"], "step": best_line["step"]}
     assert [p.name for p in ckpt.list_checkpoints(run_dir)] == ["ckpt_00000002.pt", "ckpt_00000004.pt"]
 
 
@@ -169,3 +169,52 @@ def test_renamed_rule_is_required_when_a_preset_is_changed():
     with pytest.raises(ConfigError, match="has none"):
         validated(compose_cfg(["experiment=quickstart", "metrics=fid10k_test"]))
     assert validated(compose_cfg(["metrics=fid50k_train"])).metrics.n_real is None
+
+
+def _cli(module: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HYDRA_FULL_ERROR="0")
+    return subprocess.run(
+        [sys.executable, "-m", f"sngan.{module}", *overrides],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def test_commands_answer_bad_input_with_one_paragraph_and_exit_2(tmp_path, with_inception):
+    tmp_path = tmp_path / "work"
+    tmp_path.mkdir()
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04 truncated")
+    cases = [
+        ("evaluate", [f"ckpt={tmp_path}/missing.pt"], "does not exist"),
+        ("evaluate", [f"ckpt={corrupt}"], "cannot be read"),
+        ("evaluate", [f"ckpt={tmp_path}"], "holds no checkpoints"),
+        ("evaluate", [f"ckpt={corrupt}", "metrics=none"], "evaluates nothing"),
+        ("sample", [f"ckpt={corrupt}"], "cannot be read"),
+        ("sample", [f"ckpt={corrupt}", "n=0"], "n=0"),
+        ("export", [f"ckpt={tmp_path}/missing.pt"], "does not exist"),
+        (
+            "fid_stats",
+            ["dataset=folder", f"dataset.root={tmp_path}/nowhere", "dataset.resolution=32"],
+            "does not exist",
+        ),
+        (
+            "fid_stats",
+            ["dataset=folder", f"dataset.root={tmp_path}", "dataset.resolution=32", "inception.dims=5"],
+            "dims",
+        ),
+        ("fid_stats", ["dataset=folder", f"dataset.root={tmp_path}"], "dataset.resolution"),
+    ]
+    for module, overrides, expected in cases:
+        proc = _cli(module, *overrides, cwd=tmp_path)
+        assert proc.returncode == 2, (module, overrides, proc.stderr)
+        assert expected in proc.stderr and "Traceback" not in proc.stderr, (module, overrides, proc.stderr)
+        assert proc.stderr.strip().startswith("error:") and proc.stderr.strip().count("\n") == 0
+    # Hydra's own errors (unknown key, missing required value) exit non-zero without a traceback.
+    for module, overrides in [("evaluate", ["ckpt=x", "nosuchkey=1"]), ("sample", [])]:
+        proc = _cli(module, *overrides, cwd=tmp_path)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.pt"]  # no stray output folders or logs

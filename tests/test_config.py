@@ -112,3 +112,17 @@ def test_cli_reports_errors_and_exits_non_zero(tmp_path):
         assert proc.returncode != 0
         assert expected in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_metric_presets_in_yaml_match_the_validated_table():
+    from sngan.config import METRIC_PRESETS
+
+    assert options("metrics") == sorted([*METRIC_PRESETS, "none"])
+    for name, (n_fake, split, n_real) in METRIC_PRESETS.items():
+        cfg = validated(compose_cfg([f"metrics={name}"]))
+        assert (cfg.metrics.name, cfg.metrics.n_fake, cfg.metrics.real_split, cfg.metrics.n_real) == (
+            name, n_fake, split, n_real,
+        )  # fmt: skip
+        assert cfg.metrics.is_splits == 10
+    assert validated(compose_cfg([])).metrics.name == "fid_paper"  # on by default
+    assert validated(compose_cfg(["experiment=quickstart"])).metrics.name == "none"  # offline quick start
