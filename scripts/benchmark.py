@@ -83,7 +83,7 @@ def bench_fid(args: argparse.Namespace) -> None:
         features, logits = extract(extractor, generated_batches(sample_fn, args.n, args.batch), device)
         synchronize(device)
         extracted = time.perf_counter()
-        result = score(features, logits, reference, rule)
+        result = score(features, logits, reference, rule, device)
         done = time.perf_counter()
         emit(
             base | {

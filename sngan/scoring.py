@@ -118,7 +118,7 @@ class Scorer:
         """FID, IS and KID of ``rule.n_fake`` images from ``sample_fn`` (in [-1, 1])."""
         batches = generated_batches(sample_fn, self.rule.n_fake, self.batch_size)
         features, logits = extract(self.extractor, batches, self.device)
-        return score(features, logits, self.reference, self.rule)
+        return score(features, logits, self.reference, self.rule, self.device)
 
     def describe(self) -> dict[str, Any]:
         """What a number computed by this scorer means: stored beside every saved result."""

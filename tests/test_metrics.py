@@ -205,3 +205,22 @@ def test_fid_of_two_folders_equals_python_m_pytorch_fid(inception_home, tmp_path
     assert ours > 1e-3 and ours == pytest.approx(theirs, rel=1e-4)
     # Our statistics file is one pytorch-fid reads.
     assert _pytorch_fid(env, files[0], b) == pytest.approx(theirs, rel=1e-4)
+
+
+def test_a_published_statistics_file_replaces_the_cache(random_net, tmp_path):
+    from sngan.config import MetricsConfig
+    from sngan.scoring import MetricsError, make_scorer
+
+    rng = np.random.default_rng(0)
+    mu, sigma = random_gaussian_stats(rng, 64)
+    np.savez(tmp_path / "published.npz", mu=mu, sigma=sigma)  # what pytorch-fid --save-stats writes
+    metrics = MetricsConfig(name="t", n_fake=20, is_splits=2, stats=str(tmp_path / "published.npz"))
+    inc = InceptionConfig(stats_dir=str(tmp_path / "cache"), dims=64)
+    weights = Weights(tmp_path / "w.pth", "sha")
+    dataset = DatasetConfig(name="synthetic", size=50, resolution=32)
+    scorer = make_scorer(metrics, inc, dataset, torch.device("cpu"), extractor=(random_net, weights))
+    result = scorer(lambda n: torch.rand(n, 3, 32, 32) * 2 - 1)
+    assert set(result) == {"fid", "is_mean", "is_std"} and result["fid"] > 0  # no features, so no KID
+    assert not (tmp_path / "cache").exists() and scorer.describe()["reference_stats"].endswith("published.npz")
+    with pytest.raises(MetricsError, match="64"):
+        make_scorer(metrics, InceptionConfig(dims=192), dataset, torch.device("cpu"), extractor=(random_net, weights))

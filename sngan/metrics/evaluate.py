@@ -81,7 +81,11 @@ def extract(
 
 
 def score(
-    features: np.ndarray, logits: np.ndarray | None, reference: ReferenceStats, rule: MetricRule
+    features: np.ndarray,
+    logits: np.ndarray | None,
+    reference: ReferenceStats,
+    rule: MetricRule,
+    device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """FID against ``reference``; IS from the logits; KID where the reference kept features."""
     mu = features.mean(axis=0)
@@ -91,6 +95,6 @@ def score(
         out["is_mean"], out["is_std"] = inception_score(logits, rule.is_splits)
     if reference.features is not None:
         out["kid_mean"], out["kid_std"] = kernel_inception_distance(
-            features, reference.features, rule.kid_subsets, rule.kid_subset_size
+            features, reference.features, rule.kid_subsets, rule.kid_subset_size, device=device
         )
     return out
