@@ -30,6 +30,16 @@ def find_resume(resume: str | None, run_dir: Path, config: dict[str, Any]) -> tu
             f"Continue it with resume=auto, or start a new run elsewhere (hydra.run.dir=NEW_FOLDER); "
             f"nothing was changed."
         )
+    if resume != "auto":
+        target = Path(resume).resolve()
+        own = target == run_dir.resolve() or run_dir.resolve() in target.parents
+        if not own and ckpt.list_checkpoints(run_dir):
+            raise ckpt.CheckpointError(
+                f"resume={resume} continues another run, but this run folder '{run_dir}' already holds "
+                f"checkpoints of its own ({ckpt.list_checkpoints(run_dir)[-1].name}) that would be mixed with "
+                f"it. Use a new run folder (hydra.run.dir=NEW_FOLDER), or resume=auto to continue this one; "
+                f"nothing was changed."
+            )
     if resume != "auto" and not Path(resume).is_dir():
         return Path(resume), ckpt.load(Path(resume))
     folder = run_dir if resume == "auto" else Path(resume)

@@ -114,16 +114,19 @@ class NonFiniteError(RuntimeError):
 
 
 def handle_nonfinite(
-    cfg: TrainConfig, run: Run, network: str, stats: dict[str, torch.Tensor], save: Callable[[Run], Path]
+    cfg: TrainConfig, run: Run, network: str, stats: dict[str, torch.Tensor], save: Callable[..., Path]
 ) -> None:
-    """Count a skipped update, or save the last good state and stop."""
+    """Count a skipped update, or save the last good state and stop.
+
+    The saved state is labelled with the last completed step and holds the failed step's finite D
+    updates, if any; a checkpoint written at the end of that step is the cleaner state and is kept."""
     if cfg.train.on_nonfinite == "skip":
         run.skipped[network] += 1
         return
     values = ", ".join(f"{k}={float(v):.4g}" for k, v in stats.items() if not k.startswith("finite"))
     nets = (run.generator, run.discriminator)
     if all(bool(torch.isfinite(p).all()) for net in nets for p in net.parameters()):
-        where = f"The last good state is saved as {save(run)}"
+        where = f"The last good state is saved as {save(run, 'keep')}"
     else:
         where = "The weights are no longer finite, so nothing was saved; resume from the newest checkpoint"
     raise NonFiniteError(
@@ -142,7 +145,7 @@ def train_loop(
     run: Run,
     data: ImageData,
     tracker: Tracker,
-    save: Callable[[Run], Path],
+    save: Callable[..., Path],
     stop: GracefulStop,
     scorer: Scorer | None = None,
 ) -> dict[str, float]:
@@ -223,9 +226,15 @@ def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, 
     tracker = Tracker(run_dir, purge_step=run.step + 1 if source is not None else None)
 
     def save(r: Run, name: str | None = None) -> Path:
-        """The rolling checkpoint of this step, or (name="best") checkpoints/best.pt, never pruned."""
-        path = ckpt.checkpoint_path(run_dir, r.step) if name is None else run_dir / ckpt.CHECKPOINT_DIR / f"{name}.pt"
-        return ckpt.save_atomic(state_dict(r, config, info), path, cfg.train.keep_checkpoints if name is None else None)
+        """The rolling checkpoint of this step; name="keep": the same unless that file exists (then kept
+        as it is); name="best": checkpoints/best.pt, never pruned."""
+        path = ckpt.checkpoint_path(run_dir, r.step)
+        if name == "keep" and path.is_file():
+            return path
+        path = run_dir / ckpt.CHECKPOINT_DIR / "best.pt" if name == "best" else path
+        return ckpt.save_atomic(
+            state_dict(r, config, info), path, None if name == "best" else cfg.train.keep_checkpoints
+        )
 
     try:
         if source is None:

@@ -218,3 +218,30 @@ def test_ema_averages_parameters_and_copies_buffers():
         assert torch.allclose(avg, 0.75 * old + 0.25 * new, atol=1e-6)
     assert torch.all(ema.bn0.running_mean == 3.0)
     assert not any(p.requires_grad for p in ema.parameters())
+
+
+def test_nonfinite_stop_keeps_the_checkpoint_of_the_last_step_instead_of_overwriting_it(tmp_path, monkeypatch):
+    from sngan.train import NonFiniteError
+
+    saved = []
+    real_save = ckpt.save_atomic
+    monkeypatch.setattr(ckpt, "save_atomic", lambda state, path, keep=None: saved.append(path.name) or real_save(
+        state, path, keep))  # fmt: skip
+    # n_dis 2: three D calls per step; call 11 is step 4's second D update, after a finite first one.
+    inject_nan(monkeypatch, calls=10)
+    with pytest.raises(NonFiniteError, match=r"discriminator update of step 4.*saved as .*ckpt_00000003.pt"):
+        run_training(tmp_path, TINY + ["train.steps=10", "train.checkpoint_every=1", "train.n_dis=2"])
+    assert saved == ["ckpt_00000001.pt", "ckpt_00000002.pt", "ckpt_00000003.pt"]  # not written twice
+    assert ckpt.load(ckpt.find_latest(tmp_path))["step"] == 3
+
+
+def test_resume_from_another_run_into_a_folder_holding_checkpoints_is_refused(tmp_path):
+    run_training(tmp_path / "a", TINY + ["train.steps=2"])
+    run_training(tmp_path / "b", TINY + ["train.steps=2"])
+    before = sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir())
+    with pytest.raises(ckpt.CheckpointError, match="already holds checkpoints of its own"):
+        run_training(tmp_path / "b", TINY + ["train.steps=4", f"resume={tmp_path / 'a'}"])
+    assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == before
+    # Into a fresh folder it continues run a from its step 2.
+    run_training(tmp_path / "c", TINY + ["train.steps=4", f"resume={tmp_path / 'a'}"])
+    assert ckpt.load(ckpt.find_latest(tmp_path / "c"))["step"] == 4
