@@ -106,6 +106,11 @@ def _write_failure(exc: BaseException) -> str:
 def load(path: Path) -> dict[str, Any]:
     """Load a checkpoint on the CPU with ``weights_only=True``."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(
+            f"'{path}' is a folder, not a checkpoint file. Pass one of its checkpoints, e.g. "
+            f"{path / CHECKPOINT_DIR / 'best.pt'} or the newest {path / CHECKPOINT_DIR}/ckpt_<step>.pt."
+        )
     if not path.is_file():
         raise CheckpointError(f"Checkpoint '{path}' does not exist. Pass resume=auto or an existing file.")
     try:

@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sngan import checkpoint as ckpt
-from sngan.cli import run_or_exit
+from sngan.cli import ensure_folder, run_or_exit
 from sngan.config import validate_metrics
 from sngan.config_tools import EvaluateConfig, check_evaluate
 from sngan.inference import generator_from_checkpoint
@@ -66,6 +66,13 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     target = Path(cfg.ckpt)
     paths = checkpoints_of(target)
     first = ckpt.load(paths[0])
+    rule = cfg.metrics.name
+    out = (
+        Path(cfg.out)
+        if cfg.out
+        else (target / f"eval_{rule}.json" if target.is_dir() else target.with_suffix(f".{rule}.json"))
+    )
+    ensure_folder(out.parent)  # before the slow part
     scorer = scorer_for(cfg, first, device)
     seed = cfg.seed if cfg.seed is not None else int(first["config"].get("seed", 0)) + 12345
     rows = []
@@ -88,10 +95,6 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
             rows.append(row | scorer(sample_fn))
             print(format_row(scorer.rule.name, rows[-1]), file=sys.stderr)
     doc = {**scorer.describe(), "seed": seed, "results": rows}
-    out = Path(cfg.out) if cfg.out else (
-        target / f"eval_{scorer.rule.name}.json" if target.is_dir() else target.with_suffix(f".{scorer.rule.name}.json")
-    )  # fmt: skip
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2) + "\n")
     return doc, out
 

@@ -8,6 +8,7 @@ exit code 2 instead.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ def ensure_writable(folder: str, key: str) -> None:
     path = Path(folder)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".sngan_write_check"
+        probe = path / f".sngan_write_check_{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:

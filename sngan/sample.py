@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
-from sngan.cli import run_or_exit
+from sngan.cli import ensure_folder, run_or_exit
 from sngan.config_tools import SampleConfig, check_sample
 from sngan.inference import load_generator
 from sngan.provenance import resolve_device
@@ -36,8 +36,7 @@ def sample(cfg: SampleConfig) -> list[Path]:
     device = resolve_device(cfg.device)
     generator = load_generator(cfg.ckpt, cfg.ema, str(device))
     gen = torch.Generator().manual_seed(cfg.seed)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(cfg.out)
     if cfg.interpolate:
         a, b = torch.randn(2, cfg.n, generator.z_dim, generator=gen)
         z = slerp(a, b, torch.linspace(0, 1, cfg.frames)).reshape(-1, generator.z_dim)

@@ -11,6 +11,7 @@ never mixed in.
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,6 +82,13 @@ def reference_stats(
             print(f"warning: {path} was computed with other Inception weights; recomputing.", file=sys.stderr)
         except ValueError as exc:
             print(f"warning: {exc}; recomputing.", file=sys.stderr)
+    try:  # a cache folder that cannot be written fails now, not after the features are computed
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.with_name(f".write_check_{os.getpid()}")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise _unwritable(path, exc) from exc
     if images is None:
         images = load_images(
             dataset.name, dataset.root, dataset.resolution or 0, split, dataset.size, dataset.modes, dataset.seed
@@ -98,10 +106,14 @@ def reference_stats(
     try:
         return save_reference(path, features, weights.sha256), path, True
     except OSError as exc:
-        raise MetricsError(
-            f"Cannot write reference statistics to '{path}' ({exc.strerror or exc}). Point inception.stats_dir "
-            f"at a writable folder with free space."
-        ) from exc
+        raise _unwritable(path, exc) from exc
+
+
+def _unwritable(path: Path, exc: OSError) -> MetricsError:
+    return MetricsError(
+        f"Cannot write reference statistics to '{path}' ({exc.strerror or exc}). Point inception.stats_dir "
+        f"at a writable folder with free space."
+    )
 
 
 @dataclass

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from sngan import checkpoint as ckpt
-from sngan.cli import USER_ERRORS
+from sngan.cli import ensure_folder, run_or_exit
 from sngan.config import TrainConfig, to_container, validate
 from sngan.data import DATASETS, NATIVE_RESOLUTION, BatchSampler, ImageData, load_images, to_float
 from sngan.losses import LOSSES
@@ -204,6 +204,7 @@ def train_loop(
 def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, float]:
     """Build everything, resume if asked, train, and return the final metrics."""
     device = resolve_device(cfg.device)
+    ensure_folder(run_dir)  # Hydra makes it for the CLI; callers of start() may not have
     # Inception weights and resume checkpoint first: their errors come before the (slow) data load.
     inception = load_extractor(cfg.inception) if cfg.metrics.name != "none" else None
     found = find_resume(cfg.resume, run_dir, config)
@@ -259,10 +260,7 @@ def main(raw: DictConfig) -> dict[str, float]:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        result = start(check_config(raw), to_container(raw), run_dir)
-    except (*USER_ERRORS, NonFiniteError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        result = run_or_exit(lambda: start(check_config(raw), to_container(raw), run_dir), NonFiniteError)
     except Interrupted as stopped:
         print(
             f"Training {stopped} with a checkpoint in {run_dir / ckpt.CHECKPOINT_DIR}. Continue with the same "

@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -91,6 +92,9 @@ def test_resume_auto_in_the_same_folder_continues_curves_without_duplicates(tmp_
     run_training(tmp_path, TINY + ["train.steps=4", "train.keep_checkpoints=10"])
     # Pretend the run died after step 4's events but resumes from step 2's checkpoint.
     ckpt.checkpoint_path(tmp_path, 4).unlink()
+    # TensorBoard orders event files by name: <seconds>.<host>.<pid>.<counter>. Within one second of
+    # one process an unpadded counter (9 -> 10) can sort a newer file first; real resumes are new processes.
+    time.sleep(1.1)
     run_training(tmp_path, TINY + ["train.steps=6", "resume=auto"])
     assert scalar_steps(tmp_path, "loss/d") == [1, 2, 3, 4, 5, 6]
     assert ckpt.find_latest(tmp_path).name == "ckpt_00000006.pt"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +87,12 @@ def resolve_weights(path: str | None = None, download: bool = True) -> Weights:
             try:
                 file.parent.mkdir(parents=True, exist_ok=True)
                 print(f"Downloading the FID Inception weights to {file} ...", file=sys.stderr)
-                torch.hub.download_url_to_file(WEIGHTS_URL, str(file), progress=False)
+                previous = socket.getdefaulttimeout()
+                socket.setdefaulttimeout(60)  # a blocked network fails in a minute instead of hanging
+                try:
+                    torch.hub.download_url_to_file(WEIGHTS_URL, str(file), progress=False)
+                finally:
+                    socket.setdefaulttimeout(previous)
             except Exception as exc:  # URLError, OSError, HTTPError
                 raise _missing(file, f"'{file}' does not exist and the download failed ({exc})") from exc
     digest = hashlib.sha256()
