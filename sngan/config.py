@@ -67,6 +67,7 @@ class LoopConfig:
     checkpoint_every: int = 5000
     keep_checkpoints: int = 3
     grid_size: int = 64
+    monitor_every: int | None = 1000  # spectral norms, gradient norms, D output histograms; None: off
     ema_decay: float | None = None  # e.g. 0.999: keep an EMA of G (checkpointed, sampled)
     on_nonfinite: str = "stop"  # stop (save the last good state) | skip (drop the update, count it)
 
@@ -173,6 +174,8 @@ def validate(
     ):
         if _get(typed, key) not in choices:
             raise _fail(key, _get(typed, key), f"choose one of: {', '.join(choices)}")
+    if typed.train.monitor_every is not None and typed.train.monitor_every <= 0:
+        raise _fail("train.monitor_every", typed.train.monitor_every, "it must be greater than 0, or null for off")
     if typed.train.ema_decay is not None and not 0.0 < typed.train.ema_decay < 1.0:
         raise _fail("train.ema_decay", typed.train.ema_decay, "it lies strictly between 0 and 1, or null for no EMA")
     if not (0.0 <= typed.optim.beta1 < 1.0 and 0.0 <= typed.optim.beta2 < 1.0):

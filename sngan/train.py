@@ -29,6 +29,7 @@ from sngan.data import DATASETS, NATIVE_RESOLUTION, BatchSampler, ImageData, loa
 from sngan.losses import LOSSES
 from sngan.metrics import evaluate_synthetic
 from sngan.models import MODELS, build_models
+from sngan.monitoring import Monitor, custom_scalars_layout
 from sngan.provenance import provenance, resolve_device
 from sngan.resume import check_architecture, find_resume
 from sngan.scoring import Scorer, load_extractor, make_scorer
@@ -148,6 +149,7 @@ def train_loop(
     save: Callable[..., Path],
     stop: GracefulStop,
     scorer: Scorer | None = None,
+    monitor: Monitor | None = None,
 ) -> dict[str, float]:
     loss, t = LOSSES.get(cfg.loss.name), cfg.train
     device = run.fixed_z.device
@@ -181,6 +183,9 @@ def train_loop(
             timer, timed_steps = time.perf_counter(), 0
             tracker.scalars(scalars, run.step)
             bar.set_postfix({k: f"{v:.3f}" for k, v in scalars.items() if k.startswith("loss")})
+        # Monitor spectral norms, gradient norms and D's outputs (reads only: training is unchanged).
+        if monitor is not None and t.monitor_every is not None and due(run.step, t.monitor_every, t.steps):
+            monitor.log(run.generator, run.discriminator, run.fixed_z, tracker, run.step)
         # Sample a grid from the fixed z.
         if due(run.step, t.sample_every, t.steps):
             png = tracker.run_dir / "samples" / f"step_{run.step:08d}.png"
@@ -238,11 +243,18 @@ def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, 
         )
 
     try:
+        monitor = None
+        if cfg.train.monitor_every is not None:
+            fixed_real = to_float(data.images[: cfg.train.grid_size]).to(device)
+            chain = MODELS.get(cfg.model.name).lipschitz_chain
+            monitor = Monitor.create(run.discriminator, chain, fixed_real)
         if source is None:
+            rule = cfg.metrics.name if scorer is not None else None
+            tracker.writer.add_custom_scalars(custom_scalars_layout(run.discriminator, rule))
             tracker.text("config", "```\n" + OmegaConf.to_yaml(config) + "\n```")
             tracker.images("data/real", to_float(data.images[: cfg.train.grid_size]), 0)
         with GracefulStop() as stop:
-            return train_loop(cfg, run, data, tracker, save, stop, scorer)
+            return train_loop(cfg, run, data, tracker, save, stop, scorer, monitor)
     finally:
         tracker.close()
 

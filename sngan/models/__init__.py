@@ -22,6 +22,9 @@ class Architecture:
 
     resolution: int
     build: Callable[[int, float], tuple[nn.Module, nn.Module]]
+    # D is a plain chain of layers and 1-Lipschitz activations, so the product of the layers'
+    # operator norms bounds its Lipschitz constant (not so with residual sums and sum pooling)
+    lipschitz_chain: bool = False
 
 
 MODELS: Registry[Architecture] = Registry("model")

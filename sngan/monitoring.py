@@ -1,0 +1,72 @@
+"""What the loop logs every ``train.monitor_every`` steps: spectral norms, gradient norms, D's outputs.
+
+Reads only. D is evaluated in eval mode (no power iteration) on a fixed real
+batch and on fakes from the fixed z (G in eval mode: BatchNorm statistics are
+not updated); gradient norms are those the last D and G updates left behind.
+No RNG is drawn, so a run with monitoring is bit-identical to one without.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sngan.spectral import SpectralMonitor, grad_norm
+from sngan.tracking import Tracker
+
+
+@dataclass
+class Monitor:
+    spectral: SpectralMonitor
+    fixed_real: torch.Tensor  # [-1, 1], on the training device
+
+    @classmethod
+    def create(cls, discriminator: nn.Module, chain: bool, fixed_real: torch.Tensor) -> Monitor:
+        spectral = SpectralMonitor(discriminator, chain)
+        spectral.record_input_shapes(fixed_real)
+        return cls(spectral, fixed_real)
+
+    @torch.no_grad()
+    def log(self, generator: nn.Module, discriminator: nn.Module, fixed_z: torch.Tensor, tracker: Tracker, step: int):
+        scalars = self.spectral.measure()
+        for name, net in (("d", discriminator), ("g", generator)):
+            norm = grad_norm(net)
+            if norm is not None:
+                scalars[f"grad_norm/{name}"] = norm
+        tracker.scalars(scalars, step)
+        g_mode, d_mode = generator.training, discriminator.training
+        generator.eval()
+        discriminator.eval()
+        try:
+            tracker.writer.add_histogram("d_out_hist/real", discriminator(self.fixed_real).float().cpu(), step)
+            tracker.writer.add_histogram("d_out_hist/fake", discriminator(generator(fixed_z)).float().cpu(), step)
+        finally:
+            generator.train(g_mode)
+            discriminator.train(d_mode)
+        return scalars
+
+
+def custom_scalars_layout(discriminator: nn.Module, rule: str | None) -> dict[str, dict[str, list]]:
+    """TensorBoard's Custom Scalars tab: losses, D outputs, spectral norms, metrics, each a group."""
+    from sngan.spectral import sn_layers
+
+    layers = [name for name, _ in sn_layers(discriminator)]
+    spectral = {
+        f"sigma {kind}": ["Multiline", [rf"sigma/.*/{kind}$"]]
+        for kind in ("estimate", "exact", "gap", "normalized", "operator")
+    }
+    layout = {
+        "losses": {"D and G loss": ["Multiline", [r"loss/d$", r"loss/g$"]],
+                   "learning rate": ["Multiline", [r"lr/"]]},
+        "D outputs": {"mean D(x) on real and fake": ["Multiline", [r"d_out/real$", r"d_out/fake$"]],
+                      "gradient norms": ["Multiline", [r"grad_norm/"]]},
+        "spectral norms": spectral | {"Lipschitz estimate": ["Multiline", [r"lipschitz/"]]}
+        | {f"layer {name}": ["Multiline", [rf"sigma/{name}/"]] for name in layers[:12]},
+    }  # fmt: skip
+    metrics = {"synthetic": ["Multiline", [r"synthetic/quality$", r"synthetic/mode_coverage$"]]}
+    if rule:
+        metrics |= {f"{rule} {k}": ["Multiline", [rf"(ema/)?{rule}/{k}"]] for k in ("fid", "is_mean", "kid_mean")}
+    layout["metrics"] = metrics
+    return layout
