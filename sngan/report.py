@@ -1,0 +1,136 @@
+"""``python -m sngan.report RUN_DIR``: one picture of a run, read back from its files.
+
+Writes ``RUN_DIR/report/report.png`` (a titled panel per group of logged
+scalars: losses, D outputs, learning rate, gradient norms, spectral norms per
+layer, Lipschitz estimate, FID/IS/KID, synthetic quality ..., and the latest
+sample grid), ``report.html`` embedding it, and ``report.json`` holding every
+plotted series exactly as the event files hold them.
+
+    python -m sngan.report outputs/quickstart/2026-11-28_10-00-00
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import re
+import sys
+from pathlib import Path
+
+# (panel title, pattern on the scalar tag); the first match wins, the rest goes to "other"
+PANELS = [
+    ("losses", r"^loss/"),
+    ("mean D output on real and fake", r"^d_out/"),
+    ("learning rate", r"^lr/"),
+    ("gradient norms", r"^grad_norm/"),
+    ("spectral norm of each layer (exact, reshaped weight)", r"^sigma/.*/exact$"),
+    ("spectral norm of each normalized layer (exact)", r"^sigma/.*/normalized$"),
+    ("power-iteration estimate (what SN divides by)", r"^sigma/.*/estimate$"),
+    ("relative gap estimate vs exact", r"^sigma/.*/gap$"),
+    ("operator norm of each normalized convolution", r"^sigma/.*/operator$"),
+    ("Lipschitz estimate of D (product of layer norms)", r"^lipschitz/"),
+    ("FID", r"/fid$"),
+    ("Inception Score", r"/is_(mean|std)$"),
+    ("KID", r"/kid_(mean|std)$"),
+    ("synthetic data: quality and mode coverage", r"synthetic/(quality|mode_coverage)$"),
+    ("synthetic data: other measures", r"synthetic/"),
+    ("skipped non-finite updates", r"^nonfinite/"),
+    ("speed", r"^speed/"),
+]
+
+
+def read_scalars(run_dir: Path) -> dict[str, dict[str, list[float]]]:
+    """Every scalar series of the run's TensorBoard events: {tag: {"steps": [...], "values": [...]}}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    series = {}
+    for tag in sorted(acc.Tags()["scalars"]):
+        events = acc.Scalars(tag)
+        series[tag] = {"steps": [e.step for e in events], "values": [e.value for e in events]}
+    return series
+
+
+def group(series: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dict[str, list[float]]]]:
+    panels: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for tag, data in series.items():
+        title = next((t for t, pattern in PANELS if re.search(pattern, tag)), "other")
+        panels.setdefault(title, {})[tag] = data
+    order = [t for t, _ in PANELS] + ["other"]
+    return {t: panels[t] for t in order if t in panels}
+
+
+def latest_grid(run_dir: Path) -> Path | None:
+    grids = sorted((run_dir / "samples").glob("step_*.png"))
+    return grids[-1] if grids else None
+
+
+def write_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "tb").is_dir():
+        raise FileNotFoundError(
+            f"'{run_dir}' holds no tb/ folder of TensorBoard events: pass a run folder written by "
+            f"python -m sngan.train."
+        )
+    out_dir = Path(out_dir) if out_dir else run_dir / "report"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    panels = group(read_scalars(run_dir))
+    grid = latest_grid(run_dir)
+    count = len(panels) + (grid is not None)
+    cols = 3
+    rows = max(1, -(-count // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4 * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax, (title, tags) in zip(flat, panels.items()):
+        for tag, data in tags.items():
+            ax.plot(data["steps"], data["values"], label=tag, linewidth=1)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("generator step")
+        if len(tags) <= 12:
+            ax.legend(fontsize=6)
+    if grid is not None:
+        ax = flat[len(panels)]
+        ax.imshow(plt.imread(grid))
+        ax.set_title(f"latest samples ({grid.stem})", fontsize=10)
+        ax.axis("off")
+    for ax in flat[count:]:
+        ax.axis("off")
+    fig.suptitle(f"sngan run {run_dir}", fontsize=12)
+    fig.tight_layout()
+    png = out_dir / "report.png"
+    fig.savefig(png, dpi=80)
+    plt.close(fig)
+    doc = out_dir / "report.json"
+    doc.write_text(json.dumps({"run": str(run_dir), "panels": panels}, indent=1) + "\n")
+    page = out_dir / "report.html"
+    items = "".join(f"<li>{html.escape(t)}: {', '.join(map(html.escape, tags))}</li>" for t, tags in panels.items())
+    page.write_text(
+        f"<!doctype html><meta charset='utf-8'><title>sngan report: {html.escape(str(run_dir))}</title>"
+        f"<h1>{html.escape(str(run_dir))}</h1><img src='report.png' style='max-width:100%'>"
+        f"<h2>Panels</h2><ul>{items}</ul><p>Series: <a href='report.json'>report.json</a></p>\n"
+    )
+    return {"png": png, "html": page, "json": doc}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sngan.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path, help="a run folder written by python -m sngan.train")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR/report)")
+    args = parser.parse_args(argv)
+    try:
+        paths = write_report(args.run_dir, args.out)
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(f"Wrote {paths['png']}, {paths['html']} and {paths['json']}.", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

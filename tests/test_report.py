@@ -1,0 +1,97 @@
+"""The run report, and a real TensorBoard server serving a short run's tags and images."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from helpers import TINY, run_training
+from PIL import Image
+
+from sngan.report import group, read_scalars, write_report
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("report_run")
+    run_training(run_dir, TINY + ["train.steps=4", "train.monitor_every=2", "train.ema_decay=0.9"])
+    return run_dir
+
+
+def test_report_has_a_titled_panel_for_every_group_and_the_series_of_the_event_files(short_run):
+    paths = write_report(short_run)
+    assert Image.open(paths["png"]).size[0] > 500
+    doc = json.loads(paths["json"].read_text())
+    events = read_scalars(short_run)
+    panels = doc["panels"]
+    titles = [
+        "losses", "mean D output on real and fake", "gradient norms",
+        "spectral norm of each layer (exact, reshaped weight)", "operator norm of each normalized convolution",
+        "Lipschitz estimate of D (product of layer norms)", "synthetic data: quality and mode coverage",
+    ]  # fmt: skip
+    for title in titles:
+        assert title in panels, title
+        assert title in paths["html"].read_text()
+    plotted = {tag: data for tags in panels.values() for tag, data in tags.items()}
+    assert set(plotted) == set(events)  # every logged tag is in some panel
+    for tag, data in events.items():
+        assert plotted[tag]["steps"] == data["steps"] and plotted[tag]["values"] == data["values"], tag
+    assert plotted["loss/d"]["steps"] == [1, 2, 3, 4]
+    assert group({"x/unknown": {"steps": [1], "values": [0.0]}}) == {
+        "other": {"x/unknown": {"steps": [1], "values": [0.0]}}
+    }
+
+
+def test_report_command_line(short_run, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "sngan.report", str(short_run), "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "report.png").is_file() and (tmp_path / "report.html").is_file()
+    bad = subprocess.run([sys.executable, "-m", "sngan.report", str(tmp_path / "nope")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "holds no tb/" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_a_real_tensorboard_server_serves_the_runs_tags_and_images(short_run):
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(short_run / "tb"), "--host", "127.0.0.1",
+         "--port", str(port), "--reload_interval", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}/data/plugin"
+        deadline, tags = time.monotonic() + 90, {}
+        while time.monotonic() < deadline:
+            try:
+                scalars = _get(f"{base}/scalars/tags")
+                tags = {t for run in scalars.values() for t in run}
+                if "loss/d" in tags and any(t.startswith("sigma/") for t in tags):
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        assert {"loss/d", "loss/g", "synthetic/quality", "lipschitz/bound", "grad_norm/d"} <= tags
+        assert "sigma/body.0/exact" in tags and "sigma/body.0/operator" in tags
+        images = {t for run in _get(f"{base}/images/tags").values() for t in run}
+        assert {"samples/fixed_z", "samples/fixed_z_ema", "data/real"} <= images
+        histograms = {t for run in _get(f"{base}/histograms/tags").values() for t in run}
+        assert {"d_out_hist/real", "d_out_hist/fake"} <= histograms
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
