@@ -1,5 +1,8 @@
 """``python -m sngan.report RUN_DIR``: one picture of a run, read back from its files.
 
+Given a multirun folder instead (``multirun/<name>/<date>``, e.g. from
+``experiment=ablation_sn``), it writes a table of its runs (ablation.md/.json).
+
 Writes ``RUN_DIR/report/report.png`` (a titled panel per group of logged
 scalars: losses, D outputs, learning rate, gradient norms, spectral norms per
 layer, Lipschitz estimate, FID/IS/KID, synthetic quality ..., and the latest
@@ -119,12 +122,57 @@ def write_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     return {"png": png, "html": page, "json": doc}
 
 
+def sweep_table(sweep_dir: Path) -> tuple[list[dict], Path, Path]:
+    """One row per run of a multirun folder (e.g. experiment=ablation_sn): its overrides, final and best
+    synthetic quality, modes covered, and whether it diverged (it stopped before its last step, or its
+    final quality fell below half its best). Writes ablation.md and ablation.json in ``sweep_dir``."""
+    import yaml
+
+    rows = []
+    for job in sorted((p for p in Path(sweep_dir).iterdir() if (p / "metrics.jsonl").is_file()), key=lambda p: p.name):
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) if (job / ".hydra").is_dir() else []
+        lines = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        steps = int(yaml.safe_load((job / "config.yaml").read_text())["train"]["steps"])
+        quality = [line.get("synthetic/quality", 0.0) for line in lines]
+        final = lines[-1] if lines else {}
+        stopped_early = not lines or final["step"] < steps
+        best = max(quality, default=0.0)
+        rows.append({
+            "run": job.name,
+            "overrides": " ".join(o for o in overrides if not o.startswith("experiment=")),
+            "final_step": final.get("step", 0),
+            "quality": final.get("synthetic/quality", 0.0),
+            "modes_covered": int(final.get("synthetic/modes_covered", 0)),
+            "best_quality": best,
+            "diverged": stopped_early or final.get("synthetic/quality", 0.0) < 0.5 * best,
+        })  # fmt: skip
+    common = set.intersection(*(set(r["overrides"].split()) for r in rows)) if len(rows) > 1 else set()
+    for r in rows:  # show what differs between the runs
+        r["overrides"] = " ".join(o for o in r["overrides"].split() if o not in common)
+    head = "| run | overrides | final step | quality | modes covered | best quality | diverged |\n"
+    head += "|---|---|---|---|---|---|---|\n"
+    body = "".join(
+        f"| {r['run']} | {r['overrides']} | {r['final_step']} | {r['quality']:.3f} | {r['modes_covered']} | "
+        f"{r['best_quality']:.3f} | {'yes' if r['diverged'] else 'no'} |\n"
+        for r in rows
+    )
+    md, js = Path(sweep_dir) / "ablation.md", Path(sweep_dir) / "ablation.json"
+    md.write_text(head + body)
+    js.write_text(json.dumps(rows, indent=1) + "\n")
+    return rows, md, js
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sngan.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path, help="a run folder written by python -m sngan.train")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR/report)")
     args = parser.parse_args(argv)
     try:
+        if not (args.run_dir / "tb").is_dir() and args.run_dir.is_dir() and any(args.run_dir.glob("*/metrics.jsonl")):
+            rows, md, _ = sweep_table(args.run_dir)
+            print(md.read_text())
+            print(f"Wrote {md} ({len(rows)} runs) and its JSON.", file=sys.stderr)
+            return
         paths = write_report(args.run_dir, args.out)
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -95,3 +95,23 @@ def test_a_real_tensorboard_server_serves_the_runs_tags_and_images(short_run):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_ablation_multirun_and_its_table(tmp_path):
+    tiny = ["model.width=0.125", "train.steps=2", "train.eval_every=1", "train.eval_samples=50", "dataset.size=100",
+            "train.batch_size_d=8", "train.batch_size_g=8", "train.grid_size=4", "train.monitor_every=1"]  # fmt: skip
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sngan.train", "experiment=ablation_sn", *tiny, f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = subprocess.run([sys.executable, "-m", "sngan.report", str(sweep)], capture_output=True, text=True)
+    assert table.returncode == 0, table.stderr
+    rows = json.loads((sweep / "ablation.json").read_text())
+    assert len(rows) == 6
+    assert sorted(r["overrides"].lower() for r in rows) == sorted(
+        f"model.spectral_norm={sn} seed={s}" for sn in ("true", "false") for s in (0, 1, 2)
+    )
+    assert all(r["final_step"] == 2 and 0 <= r["quality"] <= 1 and isinstance(r["diverged"], bool) for r in rows)
+    assert "| modes covered |" in (sweep / "ablation.md").read_text() and "seed=2" in table.stdout
