@@ -133,8 +133,9 @@ class SpectralMonitor:
                 out[f"{tag}/exact"] = exact
             out[f"{tag}/normalized"] = layer_norm = exact / est
             if isinstance(module, nn.Conv2d) and name in self.input_shapes:
+                warm = self._vectors.get(name)  # the last vector: a few iterations keep it converged
                 op, self._vectors[name] = conv_operator_norm(
-                    weight, module, self.input_shapes[name], start=self._vectors.get(name)
+                    weight, module, self.input_shapes[name], iterations=50 if warm is None else 10, start=warm
                 )
                 out[f"{tag}/operator"] = layer_norm = op
             product *= layer_norm

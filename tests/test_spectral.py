@@ -101,3 +101,19 @@ def test_monitoring_every_step_leaves_training_bit_identical(tmp_path):
     assert scalar_steps(tmp_path / "on", "grad_norm/d") == [1, 2, 3, 4]
     with pytest.raises(KeyError):
         scalar_steps(tmp_path / "off", "sigma/body.0/exact")
+
+
+def test_monitor_operator_norm_of_the_normalized_conv_matches_the_dense_matrix():
+    torch.manual_seed(3)
+    conv = spectral_norm(nn.Conv2d(2, 3, 4, 2, 1))
+    monitor = SpectralMonitor(nn.Sequential(conv), chain=True)
+    monitor.record_input_shapes(torch.zeros(1, 2, 8, 8))
+    assert monitor.input_shapes == {"0": (2, 8, 8)}
+    first, second = monitor.measure(), monitor.measure()  # cold start, then warm-started
+    plain = nn.Conv2d(2, 3, 4, 2, 1, bias=False).double()
+    with torch.no_grad():
+        plain.weight.copy_(conv.parametrizations.weight.original.double() / first["sigma/0/estimate"])
+    expected = np.linalg.norm(dense_matrix_of_conv(plain, (2, 8, 8)), 2)
+    assert first["sigma/0/operator"] == pytest.approx(expected, rel=1e-3)
+    assert second["sigma/0/operator"] == pytest.approx(expected, rel=1e-4)
+    assert second["lipschitz/bound"] == pytest.approx(second["sigma/0/operator"])
