@@ -92,6 +92,8 @@ def test_a_real_tensorboard_server_serves_the_runs_tags_and_images(short_run):
         assert {"samples/fixed_z", "samples/fixed_z_ema", "data/real"} <= images
         histograms = {t for run in _get(f"{base}/histograms/tags").values() for t in run}
         assert {"d_out_hist/real", "d_out_hist/fake"} <= histograms
+        layout = json.dumps(_get(f"{base}/custom_scalars/layout"))
+        assert all(group in layout for group in ("losses", "D outputs", "spectral norms", "metrics"))
     finally:
         server.terminate()
         server.wait(timeout=30)
