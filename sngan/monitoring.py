@@ -40,8 +40,11 @@ class Monitor:
         generator.eval()
         discriminator.eval()
         try:
-            tracker.writer.add_histogram("d_out_hist/real", discriminator(self.fixed_real).float().cpu(), step)
-            tracker.writer.add_histogram("d_out_hist/fake", discriminator(generator(fixed_z)).float().cpu(), step)
+            for name, out in (("real", discriminator(self.fixed_real)), ("fake", discriminator(generator(fixed_z)))):
+                values = out.float().cpu()
+                values = values[torch.isfinite(values)]  # a diverging D (on_nonfinite=skip) must not stop the run
+                if len(values):
+                    tracker.writer.add_histogram(f"d_out_hist/{name}", values, step)
         finally:
             generator.train(g_mode)
             discriminator.train(d_mode)

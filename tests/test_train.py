@@ -157,6 +157,9 @@ def test_cli_two_steps_from_another_working_directory(tmp_path):
     assert "Run folder" in proc.stderr
 
 
+NO_MONITOR = "train.monitor_every=null"  # monitoring calls D too, which would shift the NaN hook's count
+
+
 def nan_after(calls: int):
     """A forward hook that turns D's output into NaN from the given call on."""
     count = {"n": 0}
@@ -169,6 +172,7 @@ def nan_after(calls: int):
 
 
 def inject_nan(monkeypatch, calls: int):
+    """NaN from D's call ``calls`` + 1 on; counts only training calls (run tests with monitoring off)."""
     import sngan.train as train_module
 
     real_build = train_module.build_models
@@ -187,7 +191,7 @@ def test_nonfinite_loss_stops_naming_step_and_network_with_the_last_good_state_s
     # n_dis 1: D is called twice per step (D update, G update); call 7 is step 4's D update.
     inject_nan(monkeypatch, calls=6)
     with pytest.raises(NonFiniteError, match=r"discriminator update of step 4 \(loss/d=nan") as err:
-        run_training(tmp_path, TINY + ["train.steps=10", "train.checkpoint_every=100", "train.n_dis=1"])
+        run_training(tmp_path, TINY + ["train.steps=10", "train.checkpoint_every=100", "train.n_dis=1", NO_MONITOR])
     assert "train.on_nonfinite=skip" in str(err.value)
     state = ckpt.load(ckpt.find_latest(tmp_path))
     assert state["step"] == 3
@@ -197,7 +201,7 @@ def test_nonfinite_loss_stops_naming_step_and_network_with_the_last_good_state_s
 
 def test_nonfinite_updates_are_skipped_and_counted_when_asked(tmp_path, monkeypatch):
     inject_nan(monkeypatch, calls=6)  # every D output from step 4 on is NaN
-    run_training(tmp_path, TINY + ["train.steps=5", "train.n_dis=1", "train.on_nonfinite=skip"])
+    run_training(tmp_path, TINY + ["train.steps=5", "train.n_dis=1", "train.on_nonfinite=skip", NO_MONITOR])
     state = ckpt.load(ckpt.find_latest(tmp_path))
     assert state["step"] == 5 and state["skipped"] == {"discriminator": 2, "generator": 2}
     assert all(torch.isfinite(v).all() for v in state["discriminator"].values() if v.is_floating_point())
@@ -234,7 +238,7 @@ def test_nonfinite_stop_keeps_the_checkpoint_of_the_last_step_instead_of_overwri
     # n_dis 2: three D calls per step; call 11 is step 4's second D update, after a finite first one.
     inject_nan(monkeypatch, calls=10)
     with pytest.raises(NonFiniteError, match=r"discriminator update of step 4.*saved as .*ckpt_00000003.pt"):
-        run_training(tmp_path, TINY + ["train.steps=10", "train.checkpoint_every=1", "train.n_dis=2"])
+        run_training(tmp_path, TINY + ["train.steps=10", "train.checkpoint_every=1", "train.n_dis=2", NO_MONITOR])
     assert saved == ["ckpt_00000001.pt", "ckpt_00000002.pt", "ckpt_00000003.pt"]  # not written twice
     assert ckpt.load(ckpt.find_latest(tmp_path))["step"] == 3
 
@@ -249,3 +253,11 @@ def test_resume_from_another_run_into_a_folder_holding_checkpoints_is_refused(tm
     # Into a fresh folder it continues run a from its step 2.
     run_training(tmp_path / "c", TINY + ["train.steps=4", f"resume={tmp_path / 'a'}"])
     assert ckpt.load(ckpt.find_latest(tmp_path / "c"))["step"] == 4
+
+
+def test_monitoring_survives_a_diverged_discriminator_under_skip(tmp_path, monkeypatch):
+    inject_nan(monkeypatch, calls=8)  # D's outputs turn NaN mid-run; histograms keep the finite values only
+    run_training(
+        tmp_path, TINY + ["train.steps=5", "train.n_dis=1", "train.on_nonfinite=skip", "train.monitor_every=1"]
+    )
+    assert ckpt.load(ckpt.find_latest(tmp_path))["step"] == 5
