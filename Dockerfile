@@ -1,0 +1,41 @@
+# sngan on a GPU host:
+#   docker build -t sngan .
+#   docker run --gpus all --shm-size=8g --user "$(id -u):$(id -g)" \
+#     -v "$PWD/data:/data" -v "$PWD/outputs:/outputs" -v "$HOME/.cache/sngan:/cache" \
+#     sngan experiment=sngan_resnet32_cifar10
+# Overrides append to the entry point; run folders land in /outputs.
+
+# The official PyTorch CUDA runtime image; its torch 2.5.1 fits pyproject's range (>=2.3,<3).
+FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    SNGAN_DATA_ROOT=/data \
+    SNGAN_OUTPUTS=/outputs \
+    SNGAN_MULTIRUN=/outputs/multirun \
+    SNGAN_STATS_DIR=/cache/stats \
+    TORCH_HOME=/cache/torch \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    HOME=/tmp
+
+WORKDIR /opt/sngan
+COPY pyproject.toml README.md LICENSE ./
+COPY sngan ./sngan
+COPY configs ./configs
+COPY scripts/install.sh ./scripts/install.sh
+
+# Non-editable install through the same script the tests run; then a non-root user. The volume
+# folders are world-writable so that `--user "$(id -u):$(id -g)"` (any host uid) can write them.
+RUN bash scripts/install.sh \
+    && useradd --create-home --uid 1000 --user-group --shell /bin/bash sngan \
+    && mkdir -p /data /outputs /cache/torch /cache/stats \
+    && chmod 0777 /data /outputs /cache /cache/torch /cache/stats
+
+USER 1000:1000
+WORKDIR /outputs
+VOLUME ["/data", "/outputs", "/cache"]
+EXPOSE 6006
+
+ENTRYPOINT ["python", "-m", "sngan.train"]
+CMD ["experiment=quickstart"]

