@@ -65,6 +65,8 @@ class LoopConfig:
     eval_every: int = 1000  # synthetic quality measure
     eval_samples: int = 1000
     checkpoint_every: int = 5000
+    checkpoint_minutes: float | None = None  # also save every this many minutes of wall time
+    max_minutes: float | None = None  # stop cleanly, with a checkpoint, after this many minutes
     keep_checkpoints: int = 3
     grid_size: int = 64
     monitor_every: int | None = 1000  # spectral norms, gradient norms, D output histograms; None: off
@@ -174,6 +176,9 @@ def validate(
     ):
         if _get(typed, key) not in choices:
             raise _fail(key, _get(typed, key), f"choose one of: {', '.join(choices)}")
+    for key in ("checkpoint_minutes", "max_minutes"):
+        if getattr(typed.train, key) is not None and getattr(typed.train, key) <= 0:
+            raise _fail(f"train.{key}", getattr(typed.train, key), "it must be greater than 0, or null for off")
     if typed.train.monitor_every is not None and typed.train.monitor_every <= 0:
         raise _fail("train.monitor_every", typed.train.monitor_every, "it must be greater than 0, or null for off")
     if typed.train.ema_decay is not None and not 0.0 < typed.train.ema_decay < 1.0:

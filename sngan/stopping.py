@@ -11,6 +11,8 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -21,6 +23,35 @@ class Interrupted(Exception):
     def __init__(self, signum: int, step: int) -> None:
         super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
         self.signum, self.step = signum, step
+
+
+class TimeLimit(Exception):
+    """Training stopped at train.max_minutes, after saving a checkpoint."""
+
+    def __init__(self, minutes: float, step: int) -> None:
+        super().__init__(f"stopped at train.max_minutes={minutes:g} at step {step}")
+        self.minutes, self.step = minutes, step
+
+
+class WallClock:
+    """Time-based saving for preemptible clusters: a checkpoint every ``checkpoint_minutes`` and a clean
+    stop (with a checkpoint) once ``max_minutes`` have passed, e.g. a little before a job's wall time."""
+
+    def __init__(
+        self, max_minutes: float | None, checkpoint_minutes: float | None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.max_minutes, self.checkpoint_minutes, self.clock = max_minutes, checkpoint_minutes, clock
+        self.start = self.last_save = clock()
+
+    def out_of_time(self) -> bool:
+        return self.max_minutes is not None and self.clock() - self.start >= 60 * self.max_minutes
+
+    def save_due(self) -> bool:
+        every = self.checkpoint_minutes
+        return (every is not None and self.clock() - self.last_save >= 60 * every) or self.out_of_time()
+
+    def saved(self) -> None:
+        self.last_save = self.clock()
 
 
 class GracefulStop:

@@ -35,8 +35,10 @@ from sngan.resume import check_architecture, find_resume
 from sngan.scoring import Scorer, load_extractor, make_scorer
 from sngan.state import Run, make_ema, restore, state_dict, update_ema
 from sngan.step import d_step, g_step
-from sngan.stopping import GracefulStop, Interrupted
+from sngan.stopping import GracefulStop, Interrupted, TimeLimit, WallClock
 from sngan.tracking import Tracker
+
+CLOCK = time.monotonic  # the wall clock of max_minutes / checkpoint_minutes (tests replace it)
 
 
 def lr_factor(step: int, total: int, decay: str) -> float:
@@ -156,6 +158,7 @@ def train_loop(
     bar = tqdm(total=t.steps, initial=run.step, disable=None, dynamic_ncols=True, desc="train")
     result: dict[str, float] = {}
     timer, timed_steps = time.perf_counter(), 0
+    wall = WallClock(t.max_minutes, t.checkpoint_minutes, CLOCK)
     while run.step < t.steps:
         factor = set_lr(run, cfg)
         # Update D n_dis times, each on a fresh real batch and fresh fakes.
@@ -196,12 +199,16 @@ def train_loop(
         # Evaluate.
         if due(run.step, t.eval_every, t.steps):
             result = evaluate(cfg, run, data, tracker, scorer, lambda r: save(r, "best")) or result
-        # Save, and stop here if a signal asked for it.
-        if due(run.step, t.checkpoint_every, t.steps) or stop.requested is not None:
+        # Save on schedule, every checkpoint_minutes, on a signal or at max_minutes; then stop if asked.
+        if due(run.step, t.checkpoint_every, t.steps) or stop.requested is not None or wall.save_due():
             save(run)
+            wall.saved()
         if stop.requested is not None:
             bar.close()
             raise Interrupted(stop.requested, run.step)
+        if wall.out_of_time() and run.step < t.steps:
+            bar.close()
+            raise TimeLimit(t.max_minutes or 0.0, run.step)
     bar.close()
     return result
 
@@ -280,6 +287,13 @@ def main(raw: DictConfig) -> dict[str, float]:
             file=sys.stderr,
         )
         sys.exit(128 + stopped.signum)
+    except TimeLimit as limited:
+        print(
+            f"Training {limited} with a checkpoint in {run_dir / ckpt.CHECKPOINT_DIR}. Continue (e.g. in the next "
+            f"job) with the same command plus: hydra.run.dir={run_dir} resume=auto",
+            file=sys.stderr,
+        )
+        return {}
     except KeyboardInterrupt:
         latest = ckpt.find_latest(run_dir)
         print(f"Interrupted at once; newest checkpoint: {latest or 'none'}.", file=sys.stderr)

@@ -261,3 +261,49 @@ def test_monitoring_survives_a_diverged_discriminator_under_skip(tmp_path, monke
         tmp_path, TINY + ["train.steps=5", "train.n_dis=1", "train.on_nonfinite=skip", "train.monitor_every=1"]
     )
     assert ckpt.load(ckpt.find_latest(tmp_path))["step"] == 5
+
+
+def fake_clock(monkeypatch, seconds_per_call: float):
+    import sngan.train as train_module
+
+    now = {"t": 0.0}
+
+    def clock():
+        now["t"] += seconds_per_call
+        return now["t"]
+
+    monkeypatch.setattr(train_module, "CLOCK", clock)
+
+
+def test_max_minutes_stops_with_a_checkpoint_and_the_run_resumes_to_the_end(tmp_path, monkeypatch):
+    from sngan.stopping import TimeLimit
+
+    fake_clock(monkeypatch, 20.0)  # every clock read advances 20 s
+    with pytest.raises(TimeLimit) as stopped:
+        run_training(tmp_path, TINY + ["train.steps=50", "train.checkpoint_every=100", "train.max_minutes=1"])
+    step = stopped.value.step
+    assert 0 < step < 50 and "max_minutes=1" in str(stopped.value)
+    assert ckpt.load(ckpt.find_latest(tmp_path))["step"] == step
+    monkeypatch.undo()
+    run_training(tmp_path, TINY + ["train.steps=50", "train.checkpoint_every=100", "train.max_minutes=1",
+                                   "resume=auto"])  # fmt: skip
+    assert ckpt.load(ckpt.find_latest(tmp_path))["step"] == 50
+
+
+def test_checkpoint_minutes_saves_on_wall_time(tmp_path, monkeypatch):
+    fake_clock(monkeypatch, 25.0)
+    run_training(tmp_path, TINY + ["train.steps=8", "train.checkpoint_every=100", "train.checkpoint_minutes=1",
+                                   "train.keep_checkpoints=100"])  # fmt: skip
+    steps = [ckpt.load(p)["step"] for p in ckpt.list_checkpoints(tmp_path)]
+    assert len(steps) >= 3 and steps[-1] == 8  # time-based saves in between, and the final one
+
+
+def test_max_minutes_on_the_command_line_exits_0_and_says_how_to_resume(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "sngan.train", "experiment=quickstart", "train.steps=100000", "train.max_minutes=0.001",
+         f"hydra.run.dir={tmp_path}"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "stopped at train.max_minutes=0.001" in proc.stderr and "resume=auto" in proc.stderr
+    assert ckpt.find_latest(tmp_path) is not None
