@@ -8,29 +8,20 @@ exit code 2 instead.
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from sngan.cli import OutputError, ensure_folder
+
 
 def ensure_writable(folder: str, key: str) -> None:
-    path = Path(folder)
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".sngan_write_check_{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        print(
-            f"error: The run folder '{path}' cannot be created or written ({exc.strerror or exc}). Pick a "
-            f"writable location with {key}=/path/to/folder (or run from a writable working directory); "
-            f"nothing was written.",
-            file=sys.stderr,
-        )
+        ensure_folder(folder)
+    except OutputError as exc:
+        print(f"error: The run folder cannot be made: {exc} Set {key}=/path/to/a/writable/folder.", file=sys.stderr)
         sys.exit(2)
 
 
