@@ -208,8 +208,9 @@ WITH_TEST_SPLIT = ("cifar10", "cifar100", "stl10")
 INCEPTION_DIMS = (64, 192, 768, 2048)
 
 
-def validate_metrics(metrics: MetricsConfig, inception: InceptionConfig, dataset: str) -> None:
-    """Ranges of a metric rule, its label, and whether the dataset has the split it needs."""
+def validate_metrics(metrics: MetricsConfig, inception: InceptionConfig, dataset: str | None) -> None:
+    """Ranges of a metric rule, its label, and whether the dataset has the split it needs (None: the
+    dataset is not known yet, as for evaluate before it reads the checkpoint; checked again then)."""
     if inception.dims not in INCEPTION_DIMS:
         raise _fail("inception.dims", inception.dims, f"choose one of {', '.join(map(str, INCEPTION_DIMS))}")
     if inception.batch_size <= 0:
@@ -223,7 +224,7 @@ def validate_metrics(metrics: MetricsConfig, inception: InceptionConfig, dataset
         raise _fail("metrics.n_real", metrics.n_real, "it must be at least 2, or null for the whole split")
     if metrics.real_split not in ("train", "test"):
         raise _fail("metrics.real_split", metrics.real_split, "choose train (the training split) or test")
-    if metrics.real_split == "test" and dataset not in WITH_TEST_SPLIT:
+    if metrics.real_split == "test" and dataset is not None and dataset not in WITH_TEST_SPLIT:
         raise ConfigError(
             f"Invalid configuration: metrics '{metrics.name}' compares with the test split, but dataset "
             f"'{dataset}' has none. Use a rule on the training split (metrics=fid_paper or fid50k_train)."

@@ -66,7 +66,7 @@ def check_evaluate(cfg: DictConfig) -> EvaluateConfig:
     if typed.metrics.name == "none":
         raise ConfigError("Invalid configuration: metrics=none evaluates nothing; pick a rule such as "
                           "metrics=fid_paper, fid50k_train or fid10k_test.")  # fmt: skip
-    validate_metrics(typed.metrics, typed.inception, "cifar10")  # the split is checked against the run later
+    validate_metrics(typed.metrics, typed.inception, None)  # the split is checked against the run's dataset later
     if typed.batch_size <= 0:
         raise _fail("batch_size", typed.batch_size, "it must be greater than 0")
     return typed

@@ -25,7 +25,7 @@ from sngan import checkpoint as ckpt
 from sngan.cli import ensure_folder, run_or_exit
 from sngan.config import validate_metrics
 from sngan.config_tools import EvaluateConfig, check_evaluate
-from sngan.inference import generator_from_checkpoint
+from sngan.inference import EVAL_SEED_OFFSET, generator_from_state, seeded_sampler
 from sngan.provenance import resolve_device
 from sngan.scoring import Scorer, make_scorer
 
@@ -74,25 +74,14 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     )
     ensure_folder(out.parent)  # before the slow part
     scorer = scorer_for(cfg, first, device)
-    seed = cfg.seed if cfg.seed is not None else int(first["config"].get("seed", 0)) + 12345
+    seed = cfg.seed if cfg.seed is not None else int(first["config"].get("seed", 0)) + EVAL_SEED_OFFSET
     rows = []
     for path in paths:
-        for use_ema in (False, True):
-            try:
-                generator, info = generator_from_checkpoint(path, use_ema)
-            except ckpt.CheckpointError:
-                if use_ema:  # no EMA in this run
-                    continue
-                raise
-            generator = generator.to(device)
-            gen = torch.Generator(device=device).manual_seed(seed)
-
-            def sample_fn(n: int, g: torch.nn.Module = generator, r: torch.Generator = gen) -> torch.Tensor:
-                with torch.no_grad():
-                    return g(torch.randn(n, g.z_dim, device=device, generator=r))
-
+        state = first if path == paths[0] else ckpt.load(path)  # each file read once
+        for use_ema in (False, True) if state.get("ema") is not None else (False,):
+            generator, info = generator_from_state(state, path, use_ema)
             row = {"checkpoint": str(path), "step": info["step"], "network": "ema" if use_ema else "g"}
-            rows.append(row | scorer(sample_fn))
+            rows.append(row | scorer(seeded_sampler(generator.to(device), device, seed)))
             print(format_row(scorer.rule.name, rows[-1]), file=sys.stderr)
     doc = {**scorer.describe(), "seed": seed, "results": rows}
     out.write_text(json.dumps(doc, indent=2) + "\n")

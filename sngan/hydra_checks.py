@@ -14,7 +14,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from sngan.cli import OutputError, ensure_folder
+from sngan.outputs import OutputError, ensure_folder
 
 
 def ensure_writable(folder: str, key: str) -> None:

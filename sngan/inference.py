@@ -12,6 +12,7 @@ needed to rebuild the module: model name, z_dim, width, resolution.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,25 @@ from sngan import checkpoint as ckpt
 from sngan.models import MODELS, build_models
 
 EXPORT_FORMAT = "sngan-generator/1"
+EVAL_SEED_OFFSET = 12345  # evaluations draw z from seed + this, in training and in python -m sngan.evaluate
+
+
+@torch.no_grad()
+def generate(generator: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """Images from G in eval mode (BatchNorm running statistics), its mode restored afterwards."""
+    was_training = generator.training
+    generator.eval()
+    try:
+        return generator(z)
+    finally:
+        generator.train(was_training)
+
+
+def seeded_sampler(generator: nn.Module, device: torch.device, seed: int) -> Callable[[int], torch.Tensor]:
+    """``sample_fn(n)`` drawing from ``generator`` (eval mode, no gradients) with its own RNG seeded with
+    ``seed``: the same weights and seed always give the same images."""
+    rng = torch.Generator(device=device).manual_seed(seed)
+    return lambda n: generate(generator, torch.randn(n, generator.z_dim, device=device, generator=rng))
 
 
 def _pick_ema(state: dict[str, Any], ema: str | bool | None, path: Path) -> bool:
@@ -57,10 +77,10 @@ def _load_weights(generator: nn.Module, weights: dict[str, torch.Tensor], path: 
         ) from exc
 
 
-def generator_from_checkpoint(path: Path, ema: str | bool | None = "auto") -> tuple[nn.Module, dict[str, Any]]:
-    """(generator in eval mode on the CPU, facts about it) from a training checkpoint."""
-    path = Path(path)
-    state = ckpt.load(path)
+def generator_from_state(
+    state: dict[str, Any], path: Path, ema: str | bool | None = "auto"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """(generator in eval mode on the CPU, facts about it) from a loaded training checkpoint."""
     use_ema = _pick_ema(state, ema, path)
     config = state.get("config") or {}
     generator = _build(config.get("model", {}), path)
@@ -72,9 +92,14 @@ def generator_from_checkpoint(path: Path, ema: str | bool | None = "auto") -> tu
         "resolution": MODELS.get(config["model"]["name"]).resolution,
         "ema": use_ema,
         "step": int(state["step"]),
-        "source": str(path.resolve()),
+        "source": str(Path(path).resolve()),
     }
     return generator.eval(), info
+
+
+def generator_from_checkpoint(path: Path, ema: str | bool | None = "auto") -> tuple[nn.Module, dict[str, Any]]:
+    """(generator in eval mode on the CPU, facts about it) from a training checkpoint file."""
+    return generator_from_state(ckpt.load(Path(path)), Path(path), ema)
 
 
 def load_generator(path: str | Path, ema: str | bool | None = "auto", device: str = "cpu") -> nn.Module:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sngan.spectral import SpectralMonitor, grad_norm
+from sngan.inference import generate
+from sngan.spectral import SpectralMonitor, grad_norm, sn_layers
 from sngan.tracking import Tracker
 
 
@@ -36,25 +37,22 @@ class Monitor:
             if norm is not None:
                 scalars[f"grad_norm/{name}"] = norm
         tracker.scalars(scalars, step)
-        g_mode, d_mode = generator.training, discriminator.training
-        generator.eval()
+        fake = generate(generator, fixed_z)
+        d_mode = discriminator.training
         discriminator.eval()
         try:
-            for name, out in (("real", discriminator(self.fixed_real)), ("fake", discriminator(generator(fixed_z)))):
+            for name, out in (("real", discriminator(self.fixed_real)), ("fake", discriminator(fake))):
                 values = out.float().cpu()
                 values = values[torch.isfinite(values)]  # a diverging D (on_nonfinite=skip) must not stop the run
                 if len(values):
                     tracker.writer.add_histogram(f"d_out_hist/{name}", values, step)
         finally:
-            generator.train(g_mode)
             discriminator.train(d_mode)
         return scalars
 
 
 def custom_scalars_layout(discriminator: nn.Module, rule: str | None) -> dict[str, dict[str, list]]:
     """TensorBoard's Custom Scalars tab: losses, D outputs, spectral norms, metrics, each a group."""
-    from sngan.spectral import sn_layers
-
     layers = [name for name, _ in sn_layers(discriminator)]
     spectral = {
         f"sigma {kind}": ["Multiline", [rf"sigma/.*/{kind}$"]]

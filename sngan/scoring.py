@@ -11,7 +11,6 @@ never mixed in.
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from sngan.data import load_images
 from sngan.metrics.evaluate import MetricRule, extract, generated_batches, score, uint8_batches
 from sngan.metrics.fid import ReferenceStats, load_reference, save_reference
 from sngan.metrics.inception import InceptionFeatures, Weights, resolve_weights
+from sngan.outputs import OutputError, ensure_folder
 
 
 class MetricsError(RuntimeError):
@@ -83,12 +83,9 @@ def reference_stats(
         except ValueError as exc:
             print(f"warning: {exc}; recomputing.", file=sys.stderr)
     try:  # a cache folder that cannot be written fails now, not after the features are computed
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe = path.with_name(f".write_check_{os.getpid()}")
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise _unwritable(path, exc) from exc
+        ensure_folder(path.parent)
+    except OutputError as exc:
+        raise MetricsError(f"Cannot write reference statistics: {exc} (inception.stats_dir)") from exc
     if images is None:
         images = load_images(
             dataset.name, dataset.root, dataset.resolution or 0, split, dataset.size, dataset.modes, dataset.seed

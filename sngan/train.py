@@ -26,6 +26,7 @@ from sngan import checkpoint as ckpt
 from sngan.cli import ensure_folder, run_or_exit
 from sngan.config import TrainConfig, to_container, validate
 from sngan.data import DATASETS, NATIVE_RESOLUTION, BatchSampler, ImageData, load_images, to_float
+from sngan.inference import EVAL_SEED_OFFSET, generate, seeded_sampler
 from sngan.losses import LOSSES
 from sngan.metrics import evaluate_synthetic
 from sngan.models import MODELS, build_models
@@ -59,17 +60,6 @@ def build_run(cfg: TrainConfig, data: ImageData, device: torch.device) -> Run:
     return Run(g, d, opt_g, opt_d, sampler, fixed_z.to(device), ema=ema)
 
 
-@torch.no_grad()
-def generate(generator: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """Images from G in eval mode (BatchNorm running statistics)."""
-    was_training = generator.training
-    generator.eval()
-    try:
-        return generator(z)
-    finally:
-        generator.train(was_training)
-
-
 def evaluate(
     cfg: TrainConfig,
     run: Run,
@@ -80,21 +70,17 @@ def evaluate(
 ) -> dict[str, float]:
     """Synthetic quality and FID/IS/KID of G (and of its EMA), from a fixed seed: same weights, same numbers.
     Keeps the checkpoint with the lowest FID (the EMA's where there is one) as best.pt."""
-    device = run.fixed_z.device
+    device, seed = run.fixed_z.device, cfg.seed + EVAL_SEED_OFFSET
     result: dict[str, float] = {}
     nets = {"": run.generator} | ({"ema/": run.ema} if run.ema is not None else {})
     for prefix, net in nets.items():
-        gen = torch.Generator(device=device).manual_seed(cfg.seed + 12345)
-
-        def sample_fn(n: int, net: torch.nn.Module = net, gen: torch.Generator = gen) -> torch.Tensor:
-            return generate(net, torch.randn(n, cfg.model.z_dim, device=device, generator=gen))
-
         if data.prototypes is not None:
-            found = evaluate_synthetic(sample_fn, data.prototypes, n=cfg.train.eval_samples)
+            found = evaluate_synthetic(seeded_sampler(net, device, seed), data.prototypes, n=cfg.train.eval_samples)
             result |= {f"{prefix}synthetic/{k}": v for k, v in found.items()}
-        if scorer is not None:
-            gen.manual_seed(cfg.seed + 12345)
-            result |= {f"{prefix}{scorer.rule.name}/{k}": v for k, v in scorer(sample_fn).items()}
+        if scorer is not None:  # its own sampler from the same seed: python -m sngan.evaluate reproduces it
+            result |= {
+                f"{prefix}{scorer.rule.name}/{k}": v for k, v in scorer(seeded_sampler(net, device, seed)).items()
+            }
     if result:
         tracker.metrics(result, run.step)
     key = f"{'ema/' if run.ema is not None else ''}{cfg.metrics.name}/fid"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .fid import ReferenceStats, frechet_distance, inception_score, kernel_inception_distance
+from .fid import ReferenceStats, feature_statistics, frechet_distance, inception_score, kernel_inception_distance
 from .inception import InceptionFeatures
 
 
@@ -88,8 +88,7 @@ def score(
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """FID against ``reference``; IS from the logits; KID where the reference kept features."""
-    mu = features.mean(axis=0)
-    sigma = np.cov(features, rowvar=False)
+    mu, sigma = feature_statistics(features)
     out = {"fid": frechet_distance(mu, sigma, reference.mu, reference.sigma)}
     if logits is not None:
         out["is_mean"], out["is_std"] = inception_score(logits, rule.is_splits)
