@@ -72,6 +72,8 @@ class LoopConfig:
     monitor_every: int | None = 1000  # spectral norms, gradient norms, D output histograms; None: off
     ema_decay: float | None = None  # e.g. 0.999: keep an EMA of G (checkpointed, sampled)
     on_nonfinite: str = "stop"  # stop (save the last good state) | skip (drop the update, count it)
+    sync_bn: bool = False  # under torchrun: G's BatchNorm statistics over the global batch (CUDA only)
+    requeue_signal: str | None = None  # e.g. USR1 (SLURM --signal): checkpoint, `scontrol requeue`, exit
 
 
 @dataclass
@@ -179,6 +181,9 @@ def validate(
     for key in ("checkpoint_minutes", "max_minutes"):
         if getattr(typed.train, key) is not None and getattr(typed.train, key) <= 0:
             raise _fail(f"train.{key}", getattr(typed.train, key), "it must be greater than 0, or null for off")
+    signame = typed.train.requeue_signal
+    if signame is not None and signal_number(signame) is None:
+        raise _fail("train.requeue_signal", signame, "name a signal a scheduler sends, e.g. USR1 or USR2")
     if typed.train.monitor_every is not None and typed.train.monitor_every <= 0:
         raise _fail("train.monitor_every", typed.train.monitor_every, "it must be greater than 0, or null for off")
     if typed.train.ema_decay is not None and not 0.0 < typed.train.ema_decay < 1.0:
@@ -197,6 +202,16 @@ def validate(
         )
     typed.dataset.resolution = model_res
     return typed
+
+
+def signal_number(name: str) -> int | None:
+    """The number of a catchable signal other than TERM/INT (those already stop cleanly), or None."""
+    import signal
+
+    sig = getattr(signal, name if name.startswith("SIG") else f"SIG{name}", None)
+    if not isinstance(sig, signal.Signals) or sig in (signal.SIGKILL, signal.SIGSTOP, signal.SIGTERM, signal.SIGINT):
+        return None
+    return int(sig)
 
 
 METRIC_PRESETS = {  # name: (n_fake, real_split, n_real); the yaml files in configs/metrics/ must agree

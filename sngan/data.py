@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from sngan.distributed import shard
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 NATIVE_RESOLUTION = {"cifar10": 32, "cifar100": 32, "stl10": 48}
 DATASETS = ("cifar10", "cifar100", "stl10", "folder", "synthetic")
@@ -175,10 +177,13 @@ def load_images(
 
 class BatchSampler:
     """Draws batches without replacement, reshuffling each epoch, from a
-    private ``torch.Generator``; ``state_dict`` captures all of it."""
+    private ``torch.Generator``; ``state_dict`` captures all of it.
 
-    def __init__(self, images: torch.Tensor, seed: int, hflip: bool = False) -> None:
-        self.images, self.hflip = images, hflip
+    Under torchrun every rank holds the same sampler state and draws the same global batch, then keeps
+    its own slice (``rank`` of ``world``): the data order does not depend on the number of ranks."""
+
+    def __init__(self, images: torch.Tensor, seed: int, hflip: bool = False, rank: int = 0, world: int = 1) -> None:
+        self.images, self.hflip, self.rank, self.world = images, hflip, rank, world
         self.gen = torch.Generator().manual_seed(seed)
         self.perm = torch.randperm(len(images), generator=self.gen)
         self.pos = 0
@@ -195,11 +200,13 @@ class BatchSampler:
         return torch.cat(taken)
 
     def next(self, batch: int, device: torch.device) -> torch.Tensor:
-        """A float batch in [-1, 1] on ``device``."""
-        x = to_float(self.images[self.next_indices(batch)].to(device, non_blocking=True))
-        if self.hflip:
-            flip = (torch.rand(len(x), generator=self.gen) < 0.5).to(device)
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        """This rank's share of a global batch of ``batch`` images, as floats in [-1, 1] on ``device``."""
+        index = self.next_indices(batch)
+        flip = torch.rand(batch, generator=self.gen) < 0.5 if self.hflip else None
+        lo, hi = shard(batch, self.rank, self.world)
+        x = to_float(self.images[index[lo:hi]].to(device, non_blocking=True))
+        if flip is not None:
+            x = torch.where(flip[lo:hi, None, None, None].to(device), x.flip(3), x)
         return x
 
     def state_dict(self) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from sngan import checkpoint as ckpt
 from sngan.cli import ensure_folder, run_or_exit
 from sngan.config import validate_metrics
 from sngan.config_tools import EvaluateConfig, check_evaluate
-from sngan.inference import EVAL_SEED_OFFSET, generator_from_state, seeded_sampler
+from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generator_from_state
 from sngan.provenance import resolve_device
 from sngan.scoring import Scorer, make_scorer
 
@@ -81,7 +81,7 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
         for use_ema in (False, True) if state.get("ema") is not None else (False,):
             generator, info = generator_from_state(state, path, use_ema)
             row = {"checkpoint": str(path), "step": info["step"], "network": "ema" if use_ema else "g"}
-            rows.append(row | scorer(seeded_sampler(generator.to(device), device, seed)))
+            rows.append(row | scorer(SeededSampler(generator.to(device), device, seed)))
             print(format_row(scorer.rule.name, rows[-1]), file=sys.stderr)
     doc = {**scorer.describe(), "seed": seed, "results": rows}
     out.write_text(json.dumps(doc, indent=2) + "\n")

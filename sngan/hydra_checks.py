@@ -1,4 +1,5 @@
-"""A Hydra callback that checks the run folder before Hydra creates it.
+"""A Hydra callback that checks the run folder before Hydra creates it, and the resolver that keeps
+torchrun's other ranks from writing Hydra's files into the shared run folder.
 
 Hydra makes ``hydra.run.dir`` (or the sweep folder) before the application
 starts, so a folder that cannot be created would end in Hydra's own traceback.
@@ -8,11 +9,12 @@ exit code 2 instead.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from sngan.outputs import OutputError, ensure_folder
 
@@ -31,3 +33,12 @@ class RunFolderCheck(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         ensure_writable(str(config.hydra.sweep.dir), "hydra.sweep.dir")
+
+
+def register_resolvers() -> None:
+    """``${sngan_rank0:VALUE}``: VALUE on rank 0 (and without torchrun), null on the other ranks. Used for
+    ``hydra.output_subdir`` so that only rank 0 writes ``.hydra/`` into the run folder all ranks share."""
+    if not OmegaConf.has_resolver("sngan_rank0"):
+        OmegaConf.register_new_resolver(
+            "sngan_rank0", lambda value: value if int(os.environ.get("RANK", 0)) == 0 else None
+        )

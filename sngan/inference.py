@@ -12,7 +12,6 @@ needed to rebuild the module: model name, z_dim, width, resolution.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +36,24 @@ def generate(generator: nn.Module, z: torch.Tensor) -> torch.Tensor:
         generator.train(was_training)
 
 
-def seeded_sampler(generator: nn.Module, device: torch.device, seed: int) -> Callable[[int], torch.Tensor]:
+class SeededSampler:
     """``sample_fn(n)`` drawing from ``generator`` (eval mode, no gradients) with its own RNG seeded with
-    ``seed``: the same weights and seed always give the same images."""
-    rng = torch.Generator(device=device).manual_seed(seed)
-    return lambda n: generate(generator, torch.randn(n, generator.z_dim, device=device, generator=rng))
+    ``seed``: the same weights and seed always give the same images. ``skip(n)`` draws the noise of n
+    images without generating them, so that a rank generating a later share of a sample set gets the
+    images a single process would have generated there."""
+
+    def __init__(self, generator: nn.Module, device: torch.device, seed: int) -> None:
+        self.generator, self.device = generator, device
+        self.rng = torch.Generator(device=device).manual_seed(seed)
+
+    def _noise(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.generator.z_dim, device=self.device, generator=self.rng)
+
+    def __call__(self, n: int) -> torch.Tensor:
+        return generate(self.generator, self._noise(n))
+
+    def skip(self, n: int) -> None:
+        self._noise(n)
 
 
 def _pick_ema(state: dict[str, Any], ema: str | bool | None, path: Path) -> bool:

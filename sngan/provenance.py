@@ -56,8 +56,12 @@ class DeviceError(ValueError):
     """The requested device does not exist here."""
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA, then MPS, then the CPU; anything else must exist."""
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """'auto' picks CUDA, then MPS, then the CPU; anything else must exist. Under torchrun
+    (``local_rank`` given) CUDA means this rank's own GPU, whatever index the name carries."""
+    if local_rank is not None and (name == "cuda" or name.startswith("cuda:") or name == "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

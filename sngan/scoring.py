@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from sngan import distributed
 from sngan.config import DatasetConfig, InceptionConfig, MetricsConfig
 from sngan.data import load_images
 from sngan.metrics.evaluate import MetricRule, extract, generated_batches, score, uint8_batches
@@ -115,19 +117,30 @@ def _unwritable(path: Path, exc: OSError) -> MetricsError:
 
 @dataclass
 class Scorer:
+    """Scores generators by one metric rule. Under torchrun each rank generates and embeds its share of
+    the images; rank 0 gathers the features (in the one-process order), scores them and shares the
+    numbers, so every rank returns the same dict. Only rank 0 holds the reference statistics."""
+
     rule: MetricRule
     extractor: InceptionFeatures
     weights: Weights
-    reference: ReferenceStats
-    reference_path: Path
+    reference: ReferenceStats | None
+    reference_path: Path | None
     device: torch.device
     batch_size: int
 
     def __call__(self, sample_fn: Callable[[int], torch.Tensor]) -> dict[str, float]:
         """FID, IS and KID of ``rule.n_fake`` images from ``sample_fn`` (in [-1, 1])."""
-        batches = generated_batches(sample_fn, self.rule.n_fake, self.batch_size)
-        features, logits = extract(self.extractor, batches, self.device)
-        return score(features, logits, self.reference, self.rule, self.device)
+        here = distributed.current()
+        batches = generated_batches(sample_fn, self.rule.n_fake, self.batch_size, here.rank, here.world)
+        shares = distributed.gather(extract(self.extractor, batches, self.device))
+        result = None
+        if shares is not None:
+            assert self.reference is not None, "rank 0 holds the reference statistics"
+            features = np.concatenate([f for f, _ in shares])
+            logits = np.concatenate([lg for _, lg in shares]) if shares[0][1] is not None else None
+            result = score(features, logits, self.reference, self.rule, self.device)
+        return distributed.broadcast(result)
 
     def describe(self) -> dict[str, Any]:
         """What a number computed by this scorer means: stored beside every saved result."""
@@ -135,7 +148,9 @@ class Scorer:
             "rule": self.rule.name,
             "n_fake": self.rule.n_fake,
             "real_split": self.rule.real_split,
-            "n_real": self.reference.count if self.reference.count is not None else self.rule.n_real,
+            "n_real": (
+                self.reference.count if self.reference and self.reference.count is not None else self.rule.n_real
+            ),
             "is_splits": self.rule.is_splits,
             "kid": f"{self.rule.kid_subsets} subsets of {self.rule.kid_subset_size}",
             "dims": self.extractor.dims,
@@ -152,12 +167,15 @@ def make_scorer(
     device: torch.device,
     train_images: torch.Tensor | None = None,
     extractor: tuple[InceptionFeatures, Weights] | None = None,
+    with_reference: bool = True,
 ) -> Scorer | None:
     """A scorer for ``metrics`` (None for metrics=none); ``train_images`` spares a reload of the
-    training split."""
+    training split. ``with_reference=False``: one that only embeds images (torchrun's other ranks)."""
     if metrics.name == "none":
         return None
     net, weights = extractor or load_extractor(inception)
+    if not with_reference:
+        return Scorer(rule_of(metrics), net, weights, None, None, device, inception.batch_size)
     split = split_of(dataset, metrics.real_split)
     if metrics.stats is not None:
         try:

@@ -8,6 +8,7 @@ into a plain dict that ``torch.load(weights_only=True)`` reads back, and
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import torch
 
 from sngan import checkpoint as ckpt
 from sngan.data import BatchSampler
+from sngan.distributed import rank_seed
 
 
 @dataclass
@@ -34,6 +36,9 @@ class Run:
     best_fid: float | None = None  # lowest FID so far (of the EMA generator where there is one)
     best_step: int | None = None
     best_metric: str | None = None  # which number best_fid is, rule included: "ema/fid_paper/fid"
+    # Under torchrun: the DistributedDataParallel wrappers the updates go through (None: the modules)
+    ddp_generator: torch.nn.Module | None = None
+    ddp_discriminator: torch.nn.Module | None = None
 
 
 def make_ema(generator: torch.nn.Module) -> torch.nn.Module:
@@ -51,7 +56,30 @@ def update_ema(ema: torch.nn.Module, generator: torch.nn.Module, decay: float) -
         avg_b.copy_(b)
 
 
-def state_dict(run: Run, config: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+def fingerprint(run: Run) -> dict[str, str]:
+    """SHA-256 of each network's weights and buffers (spectral-norm u and v included): torchrun's ranks
+    must hold identical replicas, and the checkpoint records that they did."""
+    out = {}
+    for name, net in (("generator", run.generator), ("discriminator", run.discriminator), ("ema", run.ema)):
+        if net is not None:
+            digest = hashlib.sha256()
+            for key, value in net.state_dict().items():
+                digest.update(key.encode())
+                digest.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            out[name] = digest.hexdigest()
+    return out
+
+
+def state_dict(
+    run: Run,
+    config: dict[str, Any],
+    info: dict[str, Any],
+    rngs: list[dict[str, Any]] | None = None,
+    replicas: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """Under torchrun, ``rngs``: every rank's RNG state in rank order (default: this process's);
+    ``replicas``: every rank's ``fingerprint``."""
+    rngs = rngs or [ckpt.rng_state()]
     return {
         "format_version": ckpt.FORMAT_VERSION,
         "step": run.step,
@@ -64,13 +92,17 @@ def state_dict(run: Run, config: dict[str, Any], info: dict[str, Any]) -> dict[s
         "skipped": dict(run.skipped),
         "ema": run.ema.state_dict() if run.ema is not None else None,
         "best": {"metric": run.best_metric, "fid": run.best_fid, "step": run.best_step},
-        "rng": ckpt.rng_state(),
+        "rng": rngs[0],
+        "rng_ranks": rngs if len(rngs) > 1 else None,
+        "replicas": replicas if replicas and len(replicas) > 1 else None,
         "config": config,
         "provenance": info,
     }
 
 
-def restore(run: Run, state: dict[str, Any], path: Path) -> None:
+def restore(run: Run, state: dict[str, Any], path: Path, rank: int = 0, seed: int = 0) -> None:
+    """Put ``state`` into ``run``. ``rank`` takes its own RNG state; a rank the saved run did not have
+    (resuming at a larger world size) gets a fresh stream from (seed, rank, step) instead."""
     try:
         run.generator.load_state_dict(state["generator"])
         run.discriminator.load_state_dict(state["discriminator"])
@@ -91,4 +123,8 @@ def restore(run: Run, state: dict[str, Any], path: Path) -> None:
     run.skipped = dict(state["skipped"])
     best = state.get("best") or {}
     run.best_fid, run.best_step, run.best_metric = best.get("fid"), best.get("step"), best.get("metric")
-    ckpt.set_rng_state(state["rng"])
+    ranks = state.get("rng_ranks") or [state["rng"]]
+    if rank < len(ranks):
+        ckpt.set_rng_state(ranks[rank])
+    else:
+        torch.manual_seed(rank_seed(seed, rank, run.step))

@@ -12,6 +12,11 @@ Each update is applied only if its loss, gradients and weights are all
 finite; "finite/d" and "finite/g" report the check and the loop decides what
 a skipped update means (stop or count it). Other values are detached scalar
 tensors; the loop decides when to read them.
+
+Under torchrun the loop passes the DistributedDataParallel wrapper of the
+network being updated and the plain module of the other one: D's gradients are
+all-reduced in the D update only, G's in the G update only, and a skipped
+update is skipped on every rank.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sngan.distributed import all_agree
 from sngan.losses import Loss
 
 
@@ -30,7 +36,7 @@ def _update_if_finite(opt: torch.optim.Optimizer, loss: torch.Tensor) -> torch.T
     opt.zero_grad(set_to_none=True)
     loss.backward()
     tensors = [loss.detach()] + [p.grad for p in params if p.grad is not None] + [p.detach() for p in params]
-    finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all()
+    finite = all_agree(torch.stack([torch.isfinite(t).all() for t in tensors]).all())  # torchrun: every rank
     if finite:  # one host sync per update: the price of catching NaN before it spreads
         opt.step()
     else:

@@ -8,7 +8,9 @@ restored on exit.
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -55,9 +57,12 @@ class WallClock:
 
 
 class GracefulStop:
+    """``extra``: more signals that stop the same way (a scheduler's requeue signal, e.g. SIGUSR1)."""
+
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self) -> None:
+    def __init__(self, extra: tuple[int, ...] = ()) -> None:
+        self.signals = self.SIGNALS + tuple(extra)
         self.requested: int | None = None
         self._previous: dict[int, Any] = {}
 
@@ -75,7 +80,7 @@ class GracefulStop:
 
     def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
+            for sig in self.signals:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -83,3 +88,17 @@ class GracefulStop:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+def requeue() -> str:
+    """Put this SLURM job back in the queue (``scontrol requeue $SLURM_JOB_ID``); says what happened."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return "SLURM_JOB_ID is not set, so no job was requeued; start the next job yourself."
+    try:
+        out = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"`scontrol requeue {job}` could not run ({exc}); requeue the job yourself."
+    if out.returncode != 0:
+        return f"`scontrol requeue {job}` failed ({out.stderr.strip() or out.returncode}); requeue the job yourself."
+    return f"SLURM job {job} was requeued."

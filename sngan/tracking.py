@@ -50,3 +50,29 @@ class Tracker:
 
     def close(self) -> None:
         self.writer.close()
+
+
+class NullTracker(Tracker):
+    """What torchrun's other ranks log to: nothing (rank 0 writes the run's files)."""
+
+    def __init__(self, run_dir: Path, purge_step: int | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        pass
+
+    def metrics(self, values: Mapping[str, float], step: int) -> None:
+        pass
+
+    def images(self, name: str, images: torch.Tensor, step: int, png: Path | None = None) -> None:
+        pass
+
+    def text(self, name: str, text: str, step: int = 0) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

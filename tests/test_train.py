@@ -10,7 +10,7 @@ from helpers import TINY, run_training
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sngan import checkpoint as ckpt
-from sngan.train import lr_factor
+from sngan.loop import lr_factor
 
 
 def scalar_steps(run_dir, tag):
@@ -264,7 +264,7 @@ def test_monitoring_survives_a_diverged_discriminator_under_skip(tmp_path, monke
 
 
 def fake_clock(monkeypatch, seconds_per_call: float):
-    import sngan.train as train_module
+    import sngan.loop as loop_module
 
     now = {"t": 0.0}
 
@@ -272,7 +272,7 @@ def fake_clock(monkeypatch, seconds_per_call: float):
         now["t"] += seconds_per_call
         return now["t"]
 
-    monkeypatch.setattr(train_module, "CLOCK", clock)
+    monkeypatch.setattr(loop_module, "CLOCK", clock)
 
 
 def test_max_minutes_stops_with_a_checkpoint_and_the_run_resumes_to_the_end(tmp_path, monkeypatch):

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sngan.distributed import shard
+
 from .fid import ReferenceStats, feature_statistics, frechet_distance, inception_score, kernel_inception_distance
 from .inception import InceptionFeatures
 
@@ -57,10 +59,18 @@ def uint8_batches(images: torch.Tensor, batch: int) -> Iterator[torch.Tensor]:
         yield images[i : i + batch]
 
 
-def generated_batches(sample_fn: Callable[[int], torch.Tensor], n: int, batch: int) -> Iterator[torch.Tensor]:
-    """``n`` generated images as uint8 batches (rounded as a PNG would be)."""
-    for i in range(0, n, batch):
-        x = sample_fn(min(batch, n - i)).detach().float()
+def generated_batches(
+    sample_fn: Callable[[int], torch.Tensor], n: int, batch: int, rank: int = 0, world: int = 1
+) -> Iterator[torch.Tensor]:
+    """``n`` generated images as uint8 batches (rounded as a PNG would be). With ``world`` > 1, only the
+    ``rank``-th contiguous share of the batches; the batches before it are skipped with
+    ``sample_fn.skip(k)``, which draws their noise, so the shares together are the one-process set."""
+    sizes = [min(batch, n - i) for i in range(0, n, batch)]
+    first, last = shard(len(sizes), rank, world)
+    for k in sizes[:first]:
+        sample_fn.skip(k)  # type: ignore[attr-defined]
+    for k in sizes[first:last]:
+        x = sample_fn(k).detach().float()
         yield ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 

@@ -1,0 +1,186 @@
+"""The training loop and what it decides each step: when to log, monitor, sample, evaluate, save and stop.
+
+Under torchrun every rank runs this loop in lockstep. Decisions that depend on more than the step
+number (a signal, the wall clock) are agreed on once per step, so all ranks save and stop together;
+files are written by rank 0 only (the other ranks get a tracker that writes nothing).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from sngan import distributed
+from sngan.config import TrainConfig
+from sngan.data import ImageData
+from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generate
+from sngan.losses import LOSSES
+from sngan.metrics import evaluate_synthetic
+from sngan.monitoring import Monitor
+from sngan.scoring import Scorer
+from sngan.state import Run, update_ema
+from sngan.step import d_step, g_step
+from sngan.stopping import GracefulStop, Interrupted, TimeLimit, WallClock
+from sngan.tracking import Tracker
+
+CLOCK = time.monotonic  # the wall clock of max_minutes / checkpoint_minutes (tests replace it)
+
+
+def lr_factor(step: int, total: int, decay: str) -> float:
+    """Learning-rate multiplier for the update that follows ``step`` updates."""
+    return max(0.0, 1.0 - step / total) if decay == "linear" else 1.0
+
+
+def evaluate(
+    cfg: TrainConfig,
+    run: Run,
+    data: ImageData,
+    tracker: Tracker,
+    scorer: Scorer | None,
+    save_best: Callable[[Run], Path],
+) -> dict[str, float]:
+    """Synthetic quality and FID/IS/KID of G (and of its EMA), from a fixed seed: same weights, same numbers.
+    Keeps the checkpoint with the lowest FID (the EMA's where there is one) as best.pt."""
+    device, seed = run.fixed_z.device, cfg.seed + EVAL_SEED_OFFSET
+    result: dict[str, float] = {}
+    nets = {"": run.generator} | ({"ema/": run.ema} if run.ema is not None else {})
+    main = distributed.current().is_main
+    distributed.sync_buffers(run.generator, run.ema)  # every rank samples with rank 0's BatchNorm statistics
+    for prefix, net in nets.items():
+        if data.prototypes is not None and main:  # cheap: rank 0 alone
+            found = evaluate_synthetic(SeededSampler(net, device, seed), data.prototypes, n=cfg.train.eval_samples)
+            result |= {f"{prefix}synthetic/{k}": v for k, v in found.items()}
+        if scorer is not None:  # its own sampler from the same seed: python -m sngan.evaluate reproduces it
+            result |= {
+                f"{prefix}{scorer.rule.name}/{k}": v for k, v in scorer(SeededSampler(net, device, seed)).items()
+            }
+    result = distributed.broadcast(result)  # every rank takes the same best.pt decision
+    if result:
+        tracker.metrics(result, run.step)
+    key = f"{'ema/' if run.ema is not None else ''}{cfg.metrics.name}/fid"
+    if key in result and (run.best_metric != key or run.best_fid is None or result[key] < run.best_fid):
+        run.best_fid, run.best_step, run.best_metric = result[key], run.step, key  # another rule: start over
+        save_best(run)
+    return result
+
+
+def set_lr(run: Run, cfg: TrainConfig) -> float:
+    factor = lr_factor(run.step, cfg.train.steps, cfg.optim.decay)
+    for opt, base in ((run.opt_g, cfg.optim.lr_g), (run.opt_d, cfg.optim.lr_d)):
+        for group in opt.param_groups:
+            group["lr"] = base * factor
+    return factor
+
+
+class NonFiniteError(RuntimeError):
+    """An update met a non-finite loss, gradient or weight under on_nonfinite=stop."""
+
+
+def handle_nonfinite(
+    cfg: TrainConfig, run: Run, network: str, stats: dict[str, torch.Tensor], save: Callable[..., Path]
+) -> None:
+    """Count a skipped update, or save the last good state and stop.
+
+    The saved state is labelled with the last completed step and holds the failed step's finite D
+    updates, if any; a checkpoint written at the end of that step is the cleaner state and is kept."""
+    if cfg.train.on_nonfinite == "skip":
+        run.skipped[network] += 1
+        return
+    values = ", ".join(f"{k}={float(v):.4g}" for k, v in stats.items() if not k.startswith("finite"))
+    nets = (run.generator, run.discriminator)
+    if all(bool(torch.isfinite(p).all()) for net in nets for p in net.parameters()):
+        where = f"The last good state is saved as {save(run, 'keep')}"
+    else:
+        where = "The weights are no longer finite, so nothing was saved; resume from the newest checkpoint"
+    raise NonFiniteError(
+        f"Non-finite loss, gradient or weight in the {network} update of step {run.step + 1} ({values}); the "
+        f"update was not applied. {where}. Lower the learning rate or check the data, or set "
+        f"train.on_nonfinite=skip to skip such updates and count them."
+    )
+
+
+def due(step: int, every: int, last: int) -> bool:
+    return step % every == 0 or step == last
+
+
+def train_loop(
+    cfg: TrainConfig,
+    run: Run,
+    data: ImageData,
+    tracker: Tracker,
+    save: Callable[..., Path],
+    stop: GracefulStop,
+    scorer: Scorer | None = None,
+    monitor: Monitor | None = None,
+) -> dict[str, float]:
+    loss, t = LOSSES.get(cfg.loss.name), cfg.train
+    device, here = run.fixed_z.device, distributed.current()
+    g_update = run.ddp_generator or run.generator  # the wrapper all-reduces G's gradients under torchrun
+    d_update = run.ddp_discriminator or run.discriminator
+    bar = tqdm(total=t.steps, initial=run.step, disable=None if here.is_main else True, dynamic_ncols=True,
+               desc="train")  # fmt: skip
+    result: dict[str, float] = {}
+    timer, timed_steps = time.perf_counter(), 0
+    wall = WallClock(t.max_minutes, t.checkpoint_minutes, CLOCK)
+    while run.step < t.steps:
+        factor = set_lr(run, cfg)
+        # Update D n_dis times, each on a fresh real batch and fresh fakes (this rank's share of each).
+        for _ in range(t.n_dis):
+            real = run.sampler.next(t.batch_size_d, device)
+            stats = d_step(run.generator, d_update, run.opt_d, loss, real, cfg.model.z_dim)
+            if not stats["finite/d"]:
+                handle_nonfinite(cfg, run, "discriminator", stats, save)
+        # Update G once; D is read through the plain module, so its gradients are not all-reduced.
+        batch_g = t.batch_size_g // here.world
+        stats |= g_step(g_update, run.discriminator, run.opt_g, loss, batch_g, cfg.model.z_dim, device)
+        if not stats["finite/g"]:
+            handle_nonfinite(cfg, run, "generator", stats, save)
+        if run.ema is not None and t.ema_decay is not None:
+            update_ema(run.ema, run.generator, t.ema_decay)
+        run.step += 1
+        timed_steps += 1
+        bar.update(1)
+        # Log (losses and D outputs averaged over ranks: the global batch's values).
+        if due(run.step, t.log_every, t.steps):
+            logged = distributed.mean_over_ranks({k: v for k, v in stats.items() if not k.startswith("finite")})
+            scalars = {k: float(v) for k, v in logged.items()}
+            scalars |= {f"nonfinite/skipped_{k[0]}": n for k, n in run.skipped.items()}  # _d, _g
+            elapsed = time.perf_counter() - timer
+            scalars |= {"lr/g": cfg.optim.lr_g * factor, "lr/d": cfg.optim.lr_d * factor}
+            scalars["speed/g_iters_per_s"] = timed_steps / max(elapsed, 1e-9)
+            timer, timed_steps = time.perf_counter(), 0
+            tracker.scalars(scalars, run.step)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in scalars.items() if k.startswith("loss")})
+        # Monitor spectral norms, gradient norms and D's outputs (reads only: training is unchanged).
+        if monitor is not None and t.monitor_every is not None and due(run.step, t.monitor_every, t.steps):
+            monitor.log(run.generator, run.discriminator, run.fixed_z, tracker, run.step)
+        # Sample a grid from the fixed z.
+        if here.is_main and due(run.step, t.sample_every, t.steps):
+            png = tracker.run_dir / "samples" / f"step_{run.step:08d}.png"
+            tracker.images("samples/fixed_z", generate(run.generator, run.fixed_z), run.step, png)
+            if run.ema is not None:
+                png = png.with_name(f"ema_step_{run.step:08d}.png")
+                tracker.images("samples/fixed_z_ema", generate(run.ema, run.fixed_z), run.step, png)
+        # Evaluate.
+        if due(run.step, t.eval_every, t.steps):
+            result = evaluate(cfg, run, data, tracker, scorer, lambda r: save(r, "best")) or result
+        # Save on schedule, every checkpoint_minutes, on a signal (on any rank) or at max_minutes; then stop
+        # if asked. Every rank takes the same decision.
+        signum, save_due, out_of_time = distributed.max_over_ranks(
+            [stop.requested or 0, int(wall.save_due()), int(wall.out_of_time())]
+        )
+        if due(run.step, t.checkpoint_every, t.steps) or signum or save_due:
+            save(run)
+            wall.saved()
+        if signum:
+            bar.close()
+            raise Interrupted(signum, run.step)
+        if out_of_time and run.step < t.steps:
+            bar.close()
+            raise TimeLimit(t.max_minutes or 0.0, run.step)
+    bar.close()
+    return result

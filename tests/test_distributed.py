@@ -1,0 +1,182 @@
+"""torchrun on the CPU: 2 processes, gloo backend, the real launcher and the real command line.
+
+One 2-process run (with EMA and FID/IS/KID every 2 steps on random Inception weights) is shared by
+the tests that read it; the signal test starts its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import TINY, run_training, validated
+from test_commands import METRICS, TINY_METRICS
+
+from sngan import checkpoint as ckpt
+from sngan.config import ConfigError, InceptionConfig
+from sngan.config_tools import EvaluateConfig
+from sngan.data import BatchSampler
+from sngan.distributed import Dist, rank_seed, shard
+from sngan.evaluate import evaluate
+from sngan.metrics.evaluate import generated_batches
+
+DDP = TINY + METRICS + ["train.steps=4", "train.ema_decay=0.5", "inception.batch_size=8", "device=cpu"]
+
+
+def torchrun(args: list[str], env: dict[str, str], nproc: int = 2, **kwargs) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--standalone",
+           "-m", "sngan.train", *args]  # fmt: skip
+    return subprocess.run(cmd, env=os.environ | env, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory, inception_home):
+    """Four steps on 2 ranks with the run folder named by Hydra (no hydra.run.dir), as users launch it."""
+    base = tmp_path_factory.mktemp("ddp")
+    env = {"TORCH_HOME": str(inception_home), "SNGAN_STATS_DIR": str(base / "stats"),
+           "SNGAN_OUTPUTS": str(base / "outputs"), "OMP_NUM_THREADS": "1"}  # fmt: skip
+    out = torchrun(DDP, env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    folders = [p for p in (base / "outputs").glob("*/*") if p.is_dir()]
+    return folders, env, out
+
+
+def test_all_ranks_share_one_run_folder_and_only_rank_0_writes(ddp_run):
+    folders, _, out = ddp_run
+    assert len(folders) == 1, folders  # not one folder per rank's time stamp
+    run_dir = folders[0]
+    assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "config.yaml").is_file()
+    assert len(list((run_dir / "tb").glob("events.out.tfevents.*"))) == 1
+    assert json.loads((run_dir / "provenance.json").read_text())["world_size"] == 2
+    assert out.stderr.count("Run folder:") == 1  # rank 0 reports; the others keep quiet
+
+
+def test_replicas_stay_identical_and_every_ranks_rng_is_saved(ddp_run):
+    run_dir = ddp_run[0][0]
+    for path in ckpt.list_checkpoints(run_dir):
+        state = ckpt.load(path)
+        first, second = state["replicas"]
+        # Weights, Adam-updated parameters and the spectral-norm u/v buffers of D, G, EMA: bit-identical.
+        assert first == second and set(first) == {"generator", "discriminator", "ema"}
+        assert len(state["rng_ranks"]) == 2
+        assert not torch.equal(state["rng_ranks"][0]["torch"], state["rng_ranks"][1]["torch"])  # own noise
+        assert torch.equal(state["rng"]["torch"], state["rng_ranks"][0]["torch"])
+
+
+def test_data_order_does_not_depend_on_the_number_of_ranks(ddp_run, tmp_path, with_inception):
+    run_dir = ddp_run[0][0]
+    run_training(tmp_path, DDP)
+    two, one = ckpt.load(run_dir / "checkpoints" / "ckpt_00000004.pt"), ckpt.load(ckpt.find_latest(tmp_path))
+    assert torch.equal(two["sampler"]["perm"], one["sampler"]["perm"])
+    assert two["sampler"]["pos"] == one["sampler"]["pos"]
+    assert torch.equal(two["sampler"]["generator"], one["sampler"]["generator"])
+
+
+def test_fid_from_features_gathered_over_ranks_equals_the_one_process_number(ddp_run, with_inception):
+    run_dir, env = ddp_run[0][0], ddp_run[1]
+    logged = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+    assert logged["step"] == 4
+    inception = InceptionConfig(dims=64, stats_dir=env["SNGAN_STATS_DIR"], batch_size=8)
+    path = run_dir / "checkpoints" / "ckpt_00000004.pt"
+    doc, _ = evaluate(EvaluateConfig(ckpt=str(path), metrics=TINY_METRICS, inception=inception, device="cpu"))
+    rows = {row["network"]: row for row in doc["results"]}
+    for prefix, network in (("", "g"), ("ema/", "ema")):
+        for key in ("fid", "is_mean", "kid_mean"):
+            assert rows[network][key] == pytest.approx(logged[f"{prefix}tiny/{key}"], rel=1e-6, abs=1e-9), key
+
+
+def test_a_two_process_run_resumes_as_one_process_and_back_as_two(ddp_run, with_inception):
+    run_dir, env = ddp_run[0][0], ddp_run[1]
+    run_training(run_dir, DDP + ["train.steps=6", "resume=auto"])
+    state = ckpt.load(ckpt.find_latest(run_dir))
+    assert state["step"] == 6 and state["rng_ranks"] is None
+    out = torchrun(DDP + ["train.steps=8", "resume=auto", f"hydra.run.dir={run_dir}"], env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    state = ckpt.load(ckpt.find_latest(run_dir))
+    assert state["step"] == 8 and len(state["rng_ranks"]) == 2  # rank 1 joined with a stream of its own
+    assert state["replicas"][0] == state["replicas"][1]
+
+
+def test_sigterm_to_one_rank_stops_all_ranks_at_one_step_with_one_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    args = TINY + ["train.steps=100000", "train.checkpoint_every=100000", "train.sample_every=100000",
+                   "train.eval_every=100000", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--standalone",
+           "-m", "sngan.train", *args]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=os.environ | {"OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE, text=True,
+                            stdout=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list((run_dir / "tb").glob("events.out.tfevents.*")):
+        assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
+        time.sleep(0.2)
+    time.sleep(2)
+    rank1 = [pid for pid in worker_pids(proc.pid) if b"RANK=1\0" in Path(f"/proc/{pid}/environ").read_bytes()]
+    assert len(rank1) == 1
+    os.kill(rank1[0], signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "exitcode  : 143" in err  # torchrun reports its workers' exit 143
+    assert err.count("stopped by SIGTERM at step") == 1 and "/sngan/" not in err, err[-3000:]  # no traceback of ours
+    (only,) = ckpt.list_checkpoints(run_dir)
+    state = ckpt.load(only)
+    assert f"at step {state['step']} " in err and state["step"] > 0
+    assert len(state["rng_ranks"]) == 2 and state["replicas"][0] == state["replicas"][1]
+
+
+def worker_pids(parent: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent)], capture_output=True, text=True)
+    return [int(pid) for pid in out.stdout.split()]
+
+
+def test_a_sweep_under_torchrun_is_refused(tmp_path):
+    out = torchrun(["-m", *TINY, "train.n_dis=1,2", f"hydra.sweep.dir={tmp_path}"], {"OMP_NUM_THREADS": "1"})
+    assert out.returncode != 0 and "cannot run a Hydra sweep" in out.stderr
+
+
+def test_global_batches_must_split_evenly_and_sync_bn_needs_cuda():
+    from sngan.train import check_world
+
+    cfg = validated_cfg(["train.batch_size_d=9"])
+    with pytest.raises(ConfigError, match=r"train.batch_size_d=9 is the global batch .* 2 processes"):
+        check_world(cfg, Dist(0, 2), torch.device("cpu"))
+    check_world(cfg, Dist(0, 1), torch.device("cpu"))  # one process: any batch
+    with pytest.raises(ConfigError, match="SyncBatchNorm runs only on CUDA"):
+        check_world(validated_cfg(["train.sync_bn=true"]), Dist(1, 2), torch.device("cpu"))
+
+
+def validated_cfg(overrides: list[str]):
+    from helpers import compose_cfg
+
+    return validated(compose_cfg(TINY + overrides))
+
+
+def test_ranks_take_even_contiguous_shares_of_batches_and_generated_images():
+    assert [shard(10, r, 3) for r in range(3)] == [(0, 3), (3, 6), (6, 10)]
+    images = torch.randint(0, 255, (50, 3, 4, 4), dtype=torch.uint8)
+    whole = BatchSampler(images, seed=1, hflip=True)
+    halves = [BatchSampler(images, seed=1, hflip=True, rank=r, world=2) for r in range(2)]
+    for _ in range(7):  # across an epoch boundary
+        assert torch.equal(
+            whole.next(8, torch.device("cpu")), torch.cat([h.next(8, torch.device("cpu")) for h in halves])
+        )
+
+    class Sampler:
+        def __init__(self):
+            self.rng = torch.Generator().manual_seed(0)
+
+        def __call__(self, n):
+            return torch.rand(n, 3, 2, 2, generator=self.rng) * 2 - 1
+
+        def skip(self, n):
+            self(n)
+
+    one = torch.cat(list(generated_batches(Sampler(), 23, 5)))
+    parts = [torch.cat(list(generated_batches(Sampler(), 23, 5, rank, 2))) for rank in range(2)]
+    assert torch.equal(one, torch.cat(parts))
+    assert rank_seed(3, 0) == 3 and len({rank_seed(3, r) for r in range(4)} | {rank_seed(3, 1, 10)}) == 5
