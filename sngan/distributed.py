@@ -178,7 +178,3 @@ def main_first(fn: Callable[[], T], others: bool = True) -> T | None:
         result = fn()
     return result
 
-
-def barrier() -> None:
-    if current().enabled:
-        dist.barrier()

@@ -134,6 +134,15 @@ def worker_pids(parent: int) -> list[int]:
     return [int(pid) for pid in out.stdout.split()]
 
 
+def test_a_failure_on_rank_0_before_training_stops_every_rank_with_its_message(tmp_path):
+    args = TINY + METRICS + ["train.steps=2", f"inception.weights={tmp_path}/none.pth", f"hydra.run.dir={tmp_path}/run"]
+    out = torchrun(args, {"OMP_NUM_THREADS": "1", "TORCH_HOME": str(tmp_path / "empty")})
+    assert out.returncode != 0
+    assert out.stderr.count("none.pth") >= 1 and "Rank 0 failed while preparing the run" in out.stderr
+    assert "/sngan/" not in out.stderr  # one-paragraph errors, no traceback of ours
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_a_sweep_under_torchrun_is_refused(tmp_path):
     out = torchrun(["-m", *TINY, "train.n_dis=1,2", f"hydra.sweep.dir={tmp_path}"], {"OMP_NUM_THREADS": "1"})
     assert out.returncode != 0 and "cannot run a Hydra sweep" in out.stderr
@@ -180,3 +189,42 @@ def test_ranks_take_even_contiguous_shares_of_batches_and_generated_images():
     parts = [torch.cat(list(generated_batches(Sampler(), 23, 5, rank, 2))) for rank in range(2)]
     assert torch.equal(one, torch.cat(parts))
     assert rank_seed(3, 0) == 3 and len({rank_seed(3, r) for r in range(4)} | {rank_seed(3, 1, 10)}) == 5
+
+
+def test_d_gradients_are_all_reduced_in_the_d_update_only(tmp_path):
+    """The loop's wiring: the D update goes through D's DistributedDataParallel wrapper, the G update reads
+    the plain D module, so D's all-reduce (counted by a communication hook) runs once per D update only."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from sngan.losses import LOSSES
+    from sngan.models import build_models
+    from sngan.step import d_step, g_step
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        g, d = build_models("cnn32", 16, 0.125, True)
+        ddp_g, ddp_d = DistributedDataParallel(g), DistributedDataParallel(d)
+        calls = {"d": 0, "g": 0}
+
+        def counting(name):
+            def hook(state, bucket):
+                calls[name] += 1
+                fut = torch.futures.Future()
+                fut.set_result(bucket.buffer())
+                return fut
+
+            return hook
+
+        ddp_d.register_comm_hook(None, counting("d"))
+        ddp_g.register_comm_hook(None, counting("g"))
+        opt_g, opt_d = torch.optim.Adam(g.parameters()), torch.optim.Adam(d.parameters())
+        loss, real = LOSSES.get("hinge"), torch.rand(4, 3, 32, 32) * 2 - 1
+        d_step(g, ddp_d, opt_d, loss, real, 16)
+        after_d = dict(calls)
+        g_step(ddp_g, d, opt_g, loss, 4, 16, torch.device("cpu"))
+        assert after_d["d"] > 0 and after_d["g"] == 0
+        assert calls["d"] == after_d["d"] and calls["g"] > 0
+    finally:
+        dist.destroy_process_group()
