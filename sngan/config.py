@@ -26,6 +26,7 @@ class ModelConfig:
     z_dim: int = 128
     width: float = 1.0  # channel multiplier; < 1 builds narrow versions
     spectral_norm: bool = True
+    conditional: bool = False  # class-conditional: conditional-BN G and projection D (ResNets)
 
 
 @dataclass
@@ -190,6 +191,12 @@ def validate(
         raise _fail("train.ema_decay", typed.train.ema_decay, "it lies strictly between 0 and 1, or null for no EMA")
     if not (0.0 <= typed.optim.beta1 < 1.0 and 0.0 <= typed.optim.beta2 < 1.0):
         raise _fail("optim.beta1/beta2", (typed.optim.beta1, typed.optim.beta2), "Adam's betas lie in [0, 1)")
+    if typed.model.conditional and typed.dataset.name == "stl10" and "unlabeled" in typed.dataset.split:
+        raise ConfigError(
+            f"Invalid configuration: model.conditional=true needs class labels, but STL-10's "
+            f"'{typed.dataset.split}' split holds unlabeled images. Use dataset.split=train (5,000 labeled "
+            f"images) or train the unconditional model (model.conditional=false)."
+        )
     validate_metrics(typed.metrics, typed.inception, typed.dataset.name)
     model_res = models[typed.model.name]
     data_res = typed.dataset.resolution or datasets[typed.dataset.name] or model_res

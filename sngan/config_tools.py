@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from sngan.config import ConfigError, DatasetConfig, InceptionConfig, MetricsConfig, _fail, _typed, validate_metrics
 
@@ -37,6 +37,8 @@ class SampleConfig:
     seed: int = 0
     batch_size: int = 250
     device: str = "auto"
+    classes: str | None = None  # conditional G: "all" = a grid with one row of n images per class
+    label: str | None = None  # conditional G: the `class=` option (an index or a class name)
 
 
 @dataclass
@@ -73,7 +75,16 @@ def check_evaluate(cfg: DictConfig) -> EvaluateConfig:
 
 
 def check_sample(cfg: DictConfig) -> SampleConfig:
-    typed: SampleConfig = _typed(cfg, SampleConfig)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    label = plain.pop("class", None)  # `class` cannot be a dataclass field name
+    typed: SampleConfig = _typed(OmegaConf.create(plain), SampleConfig)
+    typed.label = None if label is None else str(label)
+    if typed.classes not in (None, "all"):
+        raise _fail(
+            "classes", typed.classes, "classes=all draws a grid with one row per class; for one class use class=K"
+        )
+    if typed.classes is not None and typed.label is not None:
+        raise _fail("class", label, "give class=K (one class) or classes=all (every class), not both")
     for key in ("n", "frames", "batch_size"):
         if getattr(typed, key) <= 0 or (key == "frames" and typed.frames < 2):
             raise _fail(key, getattr(typed, key), "it must be greater than 0 (frames: at least 2)")

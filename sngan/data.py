@@ -33,6 +33,8 @@ class DatasetError(RuntimeError):
 class ImageData:
     images: torch.Tensor  # uint8 [N, 3, H, W]
     prototypes: torch.Tensor | None = None  # float [K, 3, H, W] in [-1, 1] (synthetic only)
+    labels: torch.Tensor | None = None  # int64 [N] class indices, where the data has them
+    classes: list[str] | None = None  # class names, index = label
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -72,7 +74,7 @@ def make_synthetic(n: int, resolution: int, k: int = 10, seed: int = 0, shift: f
     gen = torch.Generator().manual_seed(seed + 1)
     labels = torch.randint(0, k, (n,), generator=gen)
     shifts = (torch.rand(n, 3, 1, 1, generator=gen) * 2 - 1) * shift
-    return ImageData(to_uint8(protos[labels] + shifts), protos)
+    return ImageData(to_uint8(protos[labels] + shifts), protos, labels, [f"prototype_{i}" for i in range(k)])
 
 
 # ----------------------------------------------------------------- torchvision
@@ -89,7 +91,7 @@ def _missing_files_error(name: str, root: str, files: list[str], url: str, cause
     )
 
 
-def _load_cifar(name: str, root: str, split: str) -> torch.Tensor:
+def _load_cifar(name: str, root: str, split: str) -> ImageData:
     from torchvision import datasets
 
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
@@ -99,10 +101,11 @@ def _load_cifar(name: str, root: str, split: str) -> torch.Tensor:
         ds = cls(root, train=(split == "train"), download=True)
     except Exception as exc:  # URLError, RuntimeError("Dataset not found or corrupted")
         raise _missing_files_error(name, root, files, cls.url, exc) from exc
-    return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+    return ImageData(images, labels=torch.as_tensor(ds.targets, dtype=torch.int64), classes=list(ds.classes))
 
 
-def _load_stl10(root: str, split: str, resolution: int) -> torch.Tensor:
+def _load_stl10(root: str, split: str, resolution: int) -> ImageData:
     from torchvision import datasets
 
     cls = datasets.STL10
@@ -112,17 +115,23 @@ def _load_stl10(root: str, split: str, resolution: int) -> torch.Tensor:
     except Exception as exc:
         raise _missing_files_error("stl10", root, files, cls.url, exc) from exc
     data = torch.from_numpy(ds.data)  # [N, 3, 96, 96]
+    labeled = "unlabeled" not in split  # the unlabeled images carry label -1
+    labels = torch.as_tensor(ds.labels, dtype=torch.int64) if labeled else None
+    # class_names.txt ships with the archive; without it, the ten classes are named by index
+    classes = list(getattr(ds, "classes", None) or [str(i) for i in range(10)]) if labeled else None
     if data.shape[-1] == resolution:
-        return data.contiguous()
+        return ImageData(data.contiguous(), labels=labels, classes=classes)
     # The paper resizes 96 -> 48: average each 2x2 block (area), in chunks.
     out = torch.empty(len(data), 3, resolution, resolution, dtype=torch.uint8)
     for i in range(0, len(data), 4096):
         chunk = F.interpolate(data[i : i + 4096].float(), size=(resolution, resolution), mode="area")
         out[i : i + 4096] = chunk.round().clamp_(0, 255).to(torch.uint8)
-    return out
+    return ImageData(out, labels=labels, classes=classes)
 
 
-def _load_folder(root: str, resolution: int) -> torch.Tensor:
+def _load_folder(root: str, resolution: int) -> ImageData:
+    """Every image under ``root``; labelled by first-level subfolder (sorted names) when every image
+    lies in one."""
     from PIL import Image, ImageOps
 
     base = Path(root)
@@ -147,8 +156,13 @@ def _load_folder(root: str, resolution: int) -> torch.Tensor:
         return torch.frombuffer(bytearray(fitted.tobytes()), dtype=torch.uint8).view(resolution, resolution, 3)
 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        images = list(pool.map(decode, paths))
-    return torch.stack(images).permute(0, 3, 1, 2).contiguous()
+        images = torch.stack(list(pool.map(decode, paths))).permute(0, 3, 1, 2).contiguous()
+    parts = [p.relative_to(base).parts for p in paths]
+    if any(len(part) < 2 for part in parts):
+        return ImageData(images)  # images directly in root: no classes
+    classes = sorted({part[0] for part in parts})
+    index = {name: i for i, name in enumerate(classes)}
+    return ImageData(images, labels=torch.tensor([index[part[0]] for part in parts]), classes=classes)
 
 
 def load_images(
@@ -164,11 +178,11 @@ def load_images(
     if name == "synthetic":
         return make_synthetic(synthetic_size, resolution, synthetic_modes, synthetic_seed)
     if name in ("cifar10", "cifar100"):
-        return ImageData(_load_cifar(name, root, split))
+        return _load_cifar(name, root, split)
     if name == "stl10":
-        return ImageData(_load_stl10(root, split, resolution))
+        return _load_stl10(root, split, resolution)
     if name == "folder":
-        return ImageData(_load_folder(root, resolution))
+        return _load_folder(root, resolution)
     raise DatasetError(f"unknown dataset '{name}'; choose one of {', '.join(DATASETS)}")
 
 
@@ -182,8 +196,16 @@ class BatchSampler:
     Under torchrun every rank holds the same sampler state and draws the same global batch, then keeps
     its own slice (``rank`` of ``world``): the data order does not depend on the number of ranks."""
 
-    def __init__(self, images: torch.Tensor, seed: int, hflip: bool = False, rank: int = 0, world: int = 1) -> None:
-        self.images, self.hflip, self.rank, self.world = images, hflip, rank, world
+    def __init__(
+        self,
+        images: torch.Tensor,
+        seed: int,
+        hflip: bool = False,
+        rank: int = 0,
+        world: int = 1,
+        labels: torch.Tensor | None = None,
+    ) -> None:
+        self.images, self.hflip, self.rank, self.world, self.labels = images, hflip, rank, world, labels
         self.gen = torch.Generator().manual_seed(seed)
         self.perm = torch.randperm(len(images), generator=self.gen)
         self.pos = 0
@@ -199,15 +221,16 @@ class BatchSampler:
             batch -= len(chunk)
         return torch.cat(taken)
 
-    def next(self, batch: int, device: torch.device) -> torch.Tensor:
-        """This rank's share of a global batch of ``batch`` images, as floats in [-1, 1] on ``device``."""
+    def next(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This rank's share of a global batch of ``batch`` images, as floats in [-1, 1] on ``device``,
+        and their labels (None without labels)."""
         index = self.next_indices(batch)
         flip = torch.rand(batch, generator=self.gen) < 0.5 if self.hflip else None
         lo, hi = shard(batch, self.rank, self.world)
         x = to_float(self.images[index[lo:hi]].to(device, non_blocking=True))
         if flip is not None:
             x = torch.where(flip[lo:hi, None, None, None].to(device), x.flip(3), x)
-        return x
+        return x, None if self.labels is None else self.labels[index[lo:hi]].to(device, non_blocking=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {"perm": self.perm.clone(), "pos": self.pos, "generator": self.gen.get_state()}

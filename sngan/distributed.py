@@ -177,4 +177,3 @@ def main_first(fn: Callable[[], T], others: bool = True) -> T | None:
     if not here.is_main and others:
         result = fn()
     return result
-

@@ -3,10 +3,13 @@
     from sngan import load_generator
     g = load_generator("outputs/run/checkpoints/best.pt")     # EMA weights where the run kept them
     images = g(torch.randn(16, g.z_dim))                      # [-1, 1], eval mode
+    images = g(torch.randn(16, g.z_dim), torch.full((16,), 3))  # class 3 of a conditional G
+                                                              # (g.num_classes > 0, names in g.classes)
 
 An export is a generator-only ``.safetensors`` file (weights and BatchNorm
 statistics; no code, no pickle) plus a ``.json`` beside it holding what is
-needed to rebuild the module: model name, z_dim, width, resolution.
+needed to rebuild the module: model name, z_dim, width, resolution, and the class names of a
+class-conditional generator.
 """
 
 from __future__ import annotations
@@ -26,31 +29,38 @@ EVAL_SEED_OFFSET = 12345  # evaluations draw z from seed + this, in training and
 
 
 @torch.no_grad()
-def generate(generator: nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """Images from G in eval mode (BatchNorm running statistics), its mode restored afterwards."""
+def generate(generator: nn.Module, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """Images from G (of classes ``y`` when conditional) in eval mode (BatchNorm running statistics),
+    its mode restored afterwards."""
     was_training = generator.training
     generator.eval()
     try:
-        return generator(z)
+        return generator(z) if y is None else generator(z, y)
     finally:
         generator.train(was_training)
 
 
 class SeededSampler:
     """``sample_fn(n)`` drawing from ``generator`` (eval mode, no gradients) with its own RNG seeded with
-    ``seed``: the same weights and seed always give the same images. ``skip(n)`` draws the noise of n
-    images without generating them, so that a rank generating a later share of a sample set gets the
-    images a single process would have generated there."""
+    ``seed``: the same weights and seed always give the same images. A conditional generator draws
+    classes uniformly from the same RNG, or always ``label`` when one is given. ``skip(n)`` draws the
+    noise of n images without generating them, so that a rank generating a later share of a sample
+    set gets the images a single process would have generated there."""
 
-    def __init__(self, generator: nn.Module, device: torch.device, seed: int) -> None:
-        self.generator, self.device = generator, device
+    def __init__(self, generator: nn.Module, device: torch.device, seed: int, label: int | None = None) -> None:
+        self.generator, self.device, self.label = generator, device, label
+        self.num_classes = getattr(generator, "num_classes", 0)
         self.rng = torch.Generator(device=device).manual_seed(seed)
 
-    def _noise(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.generator.z_dim, device=self.device, generator=self.rng)
+    def _noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        z = torch.randn(n, self.generator.z_dim, device=self.device, generator=self.rng)
+        if not self.num_classes:
+            return z, None
+        y = torch.randint(0, self.num_classes, (n,), device=self.device, generator=self.rng)
+        return z, y if self.label is None else torch.full_like(y, self.label)
 
     def __call__(self, n: int) -> torch.Tensor:
-        return generate(self.generator, self._noise(n))
+        return generate(self.generator, *self._noise(n))
 
     def skip(self, n: int) -> None:
         self._noise(n)
@@ -68,14 +78,18 @@ def _pick_ema(state: dict[str, Any], ema: str | bool | None, path: Path) -> bool
     return want
 
 
-def _build(model: dict[str, Any], path: Path) -> nn.Module:
+def _build(model: dict[str, Any], path: Path, classes: list[str] | None = None) -> nn.Module:
     name = model.get("name")
     if name not in MODELS.names():
         raise ckpt.CheckpointError(
             f"'{path}' describes model {name!r}, which this sngan does not know (known: "
             f"{', '.join(MODELS.names())}). Use the sngan release that wrote it."
         )
-    generator, _ = build_models(name, int(model["z_dim"]), float(model["width"]), spectral_norm=False)
+    if model.get("conditional") and not classes:
+        raise ckpt.CheckpointError(f"'{path}' describes a class-conditional generator but lists no classes.")
+    num_classes = len(classes) if model.get("conditional") and classes else 0
+    generator, _ = build_models(name, int(model["z_dim"]), float(model["width"]), False, num_classes)
+    generator.classes = list(classes) if num_classes and classes else None
     return generator
 
 
@@ -95,12 +109,14 @@ def generator_from_state(
     """(generator in eval mode on the CPU, facts about it) from a loaded training checkpoint."""
     use_ema = _pick_ema(state, ema, path)
     config = state.get("config") or {}
-    generator = _build(config.get("model", {}), path)
+    generator = _build(config.get("model", {}), path, state.get("classes"))
     _load_weights(generator, state["ema" if use_ema else "generator"], path)
     info = {
         "model": config["model"]["name"],
         "z_dim": generator.z_dim,
         "width": config["model"]["width"],
+        "conditional": bool(generator.num_classes),
+        "classes": generator.classes,
         "resolution": MODELS.get(config["model"]["name"]).resolution,
         "ema": use_ema,
         "step": int(state["step"]),
@@ -134,7 +150,8 @@ def load_generator(path: str | Path, ema: str | bool | None = "auto", device: st
             ) from exc
         if not path.is_file():
             raise ckpt.CheckpointError(f"Exported generator '{path}' does not exist.")
-        generator = _build({"name": meta.get("model"), "z_dim": meta.get("z_dim"), "width": meta.get("width")}, path)
+        model = {key: meta.get(key) for key in ("z_dim", "width", "conditional")} | {"name": meta.get("model")}
+        generator = _build(model, path, meta.get("classes"))
         try:
             weights = load_file(str(path))
         except Exception as exc:  # SafetensorError: truncated or not a safetensors file

@@ -19,7 +19,7 @@ from sngan.config import TrainConfig
 from sngan.data import ImageData
 from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generate
 from sngan.losses import LOSSES
-from sngan.metrics import evaluate_synthetic
+from sngan.metrics import class_agreement, evaluate_synthetic
 from sngan.monitoring import Monitor
 from sngan.scoring import Scorer
 from sngan.state import Run, update_ema
@@ -53,6 +53,11 @@ def evaluate(
     for prefix, net in nets.items():
         if data.prototypes is not None and main:  # cheap: rank 0 alone
             found = evaluate_synthetic(SeededSampler(net, device, seed), data.prototypes, n=cfg.train.eval_samples)
+            if run.classes:  # classes are the prototypes: does G obey its label?
+                per_class = max(1, cfg.train.eval_samples // len(run.classes))
+                found |= class_agreement(
+                    lambda k, n, net=net: SeededSampler(net, device, seed + k, label=k)(n), data.prototypes, per_class
+                )
             result |= {f"{prefix}synthetic/{k}": v for k, v in found.items()}
         if scorer is not None:  # its own sampler from the same seed: python -m sngan.evaluate reproduces it
             result |= {
@@ -119,6 +124,7 @@ def train_loop(
 ) -> dict[str, float]:
     loss, t = LOSSES.get(cfg.loss.name), cfg.train
     device, here = run.fixed_z.device, distributed.current()
+    num_classes = len(run.classes) if run.classes else 0  # 0: unconditional
     g_update = run.ddp_generator or run.generator  # the wrapper all-reduces G's gradients under torchrun
     d_update = run.ddp_discriminator or run.discriminator
     bar = tqdm(total=t.steps, initial=run.step, disable=None if here.is_main else True, dynamic_ncols=True,
@@ -130,13 +136,13 @@ def train_loop(
         factor = set_lr(run, cfg)
         # Update D n_dis times, each on a fresh real batch and fresh fakes (this rank's share of each).
         for _ in range(t.n_dis):
-            real = run.sampler.next(t.batch_size_d, device)
-            stats = d_step(run.generator, d_update, run.opt_d, loss, real, cfg.model.z_dim)
+            real, real_y = run.sampler.next(t.batch_size_d, device)
+            stats = d_step(run.generator, d_update, run.opt_d, loss, real, cfg.model.z_dim, real_y, num_classes)
             if not stats["finite/d"]:
                 handle_nonfinite(cfg, run, "discriminator", stats, save)
         # Update G once; D is read through the plain module, so its gradients are not all-reduced.
         batch_g = t.batch_size_g // here.world
-        stats |= g_step(g_update, run.discriminator, run.opt_g, loss, batch_g, cfg.model.z_dim, device)
+        stats |= g_step(g_update, run.discriminator, run.opt_g, loss, batch_g, cfg.model.z_dim, device, num_classes)
         if not stats["finite/g"]:
             handle_nonfinite(cfg, run, "generator", stats, save)
         if run.ema is not None and t.ema_decay is not None:
@@ -157,14 +163,15 @@ def train_loop(
             bar.set_postfix({k: f"{v:.3f}" for k, v in scalars.items() if k.startswith("loss")})
         # Monitor spectral norms, gradient norms and D's outputs (reads only: training is unchanged).
         if monitor is not None and t.monitor_every is not None and due(run.step, t.monitor_every, t.steps):
-            monitor.log(run.generator, run.discriminator, run.fixed_z, tracker, run.step)
+            monitor.log(run.generator, run.discriminator, run.fixed_z, tracker, run.step, run.fixed_y)
         # Sample a grid from the fixed z.
         if here.is_main and due(run.step, t.sample_every, t.steps):
             png = tracker.run_dir / "samples" / f"step_{run.step:08d}.png"
-            tracker.images("samples/fixed_z", generate(run.generator, run.fixed_z), run.step, png)
-            if run.ema is not None:
-                png = png.with_name(f"ema_step_{run.step:08d}.png")
-                tracker.images("samples/fixed_z_ema", generate(run.ema, run.fixed_z), run.step, png)
+            row = len(run.fixed_z) // num_classes if num_classes else None  # conditional: one row per class
+            for tag, net in (("samples/fixed_z", run.generator), ("samples/fixed_z_ema", run.ema)):
+                if net is not None:
+                    tracker.images(tag, generate(net, run.fixed_z, run.fixed_y), run.step, png, nrow=row)
+                    png = png.with_name(f"ema_step_{run.step:08d}.png")
         # Evaluate.
         if due(run.step, t.eval_every, t.steps):
             result = evaluate(cfg, run, data, tracker, scorer, lambda r: save(r, "best")) or result

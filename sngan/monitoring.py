@@ -15,6 +15,7 @@ from torch import nn
 
 from sngan.inference import generate
 from sngan.spectral import SpectralMonitor, grad_norm, sn_layers
+from sngan.step import call
 from sngan.tracking import Tracker
 
 
@@ -22,26 +23,39 @@ from sngan.tracking import Tracker
 class Monitor:
     spectral: SpectralMonitor
     fixed_real: torch.Tensor  # [-1, 1], on the training device
+    fixed_real_y: torch.Tensor | None = None  # their classes, for a conditional D
 
     @classmethod
-    def create(cls, discriminator: nn.Module, chain: bool, fixed_real: torch.Tensor) -> Monitor:
+    def create(
+        cls, discriminator: nn.Module, chain: bool, fixed_real: torch.Tensor, fixed_real_y: torch.Tensor | None = None
+    ) -> Monitor:
         spectral = SpectralMonitor(discriminator, chain)
-        spectral.record_input_shapes(fixed_real)
-        return cls(spectral, fixed_real)
+        spectral.record_input_shapes(fixed_real, fixed_real_y)
+        return cls(spectral, fixed_real, fixed_real_y)
 
     @torch.no_grad()
-    def log(self, generator: nn.Module, discriminator: nn.Module, fixed_z: torch.Tensor, tracker: Tracker, step: int):
+    def log(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        fixed_z: torch.Tensor,
+        tracker: Tracker,
+        step: int,
+        fixed_y: torch.Tensor | None = None,
+    ) -> dict[str, float]:
         scalars = self.spectral.measure()
         for name, net in (("d", discriminator), ("g", generator)):
             norm = grad_norm(net)
             if norm is not None:
                 scalars[f"grad_norm/{name}"] = norm
         tracker.scalars(scalars, step)
-        fake = generate(generator, fixed_z)
+        fake = generate(generator, fixed_z, fixed_y)
         d_mode = discriminator.training
         discriminator.eval()
         try:
-            for name, out in (("real", discriminator(self.fixed_real)), ("fake", discriminator(fake))):
+            outs = (("real", call(discriminator, self.fixed_real, self.fixed_real_y)),
+                    ("fake", call(discriminator, fake, fixed_y)))  # fmt: skip
+            for name, out in outs:
                 values = out.float().cpu()
                 values = values[torch.isfinite(values)]  # a diverging D (on_nonfinite=skip) must not stop the run
                 if len(values):

@@ -3,6 +3,8 @@
 python -m sngan.sample ckpt=outputs/run/checkpoints/best.pt n=1000 out=samples
 python -m sngan.sample ckpt=RUN/checkpoints/ckpt_00050000.pt n=64 grid=true
 python -m sngan.sample ckpt=generator.safetensors n=8 interpolate=true frames=10
+python -m sngan.sample ckpt=RUN/checkpoints/best.pt class=3 n=100      # conditional: one class
+python -m sngan.sample ckpt=RUN/checkpoints/best.pt classes=all n=10   # a row of 10 per class
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from omegaconf import DictConfig
 from torchvision.utils import save_image
 
 from sngan.cli import ensure_folder, run_or_exit
+from sngan.config import ConfigError
 from sngan.config_tools import SampleConfig, check_sample
-from sngan.inference import load_generator
+from sngan.inference import generate, load_generator
 from sngan.provenance import resolve_device
 
 
@@ -30,27 +33,69 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) / so) * a[:, None] + (torch.sin(t * omega) / so) * b[:, None]
 
 
+def pick_label(generator: torch.nn.Module, label: str | None) -> int | None:
+    """The class index that ``class=`` names (an index or a class name), checked against the generator."""
+    k, names = getattr(generator, "num_classes", 0), getattr(generator, "classes", None) or []
+    if label is None:
+        return None
+    if label in names:
+        return names.index(label)
+    if label.lstrip("-").isdigit() and 0 <= int(label) < k:
+        return int(label)
+    listed = ", ".join(f"{i}={name}" for i, name in enumerate(names))
+    raise ConfigError(
+        f"Invalid configuration: class={label} is not a class of this generator; it knows {k} classes: {listed}. "
+        f"Give an index from 0 to {k - 1} or one of those names."
+    )
+
+
+def labels_for(generator: torch.nn.Module, cfg: SampleConfig, n: int, gen: torch.Generator) -> torch.Tensor | None:
+    """The class of each of ``n`` images: None (unconditional G), one class (class=K), one row per class
+    (classes=all) or drawn uniformly."""
+    k = getattr(generator, "num_classes", 0)
+    if not k and (cfg.classes is not None or cfg.label is not None):
+        asked = f"class={cfg.label}" if cfg.label is not None else f"classes={cfg.classes}"
+        raise ConfigError(
+            f"Invalid configuration: {asked}, but this generator is unconditional (it has no classes). "
+            f"Drop class=/classes=, or sample from a run trained with model.conditional=true."
+        )
+    if not k:
+        return None
+    label = pick_label(generator, cfg.label)
+    if cfg.classes == "all":
+        return torch.arange(k).repeat_interleave(cfg.n)
+    if label is not None:
+        return torch.full((n,), label)
+    return torch.randint(0, k, (n,), generator=gen)
+
+
 @torch.no_grad()
 def sample(cfg: SampleConfig) -> list[Path]:
     """Write the requested images; return the files written."""
     device = resolve_device(cfg.device)
     generator = load_generator(cfg.ckpt, cfg.ema, str(device))
     gen = torch.Generator().manual_seed(cfg.seed)
+    count = cfg.n * (getattr(generator, "num_classes", 0) or 1) if cfg.classes == "all" else cfg.n
+    y = labels_for(generator, cfg, cfg.n if cfg.interpolate else count, gen)
     out = ensure_folder(cfg.out)
     if cfg.interpolate:
         a, b = torch.randn(2, cfg.n, generator.z_dim, generator=gen)
         z = slerp(a, b, torch.linspace(0, 1, cfg.frames)).reshape(-1, generator.z_dim)
+        y = y.repeat_interleave(cfg.frames) if y is not None else None  # one class per row
     else:
-        z = torch.randn(cfg.n, generator.z_dim, generator=gen)
-    images = torch.cat([generator(c.to(device)).cpu() for c in z.split(cfg.batch_size)])
+        z = torch.randn(count, generator.z_dim, generator=gen)
+    chunks = range(0, len(z), cfg.batch_size)
+    images = torch.cat([generate(generator, z[i : i + cfg.batch_size].to(device),
+                                 None if y is None else y[i : i + cfg.batch_size].to(device)).cpu()
+                        for i in chunks])  # fmt: skip
     images = images.clamp(-1, 1).add(1).div(2)
     if cfg.interpolate:
         path = out / "interpolation.png"
         save_image(images, path, nrow=cfg.frames)
         return [path]
-    if cfg.grid:
+    if cfg.grid or cfg.classes == "all":
         path = out / "grid.png"
-        save_image(images, path, nrow=max(1, round(len(images) ** 0.5)))
+        save_image(images, path, nrow=cfg.n if cfg.classes == "all" else max(1, round(len(images) ** 0.5)))
         return [path]
     paths = [out / f"{i:06d}.png" for i in range(len(images))]
     for image, path in zip(images, paths):

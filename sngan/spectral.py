@@ -93,8 +93,9 @@ class SpectralMonitor:
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     _vectors: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def record_input_shapes(self, example: torch.Tensor) -> None:
-        """Learn each layer's input size from one eval-mode forward (no power iteration, no RNG)."""
+    def record_input_shapes(self, example: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        """Learn each layer's input size from one eval-mode forward (no power iteration, no RNG);
+        ``labels``: the example's classes, for a conditional D."""
         hooks = []
         for name, module in weight_layers(self.discriminator):
             hooks.append(module.register_forward_hook(self._shape_hook(name)))
@@ -102,7 +103,7 @@ class SpectralMonitor:
         self.discriminator.eval()
         try:
             with torch.no_grad():
-                self.discriminator(example[:1])
+                self.discriminator(example[:1]) if labels is None else self.discriminator(example[:1], labels[:1])
         finally:
             self.discriminator.train(was_training)
             for hook in hooks:

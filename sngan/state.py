@@ -36,6 +36,8 @@ class Run:
     best_fid: float | None = None  # lowest FID so far (of the EMA generator where there is one)
     best_step: int | None = None
     best_metric: str | None = None  # which number best_fid is, rule included: "ema/fid_paper/fid"
+    fixed_y: torch.Tensor | None = None  # class of each fixed_z row (conditional runs: one grid row per class)
+    classes: list[str] | None = None  # class names of a conditional run, index = label
     # Under torchrun: the DistributedDataParallel wrappers the updates go through (None: the modules)
     ddp_generator: torch.nn.Module | None = None
     ddp_discriminator: torch.nn.Module | None = None
@@ -89,6 +91,8 @@ def state_dict(
         "opt_d": run.opt_d.state_dict(),
         "sampler": run.sampler.state_dict(),
         "fixed_z": run.fixed_z.cpu(),
+        "fixed_y": run.fixed_y.cpu() if run.fixed_y is not None else None,
+        "classes": list(run.classes) if run.classes is not None else None,
         "skipped": dict(run.skipped),
         "ema": run.ema.state_dict() if run.ema is not None else None,
         "best": {"metric": run.best_metric, "fid": run.best_fid, "step": run.best_step},
@@ -119,6 +123,8 @@ def restore(run: Run, state: dict[str, Any], path: Path, rank: int = 0, seed: in
             f"width and dataset the run was started with (its config is stored in the checkpoint)."
         ) from exc
     run.fixed_z = state["fixed_z"].to(run.fixed_z.device)
+    if state.get("fixed_y") is not None:
+        run.fixed_y = state["fixed_y"].to(run.fixed_z.device)
     run.step = int(state["step"])
     run.skipped = dict(state["skipped"])
     best = state.get("best") or {}

@@ -48,6 +48,16 @@ def sample_z(n: int, z_dim: int, device: torch.device) -> torch.Tensor:
     return torch.randn(n, z_dim, device=device)
 
 
+def sample_y(n: int, num_classes: int, device: torch.device) -> torch.Tensor | None:
+    """Class labels for n fakes, uniform over the classes (class-balanced); None when unconditional."""
+    return torch.randint(0, num_classes, (n,), device=device) if num_classes else None
+
+
+def call(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """``net(x)``, or ``net(x, y)`` for a class-conditional network."""
+    return net(x) if y is None else net(x, y)
+
+
 def d_step(
     generator: nn.Module,
     discriminator: nn.Module,
@@ -55,12 +65,17 @@ def d_step(
     loss: Loss,
     real: torch.Tensor,
     z_dim: int,
+    real_y: torch.Tensor | None = None,
+    num_classes: int = 0,
 ) -> dict[str, torch.Tensor]:
-    """Update D once on ``real`` and as many fresh fakes."""
+    """Update D once on ``real`` (with its labels ``real_y`` when conditional) and as many fresh fakes
+    (of uniformly drawn classes)."""
     n = len(real)
+    fake_y = sample_y(n, num_classes, real.device)
     with torch.no_grad():
-        fake = generator(sample_z(n, z_dim, real.device))
-    out = discriminator(torch.cat([real, fake]))
+        fake = call(generator, sample_z(n, z_dim, real.device), fake_y)
+    both_y = None if fake_y is None or real_y is None else torch.cat([real_y, fake_y])
+    out = call(discriminator, torch.cat([real, fake]), both_y)
     out_real, out_fake = out[:n], out[n:]
     loss_d = loss.d_loss(out_real, out_fake)
     finite = _update_if_finite(opt_d, loss_d)
@@ -80,12 +95,15 @@ def g_step(
     batch: int,
     z_dim: int,
     device: torch.device,
+    num_classes: int = 0,
 ) -> dict[str, torch.Tensor]:
-    """Update G once on ``batch`` fresh samples; D's weights, u and v stay put."""
+    """Update G once on ``batch`` fresh samples (of uniformly drawn classes when conditional); D's
+    weights, u and v stay put."""
     discriminator.eval()
     discriminator.requires_grad_(False)
     try:
-        out_fake = discriminator(generator(sample_z(batch, z_dim, device)))
+        y = sample_y(batch, num_classes, device)
+        out_fake = call(discriminator, call(generator, sample_z(batch, z_dim, device), y), y)
         loss_g = loss.g_loss(out_fake)
         finite = _update_if_finite(opt_g, loss_g)
     finally:

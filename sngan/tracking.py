@@ -33,10 +33,13 @@ class Tracker:
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps({"step": step, **{k: float(v) for k, v in values.items()}}) + "\n")
 
-    def images(self, name: str, images: torch.Tensor, step: int, png: Path | None = None) -> None:
-        """A grid of images in [-1, 1] to TensorBoard and, optionally, a PNG."""
+    def images(
+        self, name: str, images: torch.Tensor, step: int, png: Path | None = None, nrow: int | None = None
+    ) -> None:
+        """A grid of images in [-1, 1] (``nrow`` per row; default: square) to TensorBoard and, optionally,
+        a PNG."""
         images = images.detach().float().cpu().add(1).div(2).clamp(0, 1)
-        nrow = max(1, int(len(images) ** 0.5))
+        nrow = nrow or max(1, int(len(images) ** 0.5))
         self.writer.add_image(name, make_grid(images, nrow=nrow), step)
         if png is not None:
             png.parent.mkdir(parents=True, exist_ok=True)
@@ -65,7 +68,9 @@ class NullTracker(Tracker):
     def metrics(self, values: Mapping[str, float], step: int) -> None:
         pass
 
-    def images(self, name: str, images: torch.Tensor, step: int, png: Path | None = None) -> None:
+    def images(
+        self, name: str, images: torch.Tensor, step: int, png: Path | None = None, nrow: int | None = None
+    ) -> None:
         pass
 
     def text(self, name: str, text: str, step: int = 0) -> None:

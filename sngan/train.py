@@ -44,16 +44,49 @@ register_resolvers()
 
 def build_run(cfg: TrainConfig, data: ImageData, device: torch.device, here: Dist | None = None) -> Run:
     here = here or Dist()
+    classes = class_names(cfg, data)
+    k = len(classes) if classes else 0
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    g, d = build_models(cfg.model.name, cfg.model.z_dim, cfg.model.width, cfg.model.spectral_norm)
+    g, d = build_models(cfg.model.name, cfg.model.z_dim, cfg.model.width, cfg.model.spectral_norm, k)
     g, d = g.to(device), d.to(device)
     betas = (cfg.optim.beta1, cfg.optim.beta2)
     opt_g = torch.optim.Adam(g.parameters(), lr=cfg.optim.lr_g, betas=betas)
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.optim.lr_d, betas=betas)
-    sampler = BatchSampler(data.images, seed=cfg.seed, hflip=cfg.dataset.hflip, rank=here.rank, world=here.world)
-    fixed_z = torch.randn(cfg.train.grid_size, cfg.model.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
+    labels = data.labels if k else None
+    sampler = BatchSampler(data.images, cfg.seed, cfg.dataset.hflip, here.rank, here.world, labels)
+    # The fixed grid: a square of fixed z, or (conditional) one row per class.
+    per_class = max(1, cfg.train.grid_size // k) if k else 0
+    fixed_y = torch.arange(k).repeat_interleave(per_class).to(device) if k else None
+    n = len(fixed_y) if fixed_y is not None else cfg.train.grid_size
+    fixed_z = torch.randn(n, cfg.model.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
     ema = make_ema(g) if cfg.train.ema_decay is not None else None
-    return Run(g, d, opt_g, opt_d, sampler, fixed_z.to(device), ema=ema)
+    return Run(g, d, opt_g, opt_d, sampler, fixed_z.to(device), ema=ema, fixed_y=fixed_y, classes=classes)
+
+
+def class_names(cfg: TrainConfig, data: ImageData) -> list[str] | None:
+    """The classes a conditional run learns (None for an unconditional run)."""
+    if not cfg.model.conditional:
+        return None
+    if data.labels is None or not data.classes:
+        hint = {
+            "folder": f"put the images of each class in a subfolder of {cfg.dataset.root} (one folder per class)",
+            "stl10": "use dataset.split=train, the labeled split",
+        }.get(cfg.dataset.name, "use a dataset with labels")
+        raise ConfigError(
+            f"model.conditional=true needs class labels, but dataset '{cfg.dataset.name}' (split "
+            f"'{cfg.dataset.split}') has none here: {hint}, or train unconditionally (model.conditional=false)."
+        )
+    return list(data.classes)
+
+
+def check_classes(stored: list[str] | None, run: Run, source: Path) -> None:
+    """A conditional run resumes only on the classes it was trained on, in the same order."""
+    if run.classes is not None and stored != run.classes:
+        raise ckpt.CheckpointError(
+            f"Checkpoint '{source}' was trained on the classes {stored}, but the dataset now has {run.classes}: "
+            f"label k would mean another class. Restore the dataset's class folders as they were, or start a "
+            f"new run (hydra.run.dir=NEW_FOLDER without resume)."
+        )
 
 
 def check_world(cfg: TrainConfig, here: Dist, device: torch.device) -> None:
@@ -146,6 +179,7 @@ def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, 
     if found is not None:
         source, state = found
         check_architecture(state["config"], config, source)
+        check_classes(state.get("classes"), run, source)
         restore(run, state, source, here.rank, cfg.seed)
         if here.is_main:
             print(f"Resumed from {source} at step {run.step}.", file=sys.stderr)
@@ -162,8 +196,9 @@ def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, 
         monitor = None
         if cfg.train.monitor_every is not None and here.is_main:
             fixed_real = to_float(data.images[: cfg.train.grid_size]).to(device)
+            fixed_real_y = data.labels[: cfg.train.grid_size].to(device) if run.classes else None
             chain = MODELS.get(cfg.model.name).lipschitz_chain
-            monitor = Monitor.create(run.discriminator, chain, fixed_real)
+            monitor = Monitor.create(run.discriminator, chain, fixed_real, fixed_real_y)
         if source is None and here.is_main:
             rule = cfg.metrics.name if scorer is not None else None
             tracker.writer.add_custom_scalars(custom_scalars_layout(run.discriminator, rule))
@@ -180,7 +215,14 @@ def check_config(raw: DictConfig) -> TrainConfig:
     """Validate a composed config against the schema and the registries."""
     models = {name: MODELS.get(name).resolution for name in MODELS.names()}
     datasets = {name: NATIVE_RESOLUTION.get(name) for name in DATASETS}
-    return validate(raw, models, LOSSES.names(), datasets)
+    cfg = validate(raw, models, LOSSES.names(), datasets)
+    if cfg.model.conditional and not MODELS.get(cfg.model.name).conditional:
+        choices = ", ".join(n for n in MODELS.names() if MODELS.get(n).conditional)
+        raise ConfigError(
+            f"Invalid configuration: model.conditional=true, but model '{cfg.model.name}' has no "
+            f"class-conditional version. Choose one that has ({choices}), or set model.conditional=false."
+        )
+    return cfg
 
 
 @hydra.main(version_base="1.3", config_path="pkg://sngan.configs", config_name="train")

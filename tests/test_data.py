@@ -176,10 +176,10 @@ def test_sampler_covers_an_epoch_and_resumes_its_order():
 def test_sampler_flips_only_when_asked():
     images = torch.zeros(64, 3, 2, 2, dtype=torch.uint8)
     images[:, :, :, 0] = 255
-    flipped = BatchSampler(images, seed=0, hflip=True).next(64, torch.device("cpu"))
+    flipped = BatchSampler(images, seed=0, hflip=True).next(64, torch.device("cpu"))[0]
     left = flipped[:, 0, 0, 0]
     assert (left == 1).any() and (left == -1).any()
-    plain = BatchSampler(images, seed=0).next(64, torch.device("cpu"))
+    plain = BatchSampler(images, seed=0).next(64, torch.device("cpu"))[0]
     assert torch.all(plain[:, :, :, 0] == 1)
 
 

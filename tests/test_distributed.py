@@ -172,7 +172,7 @@ def test_ranks_take_even_contiguous_shares_of_batches_and_generated_images():
     halves = [BatchSampler(images, seed=1, hflip=True, rank=r, world=2) for r in range(2)]
     for _ in range(7):  # across an epoch boundary
         assert torch.equal(
-            whole.next(8, torch.device("cpu")), torch.cat([h.next(8, torch.device("cpu")) for h in halves])
+            whole.next(8, torch.device("cpu"))[0], torch.cat([h.next(8, torch.device("cpu"))[0] for h in halves])
         )
 
     class Sampler:

@@ -48,3 +48,32 @@ def evaluate_synthetic(
     """Draw ``n`` samples (in [-1, 1]) through ``sample_fn`` in batches and score them."""
     chunks = [sample_fn(min(batch, n - i)).float().cpu() for i in range(0, n, batch)]
     return synthetic_quality(torch.cat(chunks), prototypes)
+
+
+@torch.no_grad()
+def class_agreement(
+    sample_class: Callable[[int, int], torch.Tensor],
+    prototypes: torch.Tensor,
+    n_per_class: int = 100,
+    threshold: float = GOOD_THRESHOLD,
+) -> dict[str, float]:
+    """How well a class-conditional generator obeys its label on ``synthetic`` (classes = prototypes):
+    ``sample_class(k, n)`` draws n images of class k. Among the good samples (nearest prototype within
+    ``threshold``), ``class_accuracy`` is the fraction whose nearest prototype is the requested class and
+    ``class_accuracy_min`` the worst class's fraction (over classes with good samples);
+    ``class_coverage`` is the fraction of classes with any good sample. An unconditional generator's
+    accuracy is about 1/K."""
+    hits, goods, per_class = 0, 0, []
+    for k in range(len(prototypes)):
+        dist = rms_to_prototypes(sample_class(k, n_per_class).float().cpu(), prototypes)
+        nearest_dist, nearest = dist.min(dim=1)
+        good = nearest_dist <= threshold
+        if good.any():
+            hit = int((nearest[good] == k).sum())
+            hits, goods = hits + hit, goods + int(good.sum())
+            per_class.append(hit / int(good.sum()))
+    return {
+        "class_accuracy": hits / goods if goods else 0.0,
+        "class_accuracy_min": min(per_class) if per_class else 0.0,
+        "class_coverage": len(per_class) / len(prototypes),
+    }

@@ -16,7 +16,7 @@ class CNNGenerator(nn.Module):
     def __init__(self, z_dim: int, bottom: int, width: float = 1.0) -> None:
         super().__init__()
         c = [scaled(n, width) for n in (512, 256, 128, 64)]
-        self.z_dim, self.bottom, self.c0 = z_dim, bottom, c[0]
+        self.z_dim, self.bottom, self.c0, self.num_classes = z_dim, bottom, c[0], 0  # unconditional only
         self.dense = normal_(nn.Linear(z_dim, bottom * bottom * c[0]))
         self.bn0 = nn.BatchNorm1d(bottom * bottom * c[0])
         layers: list[nn.Module] = []

@@ -40,9 +40,10 @@ def normal_(module: nn.Module, std: float = 0.02) -> nn.Module:
 
 def apply_spectral_norm(net: nn.Module) -> nn.Module:
     """Attach spectral normalization (one power iteration per forward in train
-    mode, u and v kept as buffers between calls) to every Conv2d and Linear."""
+    mode, u and v kept as buffers between calls) to every Conv2d and Linear, and
+    to the projection discriminator's class embedding (its [K, C] matrix)."""
     for module in list(net.modules()):
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
+        if isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding)):
             spectral_norm(module, name="weight", n_power_iterations=1)
     return net
 
@@ -60,21 +61,47 @@ def conv1(cin: int, cout: int) -> nn.Conv2d:
     return glorot_(nn.Conv2d(cin, cout, 1, 1, 0))
 
 
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm whose gain and bias are looked up per class (Miyato & Koyama, 2018): statistics over
+    the whole batch, then ``gain[y] * x_hat + bias[y]``; gains start at 1 and biases at 0, so a new
+    conditional generator starts as the unconditional one."""
+
+    def __init__(self, num_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(num_features, affine=False)
+        self.gain = nn.Embedding(num_classes, num_features)
+        self.bias = nn.Embedding(num_classes, num_features)
+        nn.init.ones_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.bn(x) * self.gain(y)[:, :, None, None] + self.bias(y)[:, :, None, None]
+
+
+def batch_norm(num_features: int, num_classes: int = 0) -> nn.Module:
+    return ConditionalBatchNorm2d(num_features, num_classes) if num_classes else nn.BatchNorm2d(num_features)
+
+
+def normalize(bn: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    return bn(x, y) if isinstance(bn, ConditionalBatchNorm2d) else bn(x)
+
+
 class GBlock(nn.Module):
     """Generator residual block: BN-ReLU-up-conv3-BN-ReLU-conv3, with a nearest
-    upsampling 1x1-conv shortcut (learnable, as in the official code)."""
+    upsampling 1x1-conv shortcut (learnable, as in the official code). With
+    ``num_classes``, both BatchNorms are class-conditional."""
 
-    def __init__(self, cin: int, cout: int) -> None:
+    def __init__(self, cin: int, cout: int, num_classes: int = 0) -> None:
         super().__init__()
-        self.bn1 = nn.BatchNorm2d(cin)
+        self.bn1 = batch_norm(cin, num_classes)
         self.conv1 = conv3(cin, cout, RESIDUAL_GAIN)
-        self.bn2 = nn.BatchNorm2d(cout)
+        self.bn2 = batch_norm(cout, num_classes)
         self.conv2 = conv3(cout, cout, RESIDUAL_GAIN)
         self.shortcut = conv1(cin, cout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.interpolate(F.relu(self.bn1(x)), scale_factor=2, mode="nearest")
-        h = self.conv2(F.relu(self.bn2(self.conv1(h))))
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = F.interpolate(F.relu(normalize(self.bn1, x, y)), scale_factor=2, mode="nearest")
+        h = self.conv2(F.relu(normalize(self.bn2, self.conv1(h), y)))
         return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
