@@ -39,8 +39,10 @@ def _is_sn(module: nn.Module) -> bool:
 
 
 def weight_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(name, module) of every convolution and linear layer, normalized or not (for the SN ablation)."""
-    return [(name, m) for name, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    """(name, module) of every convolution and linear layer, normalized or not (for the SN ablation), and
+    of a projection discriminator's class embedding."""
+    kinds = (nn.Conv2d, nn.Linear, nn.Embedding)
+    return [(name, m) for name, m in net.named_modules() if isinstance(m, kinds)]
 
 
 def _matrix_and_estimate(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,7 +141,8 @@ class SpectralMonitor:
                     weight, module, self.input_shapes[name], iterations=50 if warm is None else 10, start=warm
                 )
                 out[f"{tag}/operator"] = layer_norm = op
-            product *= layer_norm
+            if not isinstance(module, nn.Embedding):  # the projection is a side branch, not a link of the chain
+                product *= layer_norm
         out["lipschitz/bound" if self.chain else "lipschitz/heuristic"] = product
         return out
 

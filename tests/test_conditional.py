@@ -177,7 +177,6 @@ def test_sample_one_class_all_classes_and_refusals(conditional_run, tmp_path):
         assert img.size == (2 + 4 * 34, 2 + 10 * 34)
     with pytest.raises(ConfigError, match=r"class=12 is not a class of this generator; it knows 10 classes"):
         sample(sampled("class=12"))
-    uncond = tmp_path / "uncond.pt"
     run_training(tmp_path / "u", TINY + ["train.steps=2"])
     uncond = ckpt.find_latest(tmp_path / "u")
     with pytest.raises(ConfigError, match="this generator is unconditional"):
@@ -240,3 +239,19 @@ def test_conditional_training_under_torchrun_keeps_replicas_identical(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     state = ckpt.load(ckpt.find_latest(run_dir))
     assert state["replicas"][0] == state["replicas"][1] and len(state["classes"]) == 10
+
+
+def test_evaluate_scores_a_conditional_generator_with_classes_drawn_uniformly(conditional_run, with_inception):
+    from test_commands import TINY_METRICS
+
+    from sngan.config import InceptionConfig
+    from sngan.config_tools import EvaluateConfig
+    from sngan.evaluate import evaluate
+
+    run_dir, _ = conditional_run
+    inception = InceptionConfig(dims=64, stats_dir=os.environ["SNGAN_STATS_DIR"], batch_size=16)
+    cfg = EvaluateConfig(ckpt=str(ckpt.find_latest(run_dir)), metrics=TINY_METRICS, inception=inception,
+                         device="cpu")  # fmt: skip
+    doc, _ = evaluate(cfg)
+    rows = {row["network"]: row for row in doc["results"]}
+    assert set(rows) == {"g", "ema"} and all(np.isfinite(row["fid"]) and row["fid"] > 0 for row in rows.values())
