@@ -273,4 +273,8 @@ def launch() -> None:
 
 
 if __name__ == "__main__":
-    launch()
+    # Run the copy imported as `sngan.train`, not this `__main__` one: launchers that pickle the task
+    # function (submitit) then pickle it by reference instead of by value.
+    from sngan.train import launch as launch_module
+
+    launch_module()
