@@ -9,7 +9,7 @@ key, the bad value and what is allowed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -27,6 +27,11 @@ class ModelConfig:
     width: float = 1.0  # channel multiplier; < 1 builds narrow versions
     spectral_norm: bool = True
     conditional: bool = False  # class-conditional: conditional-BN G and projection D (ResNets)
+
+
+def model_defaults() -> dict[str, Any]:
+    """The model keys' schema defaults (what a checkpoint written before a key existed meant)."""
+    return {f.name: f.default for f in fields(ModelConfig) if f.default is not MISSING}
 
 
 @dataclass

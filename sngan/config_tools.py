@@ -23,6 +23,7 @@ class EvaluateConfig:
     seed: int | None = None  # None: the run's seed + 12345, as in training
     batch_size: int = 250
     device: str = "auto"
+    intra_class: bool = False  # conditional checkpoints: also intra-class FID (n_fake / K images per class)
 
 
 @dataclass
@@ -83,6 +84,8 @@ def check_sample(cfg: DictConfig) -> SampleConfig:
         raise _fail(
             "classes", typed.classes, "classes=all draws a grid with one row per class; for one class use class=K"
         )
+    if typed.classes is not None and typed.interpolate:
+        raise _fail("classes", typed.classes, "interpolations take one class (class=K) or none, not classes=all")
     if typed.classes is not None and typed.label is not None:
         raise _fail("class", label, "give class=K (one class) or classes=all (every class), not both")
     for key in ("n", "frames", "batch_size"):

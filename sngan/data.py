@@ -140,7 +140,11 @@ def _load_folder(root: str, resolution: int) -> ImageData:
             f"Image folder '{base.resolve()}' does not exist. Set dataset.root to a folder holding "
             f"images ({', '.join(IMAGE_EXTENSIONS)}), in subfolders or not."
         )
-    paths = sorted(p for p in base.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    paths = sorted(
+        p
+        for p in base.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not any(part.startswith(".") for part in p.relative_to(base).parts)
+    )  # hidden files and folders (.ipynb_checkpoints, ...) are not data
     if not paths:
         raise DatasetError(
             f"Image folder '{base.resolve()}' holds no images with extensions {', '.join(IMAGE_EXTENSIONS)}. "

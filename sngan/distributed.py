@@ -91,7 +91,8 @@ def rank_seed(seed: int, rank: int, step: int = 0) -> int:
     unchanged); other ranks, and ranks joining a resumed run at ``step``, get streams of their own."""
     if rank == 0 and step == 0:
         return seed
-    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1, np.uint64)[0] >> 1)
+    entropy = [seed % 2**64, rank, step]  # SeedSequence takes non-negative integers only
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
 
 
 def shard(n: int, rank: int, world: int) -> tuple[int, int]:
@@ -156,24 +157,26 @@ def sync_buffers(*modules: torch.nn.Module | None) -> None:
             dist.broadcast(buffer, src=0)
 
 
-def main_first(fn: Callable[[], T], others: bool = True) -> T | None:
-    """Run ``fn`` on rank 0 first (a download, a cache file), then, if it worked, on the other ranks
-    (which then find the file), or not at all there with ``others=False`` (they get None). A failure on
-    rank 0 is raised there and stops the others with RankFailed instead of leaving them waiting."""
+def main_first(fn: Callable[[], T], others: bool = True, per_node: bool = True) -> T | None:
+    """Run ``fn`` on each node's first process (``per_node``; else on rank 0 only) first, e.g. a download
+    or a cache file, then, if that worked everywhere, on the other ranks, which then find the file (or
+    not at all there with ``others=False``: they get None). A failure anywhere is raised where it
+    happened and stops every other rank with RankFailed instead of leaving it waiting."""
     here = current()
     if not here.enabled:
         return fn()
-    result, failed = None, None
-    if here.is_main:
-        try:
-            result = fn()
-        except BaseException as exc:
-            failed = exc
-    ok = broadcast(failed is None)
-    if failed is not None:
-        raise failed
-    if not ok:
-        raise RankFailed("Rank 0 failed while preparing the run; its message above says why and what to do.")
-    if not here.is_main and others:
-        result = fn()
+    leader = here.local_rank == 0 if per_node else here.is_main
+    result = None
+    for turn in (True, False):
+        failed = None
+        if leader == turn and (turn or others):
+            try:
+                result = fn()
+            except BaseException as exc:
+                failed = exc
+        (anywhere,) = max_over_ranks([int(failed is not None)])
+        if failed is not None:
+            raise failed
+        if anywhere:
+            raise RankFailed("Another rank failed while preparing the run; its message says why and what to do.")
     return result

@@ -23,11 +23,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from sngan import checkpoint as ckpt
 from sngan.cli import ensure_folder, run_or_exit
-from sngan.config import validate_metrics
+from sngan.config import ConfigError, DatasetConfig, validate_metrics
 from sngan.config_tools import EvaluateConfig, check_evaluate
+from sngan.data import load_images
 from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generator_from_state
 from sngan.provenance import resolve_device
-from sngan.scoring import Scorer, make_scorer
+from sngan.scoring import Scorer, class_statistics, intra_class_fid, make_scorer, split_of
 
 
 def checkpoints_of(target: Path) -> list[Path]:
@@ -47,17 +48,39 @@ def checkpoints_of(target: Path) -> list[Path]:
     return found
 
 
-def scorer_for(cfg: EvaluateConfig, state: dict[str, Any], device: torch.device) -> Scorer:
-    """The scorer for this command's rule, on the dataset the checkpoint's run trained on."""
+def run_dataset(cfg: EvaluateConfig, state: dict[str, Any]) -> DatasetConfig:
+    """The dataset the checkpoint's run trained on (at ``data_root`` on this host, if given)."""
     from sngan.train import check_config  # the stored config is a training config
 
     run_cfg = check_config(OmegaConf.create(state["config"]))
     if cfg.data_root is not None:
         run_cfg.dataset.root = cfg.data_root
     validate_metrics(cfg.metrics, cfg.inception, run_cfg.dataset.name)
-    scorer = make_scorer(cfg.metrics, cfg.inception, run_cfg.dataset, device)
+    return run_cfg.dataset
+
+
+def scorer_for(cfg: EvaluateConfig, state: dict[str, Any], device: torch.device) -> Scorer:
+    """The scorer for this command's rule, on the dataset the checkpoint's run trained on."""
+    scorer = make_scorer(cfg.metrics, cfg.inception, run_dataset(cfg, state), device)
     assert scorer is not None
     return scorer
+
+
+def intra_class_references(cfg: EvaluateConfig, state: dict[str, Any], scorer: Scorer) -> list[Any]:
+    """Per-class statistics of the rule's reference images (intra_class=true; conditional runs only)."""
+    classes = state.get("classes")
+    if not classes:
+        raise ConfigError(
+            "Invalid configuration: intra_class=true scores a class-conditional generator, but this checkpoint's "
+            "run was unconditional. Drop intra_class, or evaluate a run trained with model.conditional=true."
+        )
+    dataset = run_dataset(cfg, state)
+    split = split_of(dataset, cfg.metrics.real_split)
+    data = load_images(
+        dataset.name, dataset.root, dataset.resolution or 0, split, dataset.size, dataset.modes, dataset.seed
+    )
+    n = cfg.metrics.n_real or len(data.images)
+    return class_statistics(scorer, data.images[:n], data.labels[:n], len(classes))
 
 
 def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
@@ -74,6 +97,7 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     )
     ensure_folder(out.parent)  # before the slow part
     scorer = scorer_for(cfg, first, device)
+    references = intra_class_references(cfg, first, scorer) if cfg.intra_class else None
     seed = cfg.seed if cfg.seed is not None else int(first["config"].get("seed", 0)) + EVAL_SEED_OFFSET
     rows = []
     for path in paths:
@@ -81,15 +105,29 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
         for use_ema in (False, True) if state.get("ema") is not None else (False,):
             generator, info = generator_from_state(state, path, use_ema)
             row = {"checkpoint": str(path), "step": info["step"], "network": "ema" if use_ema else "g"}
-            rows.append(row | scorer(SeededSampler(generator.to(device), device, seed)))
+            generator = generator.to(device)
+            row |= scorer(SeededSampler(generator, device, seed))
+            if references is not None:
+                per_class = max(2, cfg.metrics.n_fake // len(references))
+                row |= intra_class_fid(
+                    scorer, references, lambda k, g=generator: SeededSampler(g, device, seed + k, label=k), per_class
+                )
+            rows.append(row)
             print(format_row(scorer.rule.name, rows[-1]), file=sys.stderr)
     doc = {**scorer.describe(), "seed": seed, "results": rows}
+    if references is not None:
+        doc["intra_class"] = {
+            "n_fake_per_class": max(2, cfg.metrics.n_fake // len(references)),
+            "real": "each class's images among the rule's reference images",
+            "classes": first["classes"],
+        }
     out.write_text(json.dumps(doc, indent=2) + "\n")
     return doc, out
 
 
 def format_row(rule: str, row: dict[str, Any]) -> str:
-    values = "  ".join(f"{k}={row[k]:.4f}" for k in ("fid", "is_mean", "is_std", "kid_mean", "kid_std") if k in row)
+    keys = ("fid", "is_mean", "is_std", "kid_mean", "kid_std", "intra_fid")
+    values = "  ".join(f"{k}={row[k]:.4f}" for k in keys if k in row)
     return f"{Path(row['checkpoint']).name:>22} step {row['step']:>8} {row['network']:>3}  {rule}: {values}"
 
 

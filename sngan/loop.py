@@ -150,6 +150,12 @@ def train_loop(
         run.step += 1
         timed_steps += 1
         bar.update(1)
+        # Agree on saving and stopping (a signal or the wall clock on any rank): every rank decides alike,
+        # and a stop skips sampling and evaluation so the checkpoint is written within the scheduler's grace.
+        signum, save_due, out_of_time = distributed.max_over_ranks(
+            [stop.requested or 0, int(wall.save_due()), int(wall.out_of_time())]
+        )
+        stopping = bool(signum) or (bool(out_of_time) and run.step < t.steps)
         # Log (losses and D outputs averaged over ranks: the global batch's values).
         if due(run.step, t.log_every, t.steps):
             logged = distributed.mean_over_ranks({k: v for k, v in stats.items() if not k.startswith("finite")})
@@ -165,28 +171,26 @@ def train_loop(
         if monitor is not None and t.monitor_every is not None and due(run.step, t.monitor_every, t.steps):
             monitor.log(run.generator, run.discriminator, run.fixed_z, tracker, run.step, run.fixed_y)
         # Sample a grid from the fixed z.
-        if here.is_main and due(run.step, t.sample_every, t.steps):
+        if here.is_main and not stopping and due(run.step, t.sample_every, t.steps):
             png = tracker.run_dir / "samples" / f"step_{run.step:08d}.png"
-            row = len(run.fixed_z) // num_classes if num_classes else None  # conditional: one row per class
+            # conditional: one row per class (one image per class, as with CIFAR-100: a square)
+            row = len(run.fixed_z) // num_classes if num_classes and len(run.fixed_z) > num_classes else None
             for tag, net in (("samples/fixed_z", run.generator), ("samples/fixed_z_ema", run.ema)):
                 if net is not None:
                     tracker.images(tag, generate(net, run.fixed_z, run.fixed_y), run.step, png, nrow=row)
                     png = png.with_name(f"ema_step_{run.step:08d}.png")
         # Evaluate.
-        if due(run.step, t.eval_every, t.steps):
+        if not stopping and due(run.step, t.eval_every, t.steps):
             result = evaluate(cfg, run, data, tracker, scorer, lambda r: save(r, "best")) or result
         # Save on schedule, every checkpoint_minutes, on a signal (on any rank) or at max_minutes; then stop
-        # if asked. Every rank takes the same decision.
-        signum, save_due, out_of_time = distributed.max_over_ranks(
-            [stop.requested or 0, int(wall.save_due()), int(wall.out_of_time())]
-        )
+        # if asked.
         if due(run.step, t.checkpoint_every, t.steps) or signum or save_due:
             save(run)
             wall.saved()
         if signum:
             bar.close()
             raise Interrupted(signum, run.step)
-        if out_of_time and run.step < t.steps:
+        if stopping:
             bar.close()
             raise TimeLimit(t.max_minutes or 0.0, run.step)
     bar.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sngan import checkpoint as ckpt
-from sngan.config import config_diff
+from sngan.config import config_diff, model_defaults
 
 
 def find_resume(resume: str | None, run_dir: Path, config: dict[str, Any]) -> tuple[Path, dict[str, Any]] | None:
@@ -50,8 +50,9 @@ def find_resume(resume: str | None, run_dir: Path, config: dict[str, Any]) -> tu
 
 
 def check_architecture(stored: dict[str, Any], config: dict[str, Any], path: Path) -> None:
-    """Refuse a checkpoint whose model settings differ from this run's."""
-    old, new = stored.get("model", {}), config["model"]
+    """Refuse a checkpoint whose model settings differ from this run's. Keys a checkpoint predates
+    (e.g. ``conditional``) count as their schema default."""
+    old, new = model_defaults() | stored.get("model", {}), config["model"]
     diff = config_diff(old, new)
     if diff:
         what = "; ".join(f"model.{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now" for k in diff)

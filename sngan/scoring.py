@@ -24,7 +24,7 @@ from sngan import distributed
 from sngan.config import DatasetConfig, InceptionConfig, MetricsConfig
 from sngan.data import load_images
 from sngan.metrics.evaluate import MetricRule, extract, generated_batches, score, uint8_batches
-from sngan.metrics.fid import ReferenceStats, load_reference, save_reference
+from sngan.metrics.fid import ReferenceStats, feature_statistics, frechet_distance, load_reference, save_reference
 from sngan.metrics.inception import InceptionFeatures, Weights, resolve_weights
 from sngan.outputs import OutputError, ensure_folder
 
@@ -138,7 +138,7 @@ class Scorer:
         if shares is not None:
             assert self.reference is not None, "rank 0 holds the reference statistics"
             features = np.concatenate([f for f, _ in shares])
-            logits = np.concatenate([lg for _, lg in shares]) if shares[0][1] is not None else None
+            logits = None if shares[0][1] is None else np.concatenate([lg for _, lg in shares])
             result = score(features, logits, self.reference, self.rule, self.device)
         return distributed.broadcast(result)
 
@@ -191,3 +191,37 @@ def make_scorer(
         images = train_images if split == dataset.split else None
         ref, path, _ = reference_stats(dataset, split, metrics.n_real, inception, net, weights, device, images)
     return Scorer(rule_of(metrics), net, weights, ref, path, device, inception.batch_size)
+
+
+def class_statistics(
+    scorer: Scorer, images: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Inception statistics (mu, sigma) of each class's real images, for intra-class FID."""
+    out = []
+    for k in range(num_classes):
+        members = images[labels == k]
+        if len(members) < 2:
+            raise MetricsError(
+                f"Intra-class FID needs at least 2 real images of every class, but class {k} has {len(members)} "
+                f"in the reference set. Use a rule with more real images (metrics.n_real) or drop intra_class."
+            )
+        features, _ = extract(scorer.extractor, uint8_batches(members, scorer.batch_size), scorer.device, False)
+        out.append(feature_statistics(features))
+    return out
+
+
+def intra_class_fid(
+    scorer: Scorer,
+    references: list[tuple[np.ndarray, np.ndarray]],
+    sample_class: Callable[[int], Callable[[int], torch.Tensor]],
+    n_per_class: int,
+) -> dict[str, float]:
+    """FID of ``n_per_class`` generated images of each class k (``sample_class(k)`` gives a sample_fn)
+    against class k's real statistics; ``intra_fid`` is their mean (Miyato & Koyama's intra-FID),
+    ``intra_fid/<k>`` each class's."""
+    out = {}
+    for k, (mu_real, sigma_real) in enumerate(references):
+        batches = generated_batches(sample_class(k), n_per_class, scorer.batch_size)
+        features, _ = extract(scorer.extractor, batches, scorer.device, logits=False)
+        out[f"intra_fid/{k}"] = frechet_distance(*feature_statistics(features), mu_real, sigma_real)
+    return {"intra_fid": float(np.mean(list(out.values())))} | out

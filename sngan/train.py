@@ -96,11 +96,11 @@ def check_world(cfg: TrainConfig, here: Dist, device: torch.device) -> None:
         return
     for key in ("batch_size_d", "batch_size_g"):
         value = getattr(cfg.train, key)
-        if value % here.world:
+        if value % here.world or value // here.world < 2:
             raise ConfigError(
                 f"Invalid configuration: train.{key}={value} is the global batch and must split evenly over "
-                f"the {here.world} processes of this torchrun launch. Use a multiple of {here.world}, or "
-                f"another --nproc-per-node / --nnodes."
+                f"the {here.world} processes of this torchrun launch, at least 2 per process (BatchNorm needs 2). "
+                f"Use a multiple of {here.world} of at least {2 * here.world}, or another --nproc-per-node / --nnodes."
             )
     if cfg.train.sync_bn and device.type != "cuda":
         raise ConfigError(
@@ -142,13 +142,21 @@ def make_saver(run_dir: Path, config: dict[str, Any], info: dict[str, Any], keep
             state = state_dict(r, config, info, rngs, replicas)
             return ckpt.save_atomic(state, path, None if name == "best" else keep)
 
-        return distributed.main_first(write, others=False) or path
+        return distributed.main_first(write, others=False, per_node=False) or path
 
     return save
 
 
 def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, float]:
-    """Build everything, resume if asked, train, and return the final metrics."""
+    """Build everything, resume if asked, train, and return the final metrics. Stop signals (and the
+    requeue signal) are caught from here on: one that arrives while setting up takes effect after the
+    first step, with a checkpoint."""
+    extra = () if cfg.train.requeue_signal is None else (signal_number(cfg.train.requeue_signal),)
+    with GracefulStop(extra) as stop:
+        return _start(cfg, config, run_dir, stop)
+
+
+def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: GracefulStop) -> dict[str, float]:
     here = distributed.current()
     device = resolve_device(cfg.device, here.local_rank if here.enabled else None)
     check_world(cfg, here, device)
@@ -158,7 +166,9 @@ def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, 
     inception = None
     if cfg.metrics.name != "none":
         inception = distributed.main_first(lambda: load_extractor(cfg.inception))
-    found = distributed.broadcast(distributed.main_first(lambda: find_resume(cfg.resume, run_dir, config), False))
+    found = distributed.broadcast(
+        distributed.main_first(lambda: find_resume(cfg.resume, run_dir, config), others=False, per_node=False)
+    )
     data = distributed.main_first(
         lambda: load_images(
             cfg.dataset.name,
@@ -174,7 +184,8 @@ def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, 
         lambda: make_scorer(cfg.metrics, cfg.inception, cfg.dataset, device, data.images, inception, here.is_main)
     )
     run = build_run(cfg, data, device, here)
-    torch.manual_seed(distributed.rank_seed(cfg.seed, here.rank))  # each rank its own noise
+    if here.rank > 0:  # each rank its own noise; rank 0 goes on from its initialisation's stream
+        torch.manual_seed(distributed.rank_seed(cfg.seed, here.rank))
     source = None
     if found is not None:
         source, state = found
@@ -204,9 +215,7 @@ def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, 
             tracker.writer.add_custom_scalars(custom_scalars_layout(run.discriminator, rule))
             tracker.text("config", "```\n" + OmegaConf.to_yaml(config) + "\n```")
             tracker.images("data/real", to_float(data.images[: cfg.train.grid_size]), 0)
-        extra = () if cfg.train.requeue_signal is None else (signal_number(cfg.train.requeue_signal),)
-        with GracefulStop(extra) as stop:
-            return train_loop(cfg, run, data, tracker, save, stop, scorer, monitor)
+        return train_loop(cfg, run, data, tracker, save, stop, scorer, monitor)
     finally:
         tracker.close()
 

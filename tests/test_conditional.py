@@ -113,6 +113,9 @@ def test_labels_and_class_names_from_cifar_stl_folder_and_synthetic(tmp_path, fi
             Image.new("RGB", (40, 40), (10 * i, 0, 0)).save(folder / cls / f"{i}.png")
     found = load_images("folder", str(folder), 32)
     assert found.classes == ["ant", "zebra"] and sorted(found.labels.tolist()) == [0, 1, 1]
+    (folder / ".ipynb_checkpoints").mkdir()
+    Image.new("RGB", (40, 40)).save(folder / ".ipynb_checkpoints" / "0.png")  # hidden: not a class
+    assert load_images("folder", str(folder), 32).classes == ["ant", "zebra"]
     Image.new("RGB", (40, 40)).save(folder / "loose.png")  # an image outside any class folder
     assert load_images("folder", str(folder), 32).labels is None
 
@@ -177,6 +180,10 @@ def test_sample_one_class_all_classes_and_refusals(conditional_run, tmp_path):
         assert img.size == (2 + 4 * 34, 2 + 10 * 34)
     with pytest.raises(ConfigError, match=r"class=12 is not a class of this generator; it knows 10 classes"):
         sample(sampled("class=12"))
+    with pytest.raises(ConfigError, match="interpolations take one class"):
+        sampled("classes=all", "interpolate=true")
+    (interp,) = sample(sampled("class=2", "interpolate=true", "n=2", "frames=3"))
+    assert interp.name == "interpolation.png"
     run_training(tmp_path / "u", TINY + ["train.steps=2"])
     uncond = ckpt.find_latest(tmp_path / "u")
     with pytest.raises(ConfigError, match="this generator is unconditional"):
@@ -200,6 +207,18 @@ def test_export_and_load_generator_keep_the_classes(conditional_run, tmp_path):
 
 
 # ---------------------------------------------------------------- bad input
+
+
+def test_checkpoints_written_before_conditional_models_existed_still_resume(tmp_path):
+    run_training(tmp_path, TINY + ["train.steps=2"])
+    path = ckpt.find_latest(tmp_path)
+    state = ckpt.load(path)
+    del state["config"]["model"]["conditional"]  # as an older sngan wrote it
+    for key in ("fixed_y", "classes", "rng_ranks", "replicas"):
+        state.pop(key)
+    ckpt.save_atomic(state, path)
+    run_training(tmp_path, TINY + ["train.steps=3", "resume=auto"])
+    assert ckpt.load(ckpt.find_latest(tmp_path))["step"] == 3
 
 
 def test_conditional_runs_need_labels(tmp_path):
@@ -255,3 +274,44 @@ def test_evaluate_scores_a_conditional_generator_with_classes_drawn_uniformly(co
     doc, _ = evaluate(cfg)
     rows = {row["network"]: row for row in doc["results"]}
     assert set(rows) == {"g", "ema"} and all(np.isfinite(row["fid"]) and row["fid"] > 0 for row in rows.values())
+
+
+def test_intra_class_fid_is_labelled_per_class_and_lower_for_the_right_labels(conditional_run, with_inception):
+    from test_commands import TINY_METRICS
+
+    from sngan.config import InceptionConfig
+    from sngan.config_tools import EvaluateConfig
+    from sngan.evaluate import evaluate, intra_class_references, scorer_for
+    from sngan.scoring import intra_class_fid
+
+    run_dir, _ = conditional_run
+    path = ckpt.find_latest(run_dir)
+    inception = InceptionConfig(dims=64, stats_dir=os.environ["SNGAN_STATS_DIR"], batch_size=50)
+    metrics = TINY_METRICS.__class__(**{**TINY_METRICS.__dict__, "n_fake": 200, "n_real": 300})
+    cfg = EvaluateConfig(ckpt=str(path), metrics=metrics, inception=inception, device="cpu", intra_class=True)
+    doc, _ = evaluate(cfg)
+    row = doc["results"][0]
+    per_class = [row[f"intra_fid/{k}"] for k in range(10)]
+    assert row["intra_fid"] == pytest.approx(np.mean(per_class)) and doc["intra_class"]["n_fake_per_class"] == 20
+    # Against each class's real images, samples of that class score better than samples of the next class.
+    state = ckpt.load(path)
+    scorer = scorer_for(cfg, state, torch.device("cpu"))
+    refs = intra_class_references(cfg, state, scorer)
+    g, _ = generator_from_checkpoint(path, ema=False)
+    shifted = intra_class_fid(scorer, refs, lambda k: SeededSampler(g, torch.device("cpu"), 1, label=(k + 1) % 10), 20)
+    assert row["intra_fid"] < shifted["intra_fid"] / 2, (row["intra_fid"], shifted["intra_fid"])
+
+
+def test_intra_class_fid_needs_a_conditional_checkpoint(quickstart_run, with_inception):
+    from test_commands import TINY_METRICS
+
+    from sngan.config import InceptionConfig
+    from sngan.config_tools import EvaluateConfig
+    from sngan.evaluate import evaluate
+
+    run_dir, _ = quickstart_run
+    inception = InceptionConfig(dims=64, stats_dir=os.environ["SNGAN_STATS_DIR"])
+    cfg = EvaluateConfig(ckpt=str(ckpt.find_latest(run_dir)), metrics=TINY_METRICS, inception=inception,
+                         device="cpu", intra_class=True)  # fmt: skip
+    with pytest.raises(ConfigError, match="intra_class=true scores a class-conditional generator"):
+        evaluate(cfg)

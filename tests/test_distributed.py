@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers import TINY, run_training, validated
@@ -138,7 +139,7 @@ def test_a_failure_on_rank_0_before_training_stops_every_rank_with_its_message(t
     args = TINY + METRICS + ["train.steps=2", f"inception.weights={tmp_path}/none.pth", f"hydra.run.dir={tmp_path}/run"]
     out = torchrun(args, {"OMP_NUM_THREADS": "1", "TORCH_HOME": str(tmp_path / "empty")})
     assert out.returncode != 0
-    assert out.stderr.count("none.pth") >= 1 and "Rank 0 failed while preparing the run" in out.stderr
+    assert out.stderr.count("none.pth") >= 1 and "Another rank failed while preparing the run" in out.stderr
     assert "/sngan/" not in out.stderr  # one-paragraph errors, no traceback of ours
     assert not (tmp_path / "run" / "checkpoints").exists()
 
@@ -155,6 +156,8 @@ def test_global_batches_must_split_evenly_and_sync_bn_needs_cuda():
     with pytest.raises(ConfigError, match=r"train.batch_size_d=9 is the global batch .* 2 processes"):
         check_world(cfg, Dist(0, 2), torch.device("cpu"))
     check_world(cfg, Dist(0, 1), torch.device("cpu"))  # one process: any batch
+    with pytest.raises(ConfigError, match="at least 2 per process"):
+        check_world(validated_cfg(["train.batch_size_d=8"]), Dist(0, 8), torch.device("cpu"))
     with pytest.raises(ConfigError, match="SyncBatchNorm runs only on CUDA"):
         check_world(validated_cfg(["train.sync_bn=true"]), Dist(1, 2), torch.device("cpu"))
 
@@ -189,6 +192,30 @@ def test_ranks_take_even_contiguous_shares_of_batches_and_generated_images():
     parts = [torch.cat(list(generated_batches(Sampler(), 23, 5, rank, 2))) for rank in range(2)]
     assert torch.equal(one, torch.cat(parts))
     assert rank_seed(3, 0) == 3 and len({rank_seed(3, r) for r in range(4)} | {rank_seed(3, 1, 10)}) == 5
+    assert rank_seed(-1, 1) != rank_seed(1, 1)  # negative seeds too
+
+
+def test_a_rank_with_an_empty_share_of_the_sample_set_contributes_empty_arrays():
+    from sngan.metrics.evaluate import extract
+    from sngan.metrics.inception import LOGITS
+
+    class Extractor(torch.nn.Module):
+        dims, with_logits = 64, True
+
+        def forward(self, x, logits):
+            return torch.zeros(len(x), 64), torch.zeros(len(x), LOGITS)
+
+    class Sampler:
+        def __call__(self, n):
+            return torch.zeros(n, 3, 4, 4)
+
+        def skip(self, n):
+            pass
+
+    # One batch of 8 for two ranks: rank 0's share is empty, rank 1 has it all.
+    shares = [extract(Extractor(), generated_batches(Sampler(), 8, 8, rank, 2), torch.device("cpu")) for rank in (0, 1)]
+    assert shares[0][0].shape == (0, 64) and shares[0][1].shape == (0, LOGITS)
+    assert shares[1][0].shape == (8, 64) and np.concatenate([f for f, _ in shares]).shape == (8, 64)
 
 
 def test_d_gradients_are_all_reduced_in_the_d_update_only(tmp_path):

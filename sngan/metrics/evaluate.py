@@ -18,7 +18,7 @@ import torch
 from sngan.distributed import shard
 
 from .fid import ReferenceStats, feature_statistics, frechet_distance, inception_score, kernel_inception_distance
-from .inception import InceptionFeatures
+from .inception import LOGITS, InceptionFeatures
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,8 @@ def extract(
             feats.append(f.double().cpu())
             if lg is not None:
                 all_logits.append(lg.double().cpu())
+    if not feats:  # no batches (a rank whose share of a small sample set is empty)
+        return np.empty((0, extractor.dims)), (np.empty((0, LOGITS)) if logits and extractor.with_logits else None)
     return torch.cat(feats).numpy(), (torch.cat(all_logits).numpy() if all_logits else None)
 
 

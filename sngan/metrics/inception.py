@@ -27,6 +27,7 @@ from torch.nn import functional as F
 WEIGHTS_URL = pf.FID_WEIGHTS_URL
 WEIGHTS_FILENAME = WEIGHTS_URL.rsplit("/", 1)[-1]  # pt_inception-2015-12-05-6726825d.pth
 DIMS = {64: 0, 192: 1, 768: 2, 2048: 3}  # feature size -> last block needed (pytorch-fid's numbering)
+LOGITS = 1008  # the fc layer of the 2015 TF Inception: 1,008 classes (1,000 + 8 unused)
 _BLOCKS = [
     ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1"],
     ["Conv2d_3b_1x1", "Conv2d_4a_3x3", "maxpool2"],
@@ -52,7 +53,7 @@ def default_weights_path() -> Path:
 
 def build_network() -> nn.Module:
     """The FID Inception architecture with uninitialised-by-file weights."""
-    net = pf._inception_v3(num_classes=1008, aux_logits=False, weights=None)
+    net = pf._inception_v3(num_classes=LOGITS, aux_logits=False, weights=None)
     net.Mixed_5b = pf.FIDInceptionA(192, pool_features=32)
     net.Mixed_5c = pf.FIDInceptionA(256, pool_features=64)
     net.Mixed_5d = pf.FIDInceptionA(288, pool_features=64)
