@@ -98,6 +98,7 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     ensure_folder(out.parent)  # before the slow part
     scorer = scorer_for(cfg, first, device)
     references = intra_class_references(cfg, first, scorer) if cfg.intra_class else None
+    per_class = max(2, cfg.metrics.n_fake // len(references)) if references is not None else 0
     seed = cfg.seed if cfg.seed is not None else int(first["config"].get("seed", 0)) + EVAL_SEED_OFFSET
     rows = []
     for path in paths:
@@ -108,7 +109,6 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
             generator = generator.to(device)
             row |= scorer(SeededSampler(generator, device, seed))
             if references is not None:
-                per_class = max(2, cfg.metrics.n_fake // len(references))
                 row |= intra_class_fid(
                     scorer, references, lambda k, g=generator: SeededSampler(g, device, seed + k, label=k), per_class
                 )
@@ -117,7 +117,7 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     doc = {**scorer.describe(), "seed": seed, "results": rows}
     if references is not None:
         doc["intra_class"] = {
-            "n_fake_per_class": max(2, cfg.metrics.n_fake // len(references)),
+            "n_fake_per_class": per_class,
             "real": "each class's images among the rule's reference images",
             "classes": first["classes"],
         }
