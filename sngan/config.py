@@ -44,6 +44,7 @@ class DatasetConfig:
     size: int = 10000  # synthetic: number of images
     modes: int = 10  # synthetic: number of prototypes K
     seed: int = 0  # synthetic: seed of the prototypes
+    cache: bool = True  # keep the decoded uint8 images in <root>/.sngan_cache (decoded once)
 
 
 @dataclass
@@ -80,6 +81,12 @@ class LoopConfig:
     on_nonfinite: str = "stop"  # stop (save the last good state) | skip (drop the update, count it)
     sync_bn: bool = False  # under torchrun: G's BatchNorm statistics over the global batch (CUDA only)
     requeue_signal: str | None = None  # e.g. USR1 (SLURM --signal): checkpoint, `scontrol requeue`, exit
+    # Speed (sngan/speed.py): auto picks the fastest settings this device and launch support.
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast; spectral norm and losses stay fp32)
+    tf32: bool | None = None  # None: on for Ampere and newer GPUs
+    compile: str = "auto"  # auto | none | default | max (CUDA graphs)
+    channels_last: bool | None = None  # None: on for CUDA
+    data_on: str = "auto"  # auto | device (images held on the GPU) | host
 
 
 @dataclass
@@ -181,6 +188,9 @@ def validate(
         ("dataset.name", sorted(datasets)),
         ("optim.decay", ["linear", "none"]),
         ("train.on_nonfinite", ["stop", "skip"]),
+        ("train.precision", ["auto", "fp32", "bf16"]),
+        ("train.compile", ["auto", "none", "default", "max"]),
+        ("train.data_on", ["auto", "device", "host"]),
     ):
         if _get(typed, key) not in choices:
             raise _fail(key, _get(typed, key), f"choose one of: {', '.join(choices)}")

@@ -1,15 +1,23 @@
 """Training images as one uint8 tensor [N, 3, H, W], and batches drawn from it.
 
 Every dataset is decoded once into memory (CIFAR-10/100 hold 150 MB, STL-10's
-unlabeled split at 48x48 690 MB). Batches are drawn by ``BatchSampler``, whose
-whole state (permutation, position, generator) goes into checkpoints so a
-resumed run continues the data order where it stopped. Images reach the
+unlabeled split at 48x48 690 MB) and, unless dataset.cache=false, kept on disk
+beside the data in ``<root>/.sngan_cache/`` as that tensor: later runs load it
+instead of decoding again (an image folder is decoded again when any file in it
+changes). Batches are drawn by ``BatchSampler``, whose whole state
+(permutation, position, generator) goes into checkpoints so a resumed run
+continues the data order where it stopped. On a GPU the uint8 images can live
+on the device (``BatchSampler.place``): a batch is then gathered, flipped and
+converted there, with no host work but drawing 64 indices. Images reach the
 networks as float tensors in [-1, 1] through ``to_float``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +31,8 @@ from sngan.distributed import shard
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 NATIVE_RESOLUTION = {"cifar10": 32, "cifar100": 32, "stl10": 48}
 DATASETS = ("cifar10", "cifar100", "stl10", "folder", "synthetic")
+CACHE_DIR = ".sngan_cache"  # hidden: an image folder's own cache is not taken for images
+CACHE_FORMAT = 1
 
 
 class DatasetError(RuntimeError):
@@ -77,6 +87,68 @@ def make_synthetic(n: int, resolution: int, k: int = 10, seed: int = 0, shift: f
     return ImageData(to_uint8(protos[labels] + shifts), protos, labels, [f"prototype_{i}" for i in range(k)])
 
 
+# ----------------------------------------------------------------- decoded-image cache
+
+
+def _signature(base: Path, files: list[Path]) -> str | None:
+    """A digest of the source files' names, sizes and modification times (None if one is missing)."""
+    digest = hashlib.sha256()
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:
+            return None
+        digest.update(f"{f.relative_to(base)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _read_cache(path: Path) -> ImageData | None:
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("format") != CACHE_FORMAT:
+            return None
+        return ImageData(state["images"], labels=state["labels"], classes=state["classes"])
+    except Exception as exc:  # truncated or corrupt: decode again and replace it
+        print(f"warning: ignoring the unreadable dataset cache {path} ({exc}); decoding the images again.",
+              file=sys.stderr)  # fmt: skip
+        return None
+
+
+def _write_cache(path: Path, data: ImageData) -> None:
+    state = {"format": CACHE_FORMAT, "images": data.images, "labels": data.labels, "classes": data.classes}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # a read-only data volume, a full disk: train without the cache
+        tmp.unlink(missing_ok=True)
+        print(f"warning: could not write the dataset cache {path} ({exc}); the images are decoded again on each "
+              f"run. Make the folder writable or set dataset.cache=false.", file=sys.stderr)  # fmt: skip
+        return
+    for stale in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.pt"):  # the same data before a change
+        if stale != path:
+            stale.unlink(missing_ok=True)
+
+
+def cached(enabled: bool, base: Path, key: str, files: list[Path], decode: Callable[[], ImageData]) -> ImageData:
+    """``decode()``, or the tensor it made last time for the same ``files`` (names, sizes, times)."""
+    if not enabled:
+        return decode()
+    signature = _signature(base, files)
+    if signature is not None:
+        found = _read_cache(base / CACHE_DIR / f"{key}-{signature}.pt")
+        if found is not None:
+            return found
+    data = decode()
+    signature = _signature(base, files)  # the files are there now (a download)
+    if signature is not None:
+        _write_cache(base / CACHE_DIR / f"{key}-{signature}.pt", data)
+    return data
+
+
 # ----------------------------------------------------------------- torchvision
 
 
@@ -91,16 +163,22 @@ def _missing_files_error(name: str, root: str, files: list[str], url: str, cause
     )
 
 
+def _archive_files(cls: Any) -> list[str]:
+    """The files of a torchvision dataset's extracted archive, relative to its root."""
+    files = [os.path.join(cls.base_folder, f) for f, _ in cls.train_list + cls.test_list]
+    if getattr(cls, "meta", None):
+        files.append(os.path.join(cls.base_folder, cls.meta["filename"]))
+    return files
+
+
 def _load_cifar(name: str, root: str, split: str) -> ImageData:
     from torchvision import datasets
 
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
-    files = [os.path.join(cls.base_folder, f) for f, _ in cls.train_list + cls.test_list]
-    files.append(os.path.join(cls.base_folder, cls.meta["filename"]))
     try:
         ds = cls(root, train=(split == "train"), download=True)
     except Exception as exc:  # URLError, RuntimeError("Dataset not found or corrupted")
-        raise _missing_files_error(name, root, files, cls.url, exc) from exc
+        raise _missing_files_error(name, root, _archive_files(cls), cls.url, exc) from exc
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
     return ImageData(images, labels=torch.as_tensor(ds.targets, dtype=torch.int64), classes=list(ds.classes))
 
@@ -109,11 +187,10 @@ def _load_stl10(root: str, split: str, resolution: int) -> ImageData:
     from torchvision import datasets
 
     cls = datasets.STL10
-    files = [os.path.join(cls.base_folder, f) for f, _ in cls.train_list + cls.test_list]
     try:
         ds = cls(root, split=split, download=True)
     except Exception as exc:
-        raise _missing_files_error("stl10", root, files, cls.url, exc) from exc
+        raise _missing_files_error("stl10", root, _archive_files(cls), cls.url, exc) from exc
     data = torch.from_numpy(ds.data)  # [N, 3, 96, 96]
     labeled = "unlabeled" not in split  # the unlabeled images carry label -1
     labels = torch.as_tensor(ds.labels, dtype=torch.int64) if labeled else None
@@ -129,11 +206,8 @@ def _load_stl10(root: str, split: str, resolution: int) -> ImageData:
     return ImageData(out, labels=labels, classes=classes)
 
 
-def _load_folder(root: str, resolution: int) -> ImageData:
-    """Every image under ``root``; labelled by first-level subfolder (sorted names) when every image
-    lies in one."""
-    from PIL import Image, ImageOps
-
+def _folder_images(root: str) -> list[Path]:
+    """Every image file under ``root`` (hidden files and folders left out), sorted."""
     base = Path(root)
     if not base.is_dir():
         raise DatasetError(
@@ -150,6 +224,15 @@ def _load_folder(root: str, resolution: int) -> ImageData:
             f"Image folder '{base.resolve()}' holds no images with extensions {', '.join(IMAGE_EXTENSIONS)}. "
             f"Point dataset.root at the folder that holds them."
         )
+    return paths
+
+
+def _load_folder(root: str, resolution: int, paths: list[Path]) -> ImageData:
+    """The images ``paths`` under ``root``; labelled by first-level subfolder (sorted names) when every
+    image lies in one."""
+    from PIL import Image, ImageOps
+
+    base = Path(root)
 
     def decode(path: Path) -> torch.Tensor:
         try:
@@ -177,16 +260,25 @@ def load_images(
     synthetic_size: int = 10000,
     synthetic_modes: int = 10,
     synthetic_seed: int = 0,
+    cache: bool = False,
 ) -> ImageData:
-    """Decode dataset ``name`` into memory at ``resolution``."""
+    """Decode dataset ``name`` into memory at ``resolution`` (``cache``: through the on-disk cache)."""
+    base = Path(root)
     if name == "synthetic":
         return make_synthetic(synthetic_size, resolution, synthetic_modes, synthetic_seed)
     if name in ("cifar10", "cifar100"):
-        return _load_cifar(name, root, split)
+        from torchvision import datasets
+
+        files = [base / f for f in _archive_files(datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100)]
+        return cached(cache, base, f"{name}-{split}", files, lambda: _load_cifar(name, root, split))
     if name == "stl10":
-        return _load_stl10(root, split, resolution)
+        from torchvision import datasets
+
+        files = [base / f for f in _archive_files(datasets.STL10)]
+        return cached(cache, base, f"stl10-{split}-{resolution}px", files, lambda: _load_stl10(root, split, resolution))
     if name == "folder":
-        return _load_folder(root, resolution)
+        paths = _folder_images(root)
+        return cached(cache, base, f"folder-{resolution}px", paths, lambda: _load_folder(root, resolution, paths))
     raise DatasetError(f"unknown dataset '{name}'; choose one of {', '.join(DATASETS)}")
 
 
@@ -225,16 +317,25 @@ class BatchSampler:
             batch -= len(chunk)
         return torch.cat(taken)
 
+    def place(self, device: torch.device) -> None:
+        """Hold the uint8 images (and labels) on ``device``: batches are then gathered and converted there."""
+        if device.type == "cpu":
+            return
+        self.images = self.images.to(device)
+        self.labels = self.labels.to(device) if self.labels is not None else None
+
     def next(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
         """This rank's share of a global batch of ``batch`` images, as floats in [-1, 1] on ``device``,
-        and their labels (None without labels)."""
+        and their labels (None without labels). The draw (indices, flips) is made on the host from the
+        sampler's generator, wherever the images are: the data order does not depend on placement."""
         index = self.next_indices(batch)
         flip = torch.rand(batch, generator=self.gen) < 0.5 if self.hflip else None
         lo, hi = shard(batch, self.rank, self.world)
-        x = to_float(self.images[index[lo:hi]].to(device, non_blocking=True))
+        mine = index[lo:hi].to(self.images.device, non_blocking=True)
+        x = to_float(self.images[mine].to(device, non_blocking=True))
         if flip is not None:
-            x = torch.where(flip[lo:hi, None, None, None].to(device), x.flip(3), x)
-        return x, None if self.labels is None else self.labels[index[lo:hi]].to(device, non_blocking=True)
+            x = torch.where(flip[lo:hi, None, None, None].to(device, non_blocking=True), x.flip(3), x)
+        return x, None if self.labels is None else self.labels[mine].to(device, non_blocking=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {"perm": self.perm.clone(), "pos": self.pos, "generator": self.gen.get_state()}

@@ -77,7 +77,14 @@ def intra_class_references(cfg: EvaluateConfig, state: dict[str, Any], scorer: S
     dataset = run_dataset(cfg, state)
     split = split_of(dataset, cfg.metrics.real_split)
     data = load_images(
-        dataset.name, dataset.root, dataset.resolution or 0, split, dataset.size, dataset.modes, dataset.seed
+        dataset.name,
+        dataset.root,
+        dataset.resolution or 0,
+        split,
+        dataset.size,
+        dataset.modes,
+        dataset.seed,
+        cache=dataset.cache,
     )
     n = cfg.metrics.n_real or len(data.images)
     return class_statistics(scorer, data.images[:n], data.labels[:n], len(classes))

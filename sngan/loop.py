@@ -22,8 +22,9 @@ from sngan.losses import LOSSES
 from sngan.metrics import class_agreement, evaluate_synthetic
 from sngan.monitoring import Monitor
 from sngan.scoring import Scorer
+from sngan.speed import Speed
 from sngan.state import Run, update_ema
-from sngan.step import d_step, g_step
+from sngan.step import EAGER, d_step, g_step, set_rate
 from sngan.stopping import GracefulStop, Interrupted, TimeLimit, WallClock
 from sngan.tracking import Tracker
 
@@ -75,9 +76,8 @@ def evaluate(
 
 def set_lr(run: Run, cfg: TrainConfig) -> float:
     factor = lr_factor(run.step, cfg.train.steps, cfg.optim.decay)
-    for opt, base in ((run.opt_g, cfg.optim.lr_g), (run.opt_d, cfg.optim.lr_d)):
-        for group in opt.param_groups:
-            group["lr"] = base * factor
+    set_rate(run.opt_g, cfg.optim.lr_g * factor)
+    set_rate(run.opt_d, cfg.optim.lr_d * factor)
     return factor
 
 
@@ -90,8 +90,8 @@ def handle_nonfinite(
 ) -> None:
     """Count a skipped update, or save the last good state and stop.
 
-    The saved state is labelled with the last completed step and holds the failed step's finite D
-    updates, if any; a checkpoint written at the end of that step is the cleaner state and is kept."""
+    The saved state is labelled with the last completed step and holds the failed step's other, finite
+    updates; a checkpoint written at the end of that step is the cleaner state and is kept."""
     if cfg.train.on_nonfinite == "skip":
         run.skipped[network] += 1
         return
@@ -121,12 +121,13 @@ def train_loop(
     stop: GracefulStop,
     scorer: Scorer | None = None,
     monitor: Monitor | None = None,
+    speed: Speed = EAGER,
 ) -> dict[str, float]:
     loss, t = LOSSES.get(cfg.loss.name), cfg.train
     device, here = run.fixed_z.device, distributed.current()
     num_classes = len(run.classes) if run.classes else 0  # 0: unconditional
-    g_update = run.ddp_generator or run.generator  # the wrapper all-reduces G's gradients under torchrun
-    d_update = run.ddp_discriminator or run.discriminator
+    g_update, g_read = run.g_update or run.generator, run.g_read or run.generator  # DDP: update all-reduces
+    d_update, d_read = run.d_update or run.discriminator, run.d_read or run.discriminator
     bar = tqdm(total=t.steps, initial=run.step, disable=None if here.is_main else True, dynamic_ncols=True,
                desc="train")  # fmt: skip
     result: dict[str, float] = {}
@@ -135,16 +136,21 @@ def train_loop(
     while run.step < t.steps:
         factor = set_lr(run, cfg)
         # Update D n_dis times, each on a fresh real batch and fresh fakes (this rank's share of each).
+        updates = []
         for _ in range(t.n_dis):
             real, real_y = run.sampler.next(t.batch_size_d, device)
-            stats = d_step(run.generator, d_update, run.opt_d, loss, real, cfg.model.z_dim, real_y, num_classes)
-            if not stats["finite/d"]:
-                handle_nonfinite(cfg, run, "discriminator", stats, save)
-        # Update G once; D is read through the plain module, so its gradients are not all-reduced.
+            stats = d_step(g_read, d_update, run.opt_d, loss, real, cfg.model.z_dim, real_y, num_classes, speed)
+            updates.append(("discriminator", stats))
+        # Update G once; D is read without the all-reduce wrapper, so its gradients are not all-reduced.
         batch_g = t.batch_size_g // here.world
-        stats |= g_step(g_update, run.discriminator, run.opt_g, loss, batch_g, cfg.model.z_dim, device, num_classes)
-        if not stats["finite/g"]:
-            handle_nonfinite(cfg, run, "generator", stats, save)
+        g_stats = g_step(g_update, d_read, run.opt_g, loss, batch_g, cfg.model.z_dim, device, num_classes, speed)
+        updates.append(("generator", g_stats))
+        stats |= g_stats
+        # Skipped updates (non-finite): the flags are read once per step, the only wait for the device.
+        finite = torch.cat([s[f"finite/{network[0]}"] for network, s in updates]).tolist()
+        for ok, (network, update_stats) in zip(finite, updates, strict=True):
+            if not ok:
+                handle_nonfinite(cfg, run, network, update_stats, save)
         if run.ema is not None and t.ema_decay is not None:
             update_ema(run.ema, run.generator, t.ema_decay)
         run.step += 1

@@ -90,7 +90,14 @@ def reference_stats(
         raise MetricsError(f"Cannot write reference statistics: {exc} (inception.stats_dir)") from exc
     if images is None:
         images = load_images(
-            dataset.name, dataset.root, dataset.resolution or 0, split, dataset.size, dataset.modes, dataset.seed
+            dataset.name,
+            dataset.root,
+            dataset.resolution or 0,
+            split,
+            dataset.size,
+            dataset.modes,
+            dataset.seed,
+            cache=dataset.cache,
         ).images
     if n is not None:
         if len(images) < n:

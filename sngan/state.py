@@ -38,9 +38,13 @@ class Run:
     best_metric: str | None = None  # which number best_fid is, rule included: "ema/fid_paper/fid"
     fixed_y: torch.Tensor | None = None  # class of each fixed_z row (conditional runs: one grid row per class)
     classes: list[str] | None = None  # class names of a conditional run, index = label
-    # Under torchrun: the DistributedDataParallel wrappers the updates go through (None: the modules)
-    ddp_generator: torch.nn.Module | None = None
-    ddp_discriminator: torch.nn.Module | None = None
+    # What the updates call (DistributedDataParallel wrappers under torchrun, torch.compile'd modules
+    # under train.compile; None: the modules themselves). The *_read ones are the network read by the
+    # other one's update (no all-reduce): G in the D update, D in the G update.
+    g_update: torch.nn.Module | None = None
+    d_update: torch.nn.Module | None = None
+    g_read: torch.nn.Module | None = None
+    d_read: torch.nn.Module | None = None
 
 
 def make_ema(generator: torch.nn.Module) -> torch.nn.Module:
@@ -52,8 +56,10 @@ def make_ema(generator: torch.nn.Module) -> torch.nn.Module:
 @torch.no_grad()
 def update_ema(ema: torch.nn.Module, generator: torch.nn.Module, decay: float) -> None:
     """Average parameters; copy buffers (BatchNorm running statistics) as they are."""
-    for avg, p in zip(ema.parameters(), generator.parameters(), strict=True):
-        avg.lerp_(p, 1.0 - decay)
+    averaged, current = list(ema.parameters()), list(generator.parameters())
+    if len(averaged) != len(current):
+        raise ValueError("the EMA and the generator have different parameters")
+    torch._foreach_lerp_(averaged, current, 1.0 - decay)  # one kernel for all of them
     for avg_b, b in zip(ema.buffers(), generator.buffers(), strict=True):
         avg_b.copy_(b)
 

@@ -11,7 +11,12 @@ iterations per D update) and once more in the G update.
 Each update is applied only if its loss, gradients and weights are all
 finite; "finite/d" and "finite/g" report the check and the loop decides what
 a skipped update means (stop or count it). Other values are detached scalar
-tensors; the loop decides when to read them.
+tensors; the loop decides when to read them. Nothing here waits for the
+device: the check and the skip happen on it.
+
+``speed`` (sngan/speed.py) sets the networks' precision (bf16 autocast; losses
+from fp32 outputs, backward outside autocast) and, under compile=max, marks
+each update as a new CUDA-graph step.
 
 Under torchrun the loop passes the DistributedDataParallel wrapper of the
 network being updated and the plain module of the other one: D's gradients are
@@ -26,22 +31,54 @@ from torch import nn
 
 from sngan.distributed import all_agree
 from sngan.losses import Loss
+from sngan.speed import Speed, autocast, mark_step, memory_format
+
+EAGER = Speed()
 
 
 def _update_if_finite(opt: torch.optim.Optimizer, loss: torch.Tensor) -> torch.Tensor:
-    """Backpropagate ``loss`` and step ``opt`` only if the loss, every gradient
-    and every weight is finite; otherwise drop the gradients and leave the
-    weights as they are. Returns the check as a bool tensor."""
+    """Backpropagate ``loss`` and step ``opt`` only if the loss, every gradient and every weight is
+    finite; otherwise leave the weights and the optimizer's moments as they are. Returns the check as a
+    bool tensor of one element, without waiting for it: one fused kernel checks every tensor, and a fused
+    Adam skips a flagged update on the device (the loop reads the flags once per step)."""
     params = [p for group in opt.param_groups for p in group["params"]]
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    tensors = [loss.detach()] + [p.grad for p in params if p.grad is not None] + [p.detach() for p in params]
-    finite = all_agree(torch.stack([torch.isfinite(t).all() for t in tensors]).all())  # torchrun: every rank
-    if finite:  # one host sync per update: the price of catching NaN before it spreads
+    checked = [loss.detach().reshape(1)] + [p.grad for p in params if p.grad is not None]
+    found = torch.zeros(1, device=loss.device)
+    with torch.no_grad():  # scales by 1 (a no-op) and sets ``found`` where a value is NaN or infinite
+        torch._amp_foreach_non_finite_check_and_unscale_(checked + [p.detach() for p in params], found, found + 1)
+    finite = all_agree(found == 0)  # torchrun: skipped on every rank if on any
+    if opt.defaults.get("fused"):
+        opt.found_inf = (~finite).float().reshape(())  # type: ignore[attr-defined]  # what GradScaler hands fused Adam
+        try:
+            opt.step()
+        finally:
+            del opt.found_inf  # type: ignore[attr-defined]
+    elif finite:  # optimizers without the device-side skip: one host sync per update
         opt.step()
-    else:
-        opt.zero_grad(set_to_none=True)
     return finite
+
+
+def adam(params: list[nn.Parameter], lr: float, betas: tuple[float, float], device: torch.device) -> torch.optim.Adam:
+    """Adam as the paper uses it; fused where torch has it (CUDA, CPU): one kernel per step, a skip on the
+    device for non-finite updates, and the learning rate a tensor, so a captured step reads the current
+    rate instead of freezing the first one."""
+    if device.type in ("cuda", "cpu"):
+        return torch.optim.Adam(params, lr=torch.tensor(lr, device=device), betas=betas, fused=True)
+    return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
+def set_rate(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Set the learning rate in place (a tensor rate stays the same tensor)."""
+    for group in opt.param_groups:
+        device = group["params"][0].device
+        if isinstance(group["lr"], torch.Tensor) and group["lr"].device == device:
+            group["lr"].fill_(lr)
+        elif opt.defaults.get("fused"):  # a checkpoint's rate, or one from before rates were tensors
+            group["lr"] = torch.tensor(lr, device=device)
+        else:
+            group["lr"] = lr
 
 
 def sample_z(n: int, z_dim: int, device: torch.device) -> torch.Tensor:
@@ -67,15 +104,19 @@ def d_step(
     z_dim: int,
     real_y: torch.Tensor | None = None,
     num_classes: int = 0,
+    speed: Speed = EAGER,
 ) -> dict[str, torch.Tensor]:
     """Update D once on ``real`` (with its labels ``real_y`` when conditional) and as many fresh fakes
     (of uniformly drawn classes)."""
     n = len(real)
+    mark_step(speed)
+    real = real.contiguous(memory_format=memory_format(speed))
     fake_y = sample_y(n, num_classes, real.device)
-    with torch.no_grad():
-        fake = call(generator, sample_z(n, z_dim, real.device), fake_y)
-    both_y = None if fake_y is None or real_y is None else torch.cat([real_y, fake_y])
-    out = call(discriminator, torch.cat([real, fake]), both_y)
+    with autocast(speed, real.device):
+        with torch.no_grad():
+            fake = call(generator, sample_z(n, z_dim, real.device), fake_y)
+        both_y = None if fake_y is None or real_y is None else torch.cat([real_y, fake_y])
+        out = call(discriminator, torch.cat([real, fake.to(real.dtype)]), both_y).float()
     out_real, out_fake = out[:n], out[n:]
     loss_d = loss.d_loss(out_real, out_fake)
     finite = _update_if_finite(opt_d, loss_d)
@@ -96,14 +137,17 @@ def g_step(
     z_dim: int,
     device: torch.device,
     num_classes: int = 0,
+    speed: Speed = EAGER,
 ) -> dict[str, torch.Tensor]:
     """Update G once on ``batch`` fresh samples (of uniformly drawn classes when conditional); D's
     weights, u and v stay put."""
     discriminator.eval()
     discriminator.requires_grad_(False)
     try:
+        mark_step(speed)
         y = sample_y(batch, num_classes, device)
-        out_fake = call(discriminator, call(generator, sample_z(batch, z_dim, device), y), y)
+        with autocast(speed, device):
+            out_fake = call(discriminator, call(generator, sample_z(batch, z_dim, device), y), y).float()
         loss_g = loss.g_loss(out_fake)
         finite = _update_if_finite(opt_g, loss_g)
     finally:

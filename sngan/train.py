@@ -35,25 +35,31 @@ from sngan.monitoring import Monitor, custom_scalars_layout
 from sngan.provenance import provenance, resolve_device
 from sngan.resume import check_architecture, find_resume
 from sngan.scoring import load_extractor, make_scorer
+from sngan.speed import Speed, compiled, memory_format, resolve, set_tf32
 from sngan.state import Run, fingerprint, make_ema, restore, state_dict
+from sngan.step import EAGER, adam
 from sngan.stopping import GracefulStop, Interrupted, TimeLimit, requeue
 from sngan.tracking import NullTracker, Tracker
 
 register_resolvers()
 
 
-def build_run(cfg: TrainConfig, data: ImageData, device: torch.device, here: Dist | None = None) -> Run:
+def build_run(
+    cfg: TrainConfig, data: ImageData, device: torch.device, here: Dist | None = None, speed: Speed = EAGER
+) -> Run:
     here = here or Dist()
     classes = class_names(cfg, data)
     k = len(classes) if classes else 0
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     g, d = build_models(cfg.model.name, cfg.model.z_dim, cfg.model.width, cfg.model.spectral_norm, k)
-    g, d = g.to(device), d.to(device)
+    g, d = (net.to(device, memory_format=memory_format(speed)) for net in (g, d))
     betas = (cfg.optim.beta1, cfg.optim.beta2)
-    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.optim.lr_g, betas=betas)
-    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.optim.lr_d, betas=betas)
+    opt_g = adam(list(g.parameters()), cfg.optim.lr_g, betas, device)
+    opt_d = adam(list(d.parameters()), cfg.optim.lr_d, betas, device)
     labels = data.labels if k else None
     sampler = BatchSampler(data.images, cfg.seed, cfg.dataset.hflip, here.rank, here.world, labels)
+    if speed.data_on_device:
+        sampler.place(device)
     # The fixed grid: a square of fixed z, or (conditional) one row per class.
     per_class = max(1, cfg.train.grid_size // k) if k else 0
     fixed_y = torch.arange(k).repeat_interleave(per_class).to(device) if k else None
@@ -118,8 +124,19 @@ def distribute(run: Run, cfg: TrainConfig, device: torch.device, here: Dist) -> 
     if cfg.train.sync_bn:  # the converted layers keep G's parameters: the optimizer needs no rebuilding
         run.generator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(run.generator)
     ids = [device.index] if device.type == "cuda" else None
-    run.ddp_generator = DistributedDataParallel(run.generator, device_ids=ids)
-    run.ddp_discriminator = DistributedDataParallel(run.discriminator, device_ids=ids)
+    run.g_update = DistributedDataParallel(run.generator, device_ids=ids)
+    run.d_update = DistributedDataParallel(run.discriminator, device_ids=ids)
+
+
+def accelerate(run: Run, speed: Speed) -> None:
+    """Route the updates through torch.compile'd networks (the plain modules stay as they are: sampling,
+    monitoring, evaluation and checkpoints use them). A module reached two ways shares one compiled copy."""
+    if speed.compile == "none":
+        return
+    g_read, d_read = compiled(run.generator, speed.compile), compiled(run.discriminator, speed.compile)
+    run.g_update = compiled(run.g_update, speed.compile) if run.g_update is not None else g_read
+    run.d_update = compiled(run.d_update, speed.compile) if run.d_update is not None else d_read
+    run.g_read, run.d_read = g_read, d_read
 
 
 def make_saver(run_dir: Path, config: dict[str, Any], info: dict[str, Any], keep: int) -> Callable[..., Path]:
@@ -178,12 +195,17 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
             cfg.dataset.size,
             cfg.dataset.modes,
             cfg.dataset.seed,
+            cfg.dataset.cache,
         )  # fmt: skip
     )
     scorer = distributed.main_first(
         lambda: make_scorer(cfg.metrics, cfg.inception, cfg.dataset, device, data.images, inception, here.is_main)
     )
-    run = build_run(cfg, data, device, here)
+    speed, notes = resolve_speed(cfg, device, data.images.nbytes, here.enabled)
+    for note in notes if here.is_main else ():
+        print(f"note: {note}", file=sys.stderr)
+    set_tf32(speed.tf32)
+    run = build_run(cfg, data, device, here, speed)
     if here.rank > 0:  # each rank its own noise; rank 0 goes on from its initialisation's stream
         torch.manual_seed(distributed.rank_seed(cfg.seed, here.rank))
     source = None
@@ -195,7 +217,9 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
         if here.is_main:
             print(f"Resumed from {source} at step {run.step}.", file=sys.stderr)
     distribute(run, cfg, device, here)
-    info = provenance(device) | ({"world_size": here.world, "sync_bn": cfg.train.sync_bn} if here.enabled else {})
+    accelerate(run, speed)
+    info = provenance(device) | {"speed": speed.as_dict()}
+    info |= {"world_size": here.world, "sync_bn": cfg.train.sync_bn} if here.enabled else {}
     if here.is_main:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
         (run_dir / "provenance.json").write_text(json.dumps(info, indent=2))
@@ -215,9 +239,14 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
             tracker.writer.add_custom_scalars(custom_scalars_layout(run.discriminator, rule))
             tracker.text("config", "```\n" + OmegaConf.to_yaml(config) + "\n```")
             tracker.images("data/real", to_float(data.images[: cfg.train.grid_size]), 0)
-        return train_loop(cfg, run, data, tracker, save, stop, scorer, monitor)
+        return train_loop(cfg, run, data, tracker, save, stop, scorer, monitor, speed)
     finally:
         tracker.close()
+
+
+def resolve_speed(cfg: TrainConfig, device: torch.device, data_bytes: int, ddp: bool) -> tuple[Speed, list[str]]:
+    t = cfg.train
+    return resolve(device, t.precision, t.tf32, t.compile, t.channels_last, t.data_on, data_bytes, ddp)
 
 
 def check_config(raw: DictConfig) -> TrainConfig:
