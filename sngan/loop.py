@@ -112,6 +112,40 @@ def due(step: int, every: int, last: int) -> bool:
     return step % every == 0 or step == last
 
 
+def train_step(
+    cfg: TrainConfig, run: Run, save: Callable[..., Path], speed: Speed = EAGER
+) -> tuple[dict[str, torch.Tensor], float]:
+    """One generator iteration: n_dis D updates, one G update, the non-finite check, the EMA. Returns the
+    statistics of the last D update and of the G update (tensors, not yet read), and the learning-rate
+    factor the updates used."""
+    loss, t = LOSSES.get(cfg.loss.name), cfg.train
+    device, here = run.fixed_z.device, distributed.current()
+    num_classes = len(run.classes) if run.classes else 0  # 0: unconditional
+    # Under torchrun the *_update wrappers all-reduce gradients; the *_read ones do not.
+    g_update, g_read = (net if net is not None else run.generator for net in (run.g_update, run.g_read))
+    d_update, d_read = (net if net is not None else run.discriminator for net in (run.d_update, run.d_read))
+    factor = set_lr(run, cfg)
+    # Update D n_dis times, each on a fresh real batch and fresh fakes (this rank's share of each).
+    updates = []
+    for _ in range(t.n_dis):
+        real, real_y = run.sampler.next(t.batch_size_d, device)
+        stats = d_step(g_read, d_update, run.opt_d, loss, real, cfg.model.z_dim, real_y, num_classes, speed)
+        updates.append(("discriminator", stats))
+    # Update G once; D is read without the all-reduce wrapper, so its gradients are not all-reduced.
+    batch_g = t.batch_size_g // here.world
+    g_stats = g_step(g_update, d_read, run.opt_g, loss, batch_g, cfg.model.z_dim, device, num_classes, speed)
+    updates.append(("generator", g_stats))
+    # Skipped updates (non-finite): the flags are read once per step, the only wait for the device.
+    finite = torch.cat([s[f"finite/{network[0]}"] for network, s in updates]).tolist()
+    for ok, (network, update_stats) in zip(finite, updates, strict=True):
+        if not ok:
+            handle_nonfinite(cfg, run, network, update_stats, save)
+    if run.ema is not None and t.ema_decay is not None:
+        update_ema(run.ema, run.generator, t.ema_decay)
+    run.step += 1
+    return stats | g_stats, factor
+
+
 def train_loop(
     cfg: TrainConfig,
     run: Run,
@@ -123,37 +157,16 @@ def train_loop(
     monitor: Monitor | None = None,
     speed: Speed = EAGER,
 ) -> dict[str, float]:
-    loss, t = LOSSES.get(cfg.loss.name), cfg.train
-    device, here = run.fixed_z.device, distributed.current()
+    t, here = cfg.train, distributed.current()
     num_classes = len(run.classes) if run.classes else 0  # 0: unconditional
-    g_update, g_read = run.g_update or run.generator, run.g_read or run.generator  # DDP: update all-reduces
-    d_update, d_read = run.d_update or run.discriminator, run.d_read or run.discriminator
     bar = tqdm(total=t.steps, initial=run.step, disable=None if here.is_main else True, dynamic_ncols=True,
                desc="train")  # fmt: skip
     result: dict[str, float] = {}
     timer, timed_steps = time.perf_counter(), 0
     wall = WallClock(t.max_minutes, t.checkpoint_minutes, CLOCK)
     while run.step < t.steps:
-        factor = set_lr(run, cfg)
-        # Update D n_dis times, each on a fresh real batch and fresh fakes (this rank's share of each).
-        updates = []
-        for _ in range(t.n_dis):
-            real, real_y = run.sampler.next(t.batch_size_d, device)
-            stats = d_step(g_read, d_update, run.opt_d, loss, real, cfg.model.z_dim, real_y, num_classes, speed)
-            updates.append(("discriminator", stats))
-        # Update G once; D is read without the all-reduce wrapper, so its gradients are not all-reduced.
-        batch_g = t.batch_size_g // here.world
-        g_stats = g_step(g_update, d_read, run.opt_g, loss, batch_g, cfg.model.z_dim, device, num_classes, speed)
-        updates.append(("generator", g_stats))
-        stats |= g_stats
-        # Skipped updates (non-finite): the flags are read once per step, the only wait for the device.
-        finite = torch.cat([s[f"finite/{network[0]}"] for network, s in updates]).tolist()
-        for ok, (network, update_stats) in zip(finite, updates, strict=True):
-            if not ok:
-                handle_nonfinite(cfg, run, network, update_stats, save)
-        if run.ema is not None and t.ema_decay is not None:
-            update_ema(run.ema, run.generator, t.ema_decay)
-        run.step += 1
+        # Update D n_dis times and G once; skip or stop on a non-finite update; average G.
+        stats, factor = train_step(cfg, run, save, speed)
         timed_steps += 1
         bar.update(1)
         # Agree on saving and stopping (a signal or the wall clock on any rank): every rank decides alike,

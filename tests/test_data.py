@@ -201,3 +201,73 @@ def test_truncated_image_is_named_in_the_error(tmp_path):
     buf.unlink()
     with pytest.raises(DatasetError, match=r"cut\.jpg"):
         load_images("folder", str(tmp_path), 32)
+
+
+# ----------------------------------------------------------------- decoded-image cache
+
+
+def write_folder(root, n=3):
+    for i in range(n):
+        (root / f"class{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((12, 12, 3), 40 * i, dtype=np.uint8)).save(root / f"class{i % 2}" / f"{i}.png")
+
+
+def count_decodes(monkeypatch, name="_load_folder"):
+    import sngan.data as data_module
+
+    calls = []
+    real = getattr(data_module, name)
+    monkeypatch.setattr(data_module, name, lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def test_a_folder_is_decoded_once_then_read_from_the_cache_until_a_file_changes(tmp_path, monkeypatch):
+    write_folder(tmp_path)
+    decodes = count_decodes(monkeypatch)
+    first = load_images("folder", str(tmp_path), 32, cache=True)
+    cached = sorted((tmp_path / ".sngan_cache").iterdir())
+    assert len(cached) == 1 and cached[0].name.startswith("folder-32px-")
+    again = load_images("folder", str(tmp_path), 32, cache=True)
+    assert len(decodes) == 1  # the second load read the cache
+    assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
+    assert again.classes == first.classes == ["class0", "class1"]
+    # A changed image (new size and time) is decoded again; the stale cache file is replaced.
+    Image.fromarray(np.full((20, 20, 3), 200, dtype=np.uint8)).save(tmp_path / "class0" / "0.png")
+    os.utime(tmp_path / "class0" / "0.png", ns=(1, 1))
+    changed = load_images("folder", str(tmp_path), 32, cache=True)
+    assert len(decodes) == 2 and changed.images[0].float().mean() > 190
+    assert len(list((tmp_path / ".sngan_cache").iterdir())) == 1
+    # Another resolution is another cache file; cache=False neither reads nor writes one.
+    load_images("folder", str(tmp_path), 48, cache=True)
+    assert len(list((tmp_path / ".sngan_cache").iterdir())) == 2
+    load_images("folder", str(tmp_path), 32, cache=False)
+    assert len(decodes) == 4
+
+
+def test_a_corrupt_cache_is_decoded_again_and_replaced(tmp_path, monkeypatch, capsys):
+    write_folder(tmp_path)
+    first = load_images("folder", str(tmp_path), 32, cache=True)
+    (cached,) = (tmp_path / ".sngan_cache").iterdir()
+    cached.write_bytes(cached.read_bytes()[:100])  # truncated
+    decodes = count_decodes(monkeypatch)
+    assert torch.equal(load_images("folder", str(tmp_path), 32, cache=True).images, first.images)
+    assert len(decodes) == 1 and "ignoring the unreadable dataset cache" in capsys.readouterr().err
+    assert torch.equal(torch.load(cached, weights_only=True)["images"], first.images)  # rewritten whole
+
+
+def test_an_unwritable_cache_folder_warns_and_trains_from_the_decoded_images(tmp_path, capsys):
+    write_folder(tmp_path)
+    (tmp_path / ".sngan_cache").write_text("a file where the cache folder would go")
+    found = load_images("folder", str(tmp_path), 32, cache=True)
+    assert found.images.shape == (3, 3, 32, 32)
+    err = capsys.readouterr().err
+    assert "could not write the dataset cache" in err and "dataset.cache=false" in err
+
+
+def test_cifar_is_cached_beside_the_archive(tmp_path, files_exist_integrity, monkeypatch):
+    write_cifar10(tmp_path)
+    first = load_images("cifar10", str(tmp_path), 32, "test", cache=True)
+    assert [p.name.split("-")[:2] for p in (tmp_path / ".sngan_cache").iterdir()] == [["cifar10", "test"]]
+    decodes = count_decodes(monkeypatch, "_load_cifar")
+    again = load_images("cifar10", str(tmp_path), 32, "test", cache=True)
+    assert not decodes and torch.equal(again.images, first.images) and again.classes == first.classes

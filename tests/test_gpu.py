@@ -1,0 +1,70 @@
+"""What only a CUDA GPU can show (skipped elsewhere; run them on one with `pytest tests/test_gpu.py`):
+spectral norm in fp32 under CUDA autocast, the learning rate seen by captured (compile=max) updates,
+device-resident batches equal to host ones, and bf16/compiled training staying close to fp32 eager."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import TINY, compose_cfg, run_training, validated
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from sngan import checkpoint as ckpt
+from sngan.data import BatchSampler, make_synthetic
+from sngan.models.layers import apply_spectral_norm
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+CUDA = torch.device("cuda")
+
+
+def sigma(layer: nn.Module, autocast: bool) -> float:
+    """The sigma a layer divides by, from its stored u and v (eval mode: no power iteration)."""
+    layer.eval()
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+        weight = layer.weight
+    return float(layer.parametrizations.weight.original.norm() / weight.float().norm())
+
+
+def test_cuda_autocast_lowers_the_stock_sigma_to_bf16_but_not_ours():
+    torch.manual_seed(0)
+    ours = apply_spectral_norm(nn.Sequential(nn.Linear(512, 512)))[0].to(CUDA)
+    torch.manual_seed(0)
+    stock = spectral_norm(nn.Linear(512, 512)).to(CUDA)
+    assert sigma(ours, autocast=True) == pytest.approx(sigma(ours, autocast=False), rel=1e-6)
+    assert sigma(stock, autocast=True) != pytest.approx(sigma(stock, autocast=False), rel=1e-5)  # the hazard
+
+
+def test_device_resident_batches_equal_host_batches():
+    data = make_synthetic(100, 32)
+    host = BatchSampler(data.images, seed=3, hflip=True, labels=data.labels)
+    device = BatchSampler(data.images, seed=3, hflip=True, labels=data.labels)
+    device.place(CUDA)
+    assert device.images.device.type == "cuda"
+    for _ in range(5):
+        (xh, yh), (xd, yd) = host.next(32, CUDA), device.next(32, CUDA)
+        assert torch.equal(xh, xd) and torch.equal(yh, yd)
+
+
+def test_captured_updates_read_the_scheduled_learning_rate(tmp_path):
+    """compile=max: after k steps of a linear decay, Adam's rate tensor holds lr * (1 - k / steps), and a
+    run resumed there continues with it."""
+    settings = TINY + ["device=cuda", "train.compile=max", "train.steps=6", "train.checkpoint_every=3",
+                       "train.monitor_every=null", "optim.lr_d=1e-3", "optim.lr_g=1e-3"]  # fmt: skip
+    run_training(tmp_path, settings)
+    state = ckpt.load(tmp_path / "checkpoints" / "ckpt_00000003.pt")
+    lr = state["opt_d"]["param_groups"][0]["lr"]
+    assert float(lr) == pytest.approx(1e-3 * (1 - 2 / 6), rel=1e-6)  # the rate of step 3's updates
+    from sngan.train import build_run
+
+    cfg = validated(compose_cfg(settings))
+    assert build_run(cfg, make_synthetic(50, 32), CUDA).opt_d.defaults["fused"]
+
+
+@pytest.mark.parametrize("mode", [["train.precision=bf16"], ["train.compile=max"], ["train.compile=default"]])
+def test_fast_modes_train_like_fp32_eager(tmp_path, mode):
+    base = TINY + ["device=cuda", "train.steps=200", "train.eval_every=200", "train.monitor_every=null"]
+    eager = ["train.precision=fp32", "train.compile=none", "train.tf32=false"]
+    reference = run_training(tmp_path / "ref", base + eager)
+    fast = run_training(tmp_path / "fast", base + mode)
+    assert abs(fast["synthetic/modes"] - reference["synthetic/modes"]) <= 2

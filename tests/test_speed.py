@@ -1,0 +1,203 @@
+"""The speed switches: what ``auto`` resolves to and how requests fall back, spectral norm in fp32 under
+autocast, the device-side skip of non-finite updates, the learning rate as a tensor, and compiled
+training agreeing with eager training (CPU). tests/test_gpu.py checks the CUDA-only parts."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from helpers import TINY, compose_cfg, run_training
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from sngan import checkpoint as ckpt
+from sngan import speed as speed_module
+from sngan.config import ConfigError
+from sngan.models.layers import apply_spectral_norm
+from sngan.speed import Speed, resolve
+from sngan.step import _update_if_finite, adam, set_rate
+
+CPU = torch.device("cpu")
+GIB = 2**30
+
+
+def test_auto_on_the_cpu_is_fp32_eager_with_no_notes():
+    assert resolve(CPU) == (Speed("fp32", False, "none", False, False), [])
+
+
+def test_requests_the_cpu_cannot_honour_fall_back_with_a_note_each():
+    speed, notes = resolve(CPU, precision="bf16", tf32=True, compile="max", channels_last=True, data_on="device")
+    assert speed == Speed("bf16", False, "default", True, False)  # CPU autocast runs bf16; no TF32, no graphs
+    assert len(notes) == 2
+    assert "train.tf32=true needs an Ampere or newer NVIDIA GPU" in notes[0]
+    assert "train.compile=max captures CUDA graphs" in notes[1] and "compile=default" in notes[1]
+
+
+def fake_gpu(monkeypatch, ampere: bool, free_gib: float = 80.0):
+    monkeypatch.setattr(speed_module, "_ampere", lambda device: ampere)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (int(free_gib * GIB), int(free_gib * GIB)))
+    return torch.device("cuda", 0)
+
+
+def test_auto_on_one_ampere_gpu_is_bf16_tf32_cuda_graphs_channels_last_and_data_on_the_gpu(monkeypatch):
+    cuda = fake_gpu(monkeypatch, ampere=True)
+    assert resolve(cuda, data_bytes=150 * 2**20) == (Speed("bf16", True, "max", True, True), [])
+    # torchrun: compile=default (CUDA graphs are not used with DDP); an explicit max says so
+    assert resolve(cuda, data_bytes=1, distributed=True)[0].compile == "default"
+    speed, notes = resolve(cuda, compile="max", distributed=True)
+    assert speed.compile == "default" and "not used under torchrun" in notes[0]
+
+
+def test_data_too_large_for_the_gpu_stays_in_host_memory(monkeypatch):
+    cuda = fake_gpu(monkeypatch, ampere=True, free_gib=1.0)
+    assert resolve(cuda, data_bytes=2 * GIB) == (Speed("bf16", True, "max", True, False), [])  # auto: silently
+    speed, notes = resolve(cuda, data_on="device", data_bytes=2 * GIB)
+    assert not speed.data_on_device and "train.data_on=host" in notes[0]
+    assert not resolve(cuda, data_on="host", data_bytes=1)[0].data_on_device
+
+
+def test_a_gpu_older_than_ampere_trains_fp32_without_tf32(monkeypatch):
+    cuda = fake_gpu(monkeypatch, ampere=False)
+    assert resolve(cuda)[0] == Speed("fp32", False, "max", True, True)
+    speed, notes = resolve(cuda, precision="bf16")
+    assert speed.precision == "fp32" and "train.precision=bf16 needs an Ampere" in notes[0]
+
+
+def test_compile_on_a_device_torch_cannot_compile_for_trains_eagerly():
+    speed, notes = resolve(torch.device("mps"), compile="default")
+    assert speed.compile == "none" and "not supported on mps" in notes[0]
+
+
+@pytest.mark.parametrize("override", ["train.precision=fp16", "train.compile=fast", "train.data_on=gpu"])
+def test_unknown_speed_settings_are_refused_listing_the_choices(override):
+    from sngan.train import check_config
+
+    with pytest.raises(ConfigError, match=rf"{override.split('=')[0]}=.*choose one of: auto"):
+        check_config(compose_cfg(TINY + [override]))
+
+
+def test_spectral_norm_iterates_and_divides_in_fp32_under_autocast(monkeypatch):
+    """CPU autocast leaves torch.mv in fp32 (CUDA's does not), so the check is on the autocast state seen
+    by every matrix-vector product of the parametrization; the stock one runs them under autocast."""
+    seen: list[bool] = []
+    real_mv = torch.mv
+    monkeypatch.setattr(torch, "mv", lambda *a, **k: seen.append(torch.is_autocast_enabled("cpu")) or real_mv(*a, **k))
+    torch.manual_seed(0)
+    ours = apply_spectral_norm(nn.Sequential(nn.Conv2d(3, 4, 3)))[0]
+    torch.manual_seed(0)
+    stock = spectral_norm(nn.Conv2d(3, 4, 3))
+    assert set(ours.state_dict()) == set(stock.state_dict())  # checkpoints keep their keys
+    x = torch.randn(2, 3, 8, 8)
+    for layer, expected in ((ours, False), (stock, True)):
+        seen.clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = layer(x)
+        assert seen and all(state is expected for state in seen)
+        assert out.dtype == torch.bfloat16  # the convolution itself runs in bf16
+    assert ours.parametrizations.weight[0]._u.dtype == torch.float32
+
+
+def test_a_nonfinite_update_is_skipped_on_the_device_leaving_weights_and_moments_alone():
+    torch.manual_seed(0)
+    net = nn.Linear(3, 2)
+    opt = adam(list(net.parameters()), 1e-2, (0.0, 0.9), CPU)
+    assert opt.defaults["fused"] and isinstance(opt.param_groups[0]["lr"], torch.Tensor)
+    assert bool(_update_if_finite(opt, net(torch.ones(1, 3)).sum()))
+    weights, moments = copy.deepcopy(net.state_dict()), copy.deepcopy(opt.state_dict()["state"])
+    for bad in (float("nan"), float("inf")):
+        assert not bool(_update_if_finite(opt, net(torch.ones(1, 3)).sum() * bad))
+        assert all(torch.equal(v, weights[k]) for k, v in net.state_dict().items())
+        for index, state in opt.state_dict()["state"].items():
+            assert all(torch.equal(v, moments[index][k]) for k, v in state.items())  # step count too
+    assert bool(_update_if_finite(opt, net(torch.ones(1, 3)).sum()))  # and it goes on
+    assert not torch.equal(net.weight, weights["weight"])
+
+
+def test_the_learning_rate_is_one_tensor_updated_in_place_to_the_schedule(tmp_path):
+    from helpers import validated
+
+    from sngan.data import make_synthetic
+    from sngan.loop import set_lr
+    from sngan.train import build_run
+
+    cfg = validated(compose_cfg(TINY + ["train.steps=10", "optim.lr_d=1e-3"]))
+    run = build_run(cfg, make_synthetic(50, 32), CPU)
+    rate = run.opt_d.param_groups[0]["lr"]
+    for step in (0, 3, 9):
+        run.step = step
+        set_lr(run, cfg)
+        assert run.opt_d.param_groups[0]["lr"] is rate  # a captured step would read this very tensor
+        assert float(rate) == pytest.approx(1e-3 * (1 - step / 10), rel=1e-6)
+    # a checkpoint written before rates were tensors (or on another device) gets a tensor again
+    run.opt_d.param_groups[0]["lr"] = 0.5
+    set_rate(run.opt_d, 0.25)
+    assert isinstance(run.opt_d.param_groups[0]["lr"], torch.Tensor) and float(run.opt_d.param_groups[0]["lr"]) == 0.25
+
+
+def test_bf16_training_on_the_cpu_runs_records_its_settings_and_notes_fallbacks(tmp_path, capsys):
+    run_training(tmp_path, TINY + ["train.steps=3", "train.precision=bf16", "train.tf32=true"])
+    assert "note: train.tf32=true needs an Ampere" in capsys.readouterr().err
+    provenance = json.loads((tmp_path / "provenance.json").read_text())
+    assert provenance["speed"] == Speed("bf16", False, "none", False, False).as_dict()
+    state = ckpt.load(ckpt.find_latest(tmp_path))
+    assert state["step"] == 3
+    for net in ("generator", "discriminator"):  # fp32 master weights, all finite
+        floats = [v for v in state[net].values() if v.is_floating_point()]
+        assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in floats)
+
+
+def biases_before_batchnorm(net: nn.Module) -> set[str]:
+    """State-dict keys of biases that a BatchNorm cancels: their gradient is zero in exact arithmetic."""
+    modules = list(net.named_modules())
+    return {
+        f"{name}.bias"
+        for (name, module), (_, following) in zip(modules, modules[1:])
+        if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))
+        and isinstance(following, nn.modules.batchnorm._BatchNorm)
+    }
+
+
+def losses_and_weights(run_dir, cancelled):
+    acc = EventAccumulator(str(run_dir / "tb"))
+    acc.Reload()
+    losses = {tag: torch.tensor([e.value for e in acc.Scalars(tag)]) for tag in ("loss/d", "loss/g")}
+    state = ckpt.load(ckpt.find_latest(run_dir))
+    weights = {
+        net: torch.cat([v.flatten() for k, v in state[net].items() if v.is_floating_point() and k not in cancelled])
+        for net in ("generator", "discriminator")
+    }
+    return losses, weights
+
+
+def test_compiled_training_agrees_with_eager_over_20_steps_of_a_changing_learning_rate(tmp_path):
+    """torch.compile (inductor) against eager: 20 steps, the linear decay changing the rate at each.
+    Losses agree to 1e-4 of their scale and each network's weights to 1e-4 relative, leaving out the
+    biases in front of BatchNorm: their gradient is zero in exact arithmetic, so it is rounding noise,
+    which Adam turns into full steps of the learning rate, differently in each mode."""
+    from helpers import validated
+
+    from sngan.data import make_synthetic
+    from sngan.train import build_run
+
+    settings = TINY + ["train.steps=20", "optim.lr_g=2e-4", "optim.lr_d=2e-4", "train.checkpoint_every=20",
+                       "train.eval_every=100", "train.sample_every=100", "train.monitor_every=null"]  # fmt: skip
+    initial = build_run(validated(compose_cfg(settings)), make_synthetic(50, 32), CPU)
+    cancelled = biases_before_batchnorm(initial.generator)
+    assert len(cancelled) == 4  # the dense layer's and three transposed convolutions'
+    results = {}
+    for mode in ("none", "default"):
+        run_training(tmp_path / mode, settings + [f"train.compile={mode}"])
+        results[mode] = losses_and_weights(tmp_path / mode, cancelled)
+    (eager_losses, eager_weights), (compiled_losses, compiled_weights) = results["none"], results["default"]
+    for tag, eager in eager_losses.items():
+        assert len(eager) == 20
+        assert (eager - compiled_losses[tag]).abs().max() <= 1e-4 * eager.abs().max(), tag
+    for net, eager in eager_weights.items():
+        assert (eager - compiled_weights[net]).norm() <= 1e-4 * eager.norm(), net
+    start = torch.cat([v.flatten() for k, v in initial.generator.state_dict().items()
+                       if v.is_floating_point() and k not in cancelled])  # fmt: skip
+    assert (eager_weights["generator"] - start).norm() > 1e-3 * start.norm()  # and training moved them
