@@ -5,8 +5,15 @@
 #     sngan experiment=sngan_resnet32_cifar10
 # Overrides append to the entry point; run folders land in /outputs.
 
-# The official PyTorch CUDA runtime image; its torch 2.5.1 fits pyproject's range (>=2.3,<3).
+# The official PyTorch CUDA runtime image; its torch 2.5.1 fits pyproject's range (>=2.4,<3).
 FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
+
+# torch.compile (train.compile, on by default on GPUs) has Triton build a small C launcher at run time:
+# the runtime image lacks a C compiler, so add one.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

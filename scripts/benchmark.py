@@ -1,10 +1,27 @@
 """Benchmarks that print figures (never timed tests). One JSON line per measurement, flushed as
 it goes, so a time-limited run keeps what it measured.
 
+    python scripts/benchmark.py train                     # every model x precision/compile setting
+    python scripts/benchmark.py train --models resnet32 --settings bf16-max,fp32-tf32 --steps 100
+    python scripts/benchmark.py train --device cpu --width 0.25 --steps 5   # narrow models on the CPU
+    python scripts/benchmark.py train --command "python other/train.py ..." --command-iters 2000
+    python scripts/benchmark.py quality                   # mode coverage of each setting vs fp32 eager
+
     python scripts/benchmark.py fid                       # FID of 10,000 samples, generation included
     python scripts/benchmark.py fid --n 2000 --device cpu --model cnn32 --width 0.25
     python scripts/benchmark.py fid --out bench.jsonl
     python scripts/benchmark.py monitor --model resnet32 --device cpu   # cost of spectral monitoring
+
+``train`` times the trainer's own step (``sngan.loop.train_step``: n_dis D updates on
+device-resident data, one G update, the non-finite check) for each registered model at
+the paper's batch sizes (D 64, G 128, n_dis 5), resnet32 first, for each
+precision/compile setting: generator iterations per second, milliseconds of one D and
+one G update, peak GPU memory and the warm-up (compilation) time. ``--command`` also
+times another trainer given as a shell command running ``--command-iters`` iterations
+(its start-up included).
+
+``quality`` trains the quick start's network on the synthetic data for 2,000 steps with
+seeds 0 and 1 in each setting and reports the modes covered against fp32 eager.
 
 ``fid`` times, for an untrained generator of the chosen model: generating n images,
 their Inception features and logits (fp32, TF32 off), and FID/IS against reference
@@ -153,6 +170,156 @@ def bench_monitor(args: argparse.Namespace) -> None:
     )  # fmt: skip
 
 
+# (name, precision, tf32, compile); the first two are the issue's targets, so they are measured first.
+SETTINGS = {
+    "bf16-max": ("bf16", True, "max"),
+    "fp32-tf32": ("fp32", True, "none"),
+    "fp32": ("fp32", False, "none"),
+    "fp32-tf32-default": ("fp32", True, "default"),
+    "bf16": ("bf16", True, "none"),
+    "bf16-default": ("bf16", True, "default"),
+    "fp32-tf32-max": ("fp32", True, "max"),
+}
+CPU_SETTINGS = ("fp32", "bf16", "fp32-tf32-default")  # TF32 and CUDA graphs do not exist there
+MODEL_ORDER = ("resnet32", "cnn32", "resnet48", "cnn48")
+
+
+def train_config(model: str, name: str, device: str, overrides: list[str]) -> Any:
+    from hydra import compose, initialize_config_module
+
+    from sngan.train import check_config
+
+    precision, tf32, mode = SETTINGS[name]
+    with initialize_config_module(config_module="sngan.configs", version_base="1.3"):
+        raw = compose(config_name="train", overrides=[
+            f"model={model}", "dataset=synthetic", "metrics=none", f"device={device}", "train.n_dis=5",
+            "train.batch_size_d=64", "train.batch_size_g=128", f"train.precision={precision}",
+            f"train.tf32={str(tf32).lower()}", f"train.compile={mode}", *overrides,
+        ])  # fmt: skip
+    return check_config(raw)
+
+
+def timed(fn: Any, n: int, device: torch.device) -> float:
+    """Seconds per call of ``fn`` over n calls, after the device is idle."""
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    synchronize(device)
+    return (time.perf_counter() - start) / n
+
+
+def measure_setting(model: str, name: str, args: argparse.Namespace) -> dict[str, Any]:
+    from sngan.data import make_synthetic
+    from sngan.distributed import Dist
+    from sngan.loop import train_step
+    from sngan.losses import LOSSES
+    from sngan.speed import resolve, set_tf32
+    from sngan.step import d_step, g_step
+    from sngan.train import build_run
+    from sngan.wrappers import accelerate
+
+    cfg = train_config(model, name, args.device, [f"model.width={args.width}"])
+    device = resolve_device(cfg.device)
+    data = make_synthetic(args.images, cfg.dataset.resolution)
+    t = cfg.train
+    speed, notes = resolve(device, t.precision, t.tf32, t.compile, t.channels_last, "auto", data.images.nbytes)
+    set_tf32(speed.tf32)
+    torch._dynamo.reset()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    run = build_run(cfg, data, device, Dist(), speed)
+    accelerate(run, speed)
+
+    def refuse(*_: Any) -> Path:
+        raise RuntimeError("a non-finite update in the benchmark")
+
+    started = time.perf_counter()
+    for _ in range(args.warmup):  # compilation, CUDA-graph recording, cuDNN autotuning
+        train_step(cfg, run, refuse, speed)
+    synchronize(device)
+    warmup_s = time.perf_counter() - started
+    per_step = timed(lambda: train_step(cfg, run, refuse, speed), args.steps, device)
+    loss, z = LOSSES.get(cfg.loss.name), cfg.model.z_dim
+    g_read = run.g_read if run.g_read is not None else run.generator
+    d_update = run.d_update if run.d_update is not None else run.discriminator
+    g_update = run.g_update if run.g_update is not None else run.generator
+    d_read = run.d_read if run.d_read is not None else run.discriminator
+    n = max(1, args.steps // 2)
+    per_d = timed(lambda: d_step(g_read, d_update, run.opt_d, loss, run.sampler.next(64, device)[0], z, speed=speed),
+                  n * t.n_dis, device)  # fmt: skip
+    per_g = timed(lambda: g_step(g_update, d_read, run.opt_g, loss, 128, z, device, speed=speed), n, device)
+    return {
+        "bench": "train", "model": model, "width": args.width, "setting": name, **speed.as_dict(),
+        "device": device_name(device), "torch": torch.__version__, "batch_d": 64, "batch_g": 128, "n_dis": 5,
+        "g_iters_per_s": round(1.0 / per_step, 2), "ms_per_step": round(per_step * 1e3, 2),
+        "ms_per_d_update": round(per_d * 1e3, 2), "ms_per_g_update": round(per_g * 1e3, 2),
+        "peak_gpu_mib": peak_mib(device), "warmup_s": round(warmup_s, 1), "steps": args.steps,
+        "notes": notes,
+    }  # fmt: skip
+
+
+def bench_train(args: argparse.Namespace) -> None:
+    device = resolve_device(args.device)
+    names = args.settings.split(",") if args.settings else (list(SETTINGS) if device.type == "cuda" else CPU_SETTINGS)
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown:
+        sys.exit(f"error: unknown setting(s) {unknown}; choose from {', '.join(SETTINGS)}")
+    for model in args.models.split(","):
+        for name in names:
+            try:
+                emit(measure_setting(model, name, args), args.out)
+            except Exception as exc:  # a setting this machine cannot run: say so, measure the rest
+                emit({"bench": "train", "model": model, "setting": name, "error": f"{type(exc).__name__}: {exc}"},
+                     args.out)  # fmt: skip
+    if args.command:
+        import subprocess
+
+        start = time.perf_counter()
+        done = subprocess.run(args.command, shell=True, check=False)
+        seconds = time.perf_counter() - start
+        rate = round(args.command_iters / seconds, 2) if args.command_iters else None
+        emit({"bench": "command", "command": args.command, "returncode": done.returncode,
+              "seconds": round(seconds, 1), "iters": args.command_iters, "g_iters_per_s": rate}, args.out)  # fmt: skip
+
+
+def bench_quality(args: argparse.Namespace) -> None:
+    """Modes covered after 2,000 quick-start steps per setting and seed, and each setting's largest
+    difference from fp32 eager on the same seed."""
+    import tempfile
+
+    from hydra import compose, initialize_config_module
+
+    from sngan.config import to_container
+    from sngan.train import check_config, start
+
+    device = resolve_device(args.device)
+    names = args.settings.split(",") if args.settings else (
+        ["fp32", "bf16", "fp32-tf32-default", "bf16-max"] if device.type == "cuda" else list(CPU_SETTINGS))  # fmt: skip
+    modes: dict[tuple[str, int], float] = {}
+    for seed in args.seeds:
+        for name in names:
+            precision, tf32, mode = SETTINGS[name]
+            overrides = ["experiment=quickstart", f"device={args.device}", f"seed={seed}", f"train.steps={args.steps}",
+                         f"train.eval_every={args.steps}", "train.monitor_every=null", f"train.precision={precision}",
+                         f"train.tf32={str(tf32).lower()}", f"train.compile={mode}"]  # fmt: skip
+            with initialize_config_module(config_module="sngan.configs", version_base="1.3"):
+                raw = compose(config_name="train", overrides=overrides)
+            with tempfile.TemporaryDirectory() as tmp:
+                began = time.perf_counter()
+                result = start(check_config(raw), to_container(raw), Path(tmp))
+            modes[name, seed] = result["synthetic/modes_covered"]
+            emit({"bench": "quality", "setting": name, "seed": seed, "steps": args.steps,
+                  "modes_covered": modes[name, seed], "quality": round(result["synthetic/quality"], 4),
+                  "seconds": round(time.perf_counter() - began, 1), "device": device_name(device)},
+                 args.out)  # fmt: skip
+    for name in names[1:]:
+        gap = max(abs(modes[name, s] - modes[names[0], s]) for s in args.seeds)
+        emit({"bench": "quality_summary", "setting": name, "versus": names[0], "largest_mode_gap": gap,
+              "within_one_mode": gap <= 1}, args.out)  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="bench", required=True)
@@ -177,8 +344,29 @@ def main(argv: list[str] | None = None) -> None:
     mon.add_argument("--every", type=int, default=1000, help="the monitoring interval (train.monitor_every)")
     mon.add_argument("--device", default="auto")
     mon.add_argument("--out", type=Path, default=None)
+    tr = sub.add_parser("train", help="training throughput per model and precision/compile setting")
+    tr.add_argument("--models", default=",".join(MODEL_ORDER))
+    tr.add_argument("--settings", default=None, help=f"comma-separated, from: {', '.join(SETTINGS)}")
+    tr.add_argument("--width", type=float, default=1.0)
+    tr.add_argument("--steps", type=int, default=50, help="timed generator iterations per setting")
+    tr.add_argument("--warmup", type=int, default=10, help="untimed iterations first (compilation, graphs)")
+    tr.add_argument("--images", type=int, default=10_000, help="synthetic training images (held on the device)")
+    tr.add_argument("--device", default="auto")
+    tr.add_argument("--command", default=None, help="also time this shell command (another trainer)")
+    tr.add_argument("--command-iters", type=int, default=None, help="generator iterations the command runs")
+    tr.add_argument("--out", type=Path, default=None)
+    qu = sub.add_parser("quality", help="mode coverage on synthetic data per setting, against fp32 eager")
+    qu.add_argument("--settings", default=None, help="comma-separated; the first is the reference")
+    qu.add_argument("--steps", type=int, default=2000)
+    qu.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    qu.add_argument("--device", default="auto")
+    qu.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    if args.bench == "fid":
+    if args.bench == "train":
+        bench_train(args)
+    elif args.bench == "quality":
+        bench_quality(args)
+    elif args.bench == "fid":
         bench_fid(args)
     elif args.bench == "monitor":
         bench_monitor(args)

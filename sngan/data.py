@@ -14,9 +14,7 @@ networks as float tensors in [-1, 1] through ``to_float``.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,13 +24,12 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from sngan import image_cache
 from sngan.distributed import shard
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 NATIVE_RESOLUTION = {"cifar10": 32, "cifar100": 32, "stl10": 48}
 DATASETS = ("cifar10", "cifar100", "stl10", "folder", "synthetic")
-CACHE_DIR = ".sngan_cache"  # hidden: an image folder's own cache is not taken for images
-CACHE_FORMAT = 1
 
 
 class DatasetError(RuntimeError):
@@ -87,66 +84,12 @@ def make_synthetic(n: int, resolution: int, k: int = 10, seed: int = 0, shift: f
     return ImageData(to_uint8(protos[labels] + shifts), protos, labels, [f"prototype_{i}" for i in range(k)])
 
 
-# ----------------------------------------------------------------- decoded-image cache
+def _cached(enabled: bool, base: Path, key: str, files: list[Path], decode: Callable[[], ImageData]) -> ImageData:
+    def fields() -> dict[str, Any]:
+        data = decode()
+        return {"images": data.images, "labels": data.labels, "classes": data.classes}
 
-
-def _signature(base: Path, files: list[Path]) -> str | None:
-    """A digest of the source files' names, sizes and modification times (None if one is missing)."""
-    digest = hashlib.sha256()
-    for f in files:
-        try:
-            st = f.stat()
-        except OSError:
-            return None
-        digest.update(f"{f.relative_to(base)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
-
-
-def _read_cache(path: Path) -> ImageData | None:
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("format") != CACHE_FORMAT:
-            return None
-        return ImageData(state["images"], labels=state["labels"], classes=state["classes"])
-    except Exception as exc:  # truncated or corrupt: decode again and replace it
-        print(f"warning: ignoring the unreadable dataset cache {path} ({exc}); decoding the images again.",
-              file=sys.stderr)  # fmt: skip
-        return None
-
-
-def _write_cache(path: Path, data: ImageData) -> None:
-    state = {"format": CACHE_FORMAT, "images": data.images, "labels": data.labels, "classes": data.classes}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:  # a read-only data volume, a full disk: train without the cache
-        tmp.unlink(missing_ok=True)
-        print(f"warning: could not write the dataset cache {path} ({exc}); the images are decoded again on each "
-              f"run. Make the folder writable or set dataset.cache=false.", file=sys.stderr)  # fmt: skip
-        return
-    for stale in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.pt"):  # the same data before a change
-        if stale != path:
-            stale.unlink(missing_ok=True)
-
-
-def cached(enabled: bool, base: Path, key: str, files: list[Path], decode: Callable[[], ImageData]) -> ImageData:
-    """``decode()``, or the tensor it made last time for the same ``files`` (names, sizes, times)."""
-    if not enabled:
-        return decode()
-    signature = _signature(base, files)
-    if signature is not None:
-        found = _read_cache(base / CACHE_DIR / f"{key}-{signature}.pt")
-        if found is not None:
-            return found
-    data = decode()
-    signature = _signature(base, files)  # the files are there now (a download)
-    if signature is not None:
-        _write_cache(base / CACHE_DIR / f"{key}-{signature}.pt", data)
-    return data
+    return ImageData(**image_cache.cached(enabled, base, key, files, fields))
 
 
 # ----------------------------------------------------------------- torchvision
@@ -270,15 +213,17 @@ def load_images(
         from torchvision import datasets
 
         files = [base / f for f in _archive_files(datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100)]
-        return cached(cache, base, f"{name}-{split}", files, lambda: _load_cifar(name, root, split))
+        return _cached(cache, base, f"{name}-{split}", files, lambda: _load_cifar(name, root, split))
     if name == "stl10":
         from torchvision import datasets
 
         files = [base / f for f in _archive_files(datasets.STL10)]
-        return cached(cache, base, f"stl10-{split}-{resolution}px", files, lambda: _load_stl10(root, split, resolution))
+        return _cached(
+            cache, base, f"stl10-{split}-{resolution}px", files, lambda: _load_stl10(root, split, resolution)
+        )
     if name == "folder":
         paths = _folder_images(root)
-        return cached(cache, base, f"folder-{resolution}px", paths, lambda: _load_folder(root, resolution, paths))
+        return _cached(cache, base, f"folder-{resolution}px", paths, lambda: _load_folder(root, resolution, paths))
     raise DatasetError(f"unknown dataset '{name}'; choose one of {', '.join(DATASETS)}")
 
 

@@ -16,6 +16,8 @@ outputs; the optimizers keep fp32 weights.
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -79,6 +81,12 @@ def resolve(
     if compile != "none" and device.type not in ("cuda", "cpu"):
         notes.append(f"train.compile={compile} is not supported on {device.type}; this run trains eagerly.")
         compile = "none"
+    if compile != "none" and not c_compiler():
+        notes.append(
+            f"train.compile={compile} needs a C compiler (torch.compile builds kernels with one) and none was "
+            f"found (set CC or install gcc); this run trains eagerly (train.compile=none)."
+        )
+        compile = "none"
     if channels_last is None:
         channels_last = cuda
     on_device = data_on == "device" or (data_on == "auto" and cuda and fits(data_bytes, device))
@@ -89,6 +97,10 @@ def resolve(
         )
         on_device = False
     return Speed(precision, tf32, compile, channels_last, on_device and device.type != "cpu"), notes
+
+
+def c_compiler() -> bool:
+    return bool(os.environ.get("CC")) or any(shutil.which(cc) for cc in ("gcc", "cc", "clang"))
 
 
 def fits(nbytes: int, device: torch.device, fraction: float = DEVICE_DATA_FRACTION) -> bool:

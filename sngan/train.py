@@ -19,7 +19,6 @@ from typing import Any
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.nn.parallel import DistributedDataParallel
 
 from sngan import checkpoint as ckpt
 from sngan import distributed
@@ -35,11 +34,12 @@ from sngan.monitoring import Monitor, custom_scalars_layout
 from sngan.provenance import provenance, resolve_device
 from sngan.resume import check_architecture, find_resume
 from sngan.scoring import load_extractor, make_scorer
-from sngan.speed import Speed, compiled, memory_format, resolve, set_tf32
+from sngan.speed import Speed, memory_format, resolve, set_tf32
 from sngan.state import Run, fingerprint, make_ema, restore, state_dict
 from sngan.step import EAGER, adam
 from sngan.stopping import GracefulStop, Interrupted, TimeLimit, requeue
 from sngan.tracking import NullTracker, Tracker
+from sngan.wrappers import accelerate, distribute
 
 register_resolvers()
 
@@ -114,29 +114,6 @@ def check_world(cfg: TrainConfig, here: Dist, device: torch.device) -> None:
             f"and this launch trains on {device.type}. Set train.sync_bn=false (each rank's BatchNorm uses its "
             f"own share of the batch) or launch on GPUs."
         )
-
-
-def distribute(run: Run, cfg: TrainConfig, device: torch.device, here: Dist) -> None:
-    """Wrap G and D in DistributedDataParallel (which starts every rank from rank 0's weights and
-    buffers, spectral-norm u and v included, and keeps the buffers in step at every forward)."""
-    if not here.enabled:
-        return
-    if cfg.train.sync_bn:  # the converted layers keep G's parameters: the optimizer needs no rebuilding
-        run.generator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(run.generator)
-    ids = [device.index] if device.type == "cuda" else None
-    run.g_update = DistributedDataParallel(run.generator, device_ids=ids)
-    run.d_update = DistributedDataParallel(run.discriminator, device_ids=ids)
-
-
-def accelerate(run: Run, speed: Speed) -> None:
-    """Route the updates through torch.compile'd networks (the plain modules stay as they are: sampling,
-    monitoring, evaluation and checkpoints use them). A module reached two ways shares one compiled copy."""
-    if speed.compile == "none":
-        return
-    g_read, d_read = compiled(run.generator, speed.compile), compiled(run.discriminator, speed.compile)
-    run.g_update = compiled(run.g_update, speed.compile) if run.g_update is not None else g_read
-    run.d_update = compiled(run.d_update, speed.compile) if run.d_update is not None else d_read
-    run.g_read, run.d_read = g_read, d_read
 
 
 def make_saver(run_dir: Path, config: dict[str, Any], info: dict[str, Any], keep: int) -> Callable[..., Path]:

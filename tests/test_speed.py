@@ -72,6 +72,15 @@ def test_compile_on_a_device_torch_cannot_compile_for_trains_eagerly():
     assert speed.compile == "none" and "not supported on mps" in notes[0]
 
 
+def test_compile_without_a_c_compiler_trains_eagerly_and_says_how_to_fix_it(monkeypatch):
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(speed_module.shutil, "which", lambda name: None)
+    speed, notes = resolve(CPU, compile="default")
+    assert speed.compile == "none" and "needs a C compiler" in notes[0] and "install gcc" in notes[0]
+    monkeypatch.setenv("CC", "/opt/cc")
+    assert resolve(CPU, compile="default")[0].compile == "default"
+
+
 @pytest.mark.parametrize("override", ["train.precision=fp16", "train.compile=fast", "train.data_on=gpu"])
 def test_unknown_speed_settings_are_refused_listing_the_choices(override):
     from sngan.train import check_config

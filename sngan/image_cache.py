@@ -1,0 +1,84 @@
+"""Decoded datasets kept on disk beside the data: ``<root>/.sngan_cache/<key>-<signature>.pt``.
+
+The signature digests the source files' names, sizes and modification times, so a changed file means
+a new decode (and the stale cache file is removed). The file is a weights-only torch archive written
+atomically; an unreadable one is decoded again and replaced, and a folder that cannot be written (a
+read-only volume, a full disk) costs a warning, not the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CACHE_DIR = ".sngan_cache"  # hidden: an image folder's own cache is not taken for images
+CACHE_FORMAT = 1
+
+
+def _signature(base: Path, files: list[Path]) -> str | None:
+    """A digest of the source files' names, sizes and modification times (None if one is missing)."""
+    digest = hashlib.sha256()
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:
+            return None
+        digest.update(f"{f.relative_to(base)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _read_cache(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("format") != CACHE_FORMAT:
+            return None
+        return {key: state[key] for key in ("images", "labels", "classes")}
+    except Exception as exc:  # truncated or corrupt: decode again and replace it
+        print(f"warning: ignoring the unreadable dataset cache {path} ({exc}); decoding the images again.",
+              file=sys.stderr)  # fmt: skip
+        return None
+
+
+def _write_cache(path: Path, fields: dict[str, Any]) -> None:
+    state = {"format": CACHE_FORMAT, **fields}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # a read-only data volume, a full disk: train without the cache
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        print(f"warning: could not write the dataset cache {path} ({exc}); the images are decoded again on each "
+              f"run. Make the folder writable or set dataset.cache=false.", file=sys.stderr)  # fmt: skip
+        return
+    for stale in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.pt"):  # the same data before a change
+        if stale != path:
+            stale.unlink(missing_ok=True)
+
+
+def cached(
+    enabled: bool, base: Path, key: str, files: list[Path], decode: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """``decode()``, or the tensor it made last time for the same ``files`` (names, sizes, times)."""
+    if not enabled:
+        return decode()
+    signature = _signature(base, files)
+    if signature is not None:
+        found = _read_cache(base / CACHE_DIR / f"{key}-{signature}.pt")
+        if found is not None:
+            return found
+    data = decode()
+    signature = _signature(base, files)  # the files are there now (a download)
+    if signature is not None:
+        _write_cache(base / CACHE_DIR / f"{key}-{signature}.pt", data)
+    return data
