@@ -210,3 +210,25 @@ def test_compiled_training_agrees_with_eager_over_20_steps_of_a_changing_learnin
     start = torch.cat([v.flatten() for k, v in initial.generator.state_dict().items()
                        if v.is_floating_point() and k not in cancelled])  # fmt: skip
     assert (eager_weights["generator"] - start).norm() > 1e-3 * start.norm()  # and training moved them
+
+
+def test_the_training_benchmark_writes_one_json_line_per_measurement(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+    out = tmp_path / "bench.jsonl"
+    args = [sys.executable, str(script), "train", "--device", "cpu", "--models", "cnn32", "--width", "0.0625",
+            "--settings", "fp32,bf16", "--steps", "2", "--warmup", "1", "--images", "300", "--out", str(out),
+            "--command", f"{sys.executable} -c pass", "--command-iters", "10"]  # fmt: skip
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["bench"], r.get("setting")) for r in lines] == [("train", "fp32"), ("train", "bf16"), ("command", None)]
+    for record in lines[:2]:
+        assert record["g_iters_per_s"] > 0 and record["ms_per_d_update"] > 0 and record["ms_per_g_update"] > 0
+        assert (record["batch_d"], record["batch_g"], record["n_dis"]) == (64, 128, 5)
+    assert lines[1]["precision"] == "bf16" and lines[2]["returncode"] == 0 and lines[2]["g_iters_per_s"] > 0
+    bad = subprocess.run(args[:2] + ["train", "--settings", "fp8"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "unknown setting" in bad.stderr
