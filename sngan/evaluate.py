@@ -25,10 +25,9 @@ from sngan import checkpoint as ckpt
 from sngan.cli import ensure_folder, run_or_exit
 from sngan.config import ConfigError, DatasetConfig, validate_metrics
 from sngan.config_tools import EvaluateConfig, check_evaluate
-from sngan.data import load_images
 from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generator_from_state
 from sngan.provenance import resolve_device
-from sngan.scoring import Scorer, class_statistics, intra_class_fid, make_scorer, split_of
+from sngan.scoring import Scorer, class_statistics, intra_class_fid, load_dataset, make_scorer, split_of
 
 
 def checkpoints_of(target: Path) -> list[Path]:
@@ -76,16 +75,7 @@ def intra_class_references(cfg: EvaluateConfig, state: dict[str, Any], scorer: S
         )
     dataset = run_dataset(cfg, state)
     split = split_of(dataset, cfg.metrics.real_split)
-    data = load_images(
-        dataset.name,
-        dataset.root,
-        dataset.resolution or 0,
-        split,
-        dataset.size,
-        dataset.modes,
-        dataset.seed,
-        cache=dataset.cache,
-    )
+    data = load_dataset(dataset, split)
     n = cfg.metrics.n_real or len(data.images)
     return class_statistics(scorer, data.images[:n], data.labels[:n], len(classes))
 

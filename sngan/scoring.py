@@ -22,7 +22,7 @@ import torch
 
 from sngan import distributed
 from sngan.config import DatasetConfig, InceptionConfig, MetricsConfig
-from sngan.data import load_images
+from sngan.data import ImageData, load_images
 from sngan.metrics.evaluate import MetricRule, extract, generated_batches, score, uint8_batches
 from sngan.metrics.fid import ReferenceStats, feature_statistics, frechet_distance, load_reference, save_reference
 from sngan.metrics.inception import InceptionFeatures, Weights, resolve_weights
@@ -37,6 +37,15 @@ def rule_of(metrics: MetricsConfig) -> MetricRule:
     return MetricRule(
         metrics.name, metrics.n_fake, metrics.real_split, metrics.n_real,
         metrics.is_splits, metrics.kid_subsets, metrics.kid_subset_size,
+    )  # fmt: skip
+
+
+def load_dataset(dataset: DatasetConfig, split: str | None = None) -> ImageData:
+    """The images of ``dataset`` (its own split unless ``split`` names another), through the on-disk cache
+    where ``dataset.cache`` is on."""
+    return load_images(
+        dataset.name, dataset.root, dataset.resolution or 0, split or dataset.split, dataset.size, dataset.modes,
+        dataset.seed, cache=dataset.cache,
     )  # fmt: skip
 
 
@@ -89,16 +98,7 @@ def reference_stats(
     except OutputError as exc:
         raise MetricsError(f"Cannot write reference statistics: {exc} (inception.stats_dir)") from exc
     if images is None:
-        images = load_images(
-            dataset.name,
-            dataset.root,
-            dataset.resolution or 0,
-            split,
-            dataset.size,
-            dataset.modes,
-            dataset.seed,
-            cache=dataset.cache,
-        ).images
+        images = load_dataset(dataset, split).images
     if n is not None:
         if len(images) < n:
             raise MetricsError(

@@ -24,7 +24,7 @@ from sngan import checkpoint as ckpt
 from sngan import distributed
 from sngan.cli import ensure_folder, run_or_exit
 from sngan.config import ConfigError, TrainConfig, signal_number, to_container, validate
-from sngan.data import DATASETS, NATIVE_RESOLUTION, BatchSampler, ImageData, load_images, to_float
+from sngan.data import DATASETS, NATIVE_RESOLUTION, BatchSampler, ImageData, to_float
 from sngan.distributed import Dist, RankFailed
 from sngan.hydra_checks import register_resolvers
 from sngan.loop import NonFiniteError, train_loop
@@ -33,7 +33,7 @@ from sngan.models import MODELS, build_models
 from sngan.monitoring import Monitor, custom_scalars_layout
 from sngan.provenance import provenance, resolve_device
 from sngan.resume import check_architecture, find_resume
-from sngan.scoring import load_extractor, make_scorer
+from sngan.scoring import load_dataset, load_extractor, make_scorer
 from sngan.speed import Speed, memory_format, resolve, set_tf32
 from sngan.state import Run, fingerprint, make_ema, restore, state_dict
 from sngan.step import EAGER, adam
@@ -163,18 +163,7 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
     found = distributed.broadcast(
         distributed.main_first(lambda: find_resume(cfg.resume, run_dir, config), others=False, per_node=False)
     )
-    data = distributed.main_first(
-        lambda: load_images(
-            cfg.dataset.name,
-            cfg.dataset.root,
-            cfg.dataset.resolution or 0,
-            cfg.dataset.split,
-            cfg.dataset.size,
-            cfg.dataset.modes,
-            cfg.dataset.seed,
-            cfg.dataset.cache,
-        )  # fmt: skip
-    )
+    data = distributed.main_first(lambda: load_dataset(cfg.dataset))
     scorer = distributed.main_first(
         lambda: make_scorer(cfg.metrics, cfg.inception, cfg.dataset, device, data.images, inception, here.is_main)
     )
