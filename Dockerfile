@@ -8,11 +8,12 @@
 # The official PyTorch CUDA runtime image; its torch 2.5.1 fits pyproject's range (>=2.4,<3).
 FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
 
-# torch.compile (train.compile, on by default on GPUs) has Triton build a small C launcher at run time:
+# torch.compile (train.compile, on by default on GPUs) has Triton build a small C launcher at run time
+# (and inductor C++ kernels on the CPU):
 # the runtime image lacks a C compiler, so add one.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && apt-get install -y --no-install-recommends gcc g++ libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,17 +51,23 @@ def _read_cache(path: Path) -> dict[str, Any] | None:
 
 def _write_cache(path: Path, fields: dict[str, Any]) -> None:
     state = {"format": CACHE_FORMAT, **fields}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, tmp)
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # unique per writer
+        tmp = Path(name)
+        with os.fdopen(handle, "wb") as f:
+            torch.save(state, f)
         os.replace(tmp, path)
+        tmp = None
     except (OSError, RuntimeError) as exc:  # a read-only data volume, a full disk: train without the cache
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         print(f"warning: could not write the dataset cache {path} ({exc}); the images are decoded again on each "
               f"run. Make the folder writable or set dataset.cache=false.", file=sys.stderr)  # fmt: skip
         return
+    finally:  # also when interrupted: no half-written file stays behind
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
     for stale in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*.pt"):  # the same data before a change
         if stale != path:
             stale.unlink(missing_ok=True)

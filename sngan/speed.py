@@ -3,9 +3,11 @@ channels_last and where the training images live.
 
 Each setting is asked for by name, or left to ``auto``; ``resolve`` turns the request into what this
 device and launch can do and returns one note per request it could not honour (a CPU, a GPU older
-than Ampere, a torchrun launch). ``auto`` picks the fastest settings measured to keep the
-mathematics: on one CUDA GPU bf16 autocast, TF32, compile=max (CUDA graphs) and channels_last; under
-torchrun compile=default (CUDA graphs do not capture DDP's gradient all-reduce here); on the CPU fp32
+than Ampere, a torchrun launch). ``auto`` picks the settings that should be fastest while keeping
+the mathematics (by the figures of the probe quoted in the README; not yet measured on a GPU here):
+on one CUDA GPU fp32 with TF32, compile=max (CUDA graphs) and channels_last (bf16 autocast is
+opt-in: on the synthetic quality check it covered fewer modes than fp32); under torchrun
+compile=default (CUDA graphs are not combined with DDP's gradient all-reduce here); on the CPU fp32
 eager (compiling costs more than a short CPU run saves).
 
 Whatever the precision, spectral normalization's power iteration and sigma run in fp32
@@ -24,9 +26,6 @@ from typing import Any
 import torch
 from torch import nn
 
-PRECISIONS = ("auto", "fp32", "bf16")
-COMPILE_MODES = ("auto", "none", "default", "max")
-DATA_PLACES = ("auto", "device", "host")
 DEVICE_DATA_FRACTION = 0.5  # data_on=auto: on the GPU when the images take at most this share of its free memory
 
 
@@ -57,11 +56,12 @@ def resolve(
     data_on: str = "auto",
     data_bytes: int = 0,
     distributed: bool = False,
+    sync_bn: bool = False,
 ) -> tuple[Speed, list[str]]:
     """What this device and launch can run of the request, and a note for each fallback."""
     cuda, notes = device.type == "cuda", []
-    if precision == "auto":
-        precision = "bf16" if _ampere(device) else "fp32"
+    if precision == "auto":  # bf16 is opt-in: on the synthetic check it covered fewer modes (README, "Speed")
+        precision = "fp32"
     elif precision == "bf16" and not (device.type == "cpu" or _ampere(device)):
         notes.append(f"train.precision=bf16 needs an Ampere or newer GPU (or the CPU); {device} trains in fp32.")
         precision = "fp32"
@@ -81,10 +81,15 @@ def resolve(
     if compile != "none" and device.type not in ("cuda", "cpu"):
         notes.append(f"train.compile={compile} is not supported on {device.type}; this run trains eagerly.")
         compile = "none"
-    if compile != "none" and not c_compiler():
+    if compile != "none" and distributed and sync_bn:
+        notes.append(f"train.compile={compile} is not combined with train.sync_bn=true (torch.compile, DDP and "
+                     f"SyncBatchNorm have open failures together); this launch trains eagerly.")  # fmt: skip
+        compile = "none"
+    if compile != "none" and not compiler_for(device):
+        kind, fix = ("C++", "set CXX or install g++") if device.type == "cpu" else ("C", "set CC or install gcc")
         notes.append(
-            f"train.compile={compile} needs a C compiler (torch.compile builds kernels with one) and none was "
-            f"found (set CC or install gcc); this run trains eagerly (train.compile=none)."
+            f"train.compile={compile} needs a {kind} compiler (torch.compile builds kernels with one) and none "
+            f"was found ({fix}); this run trains eagerly (train.compile=none)."
         )
         compile = "none"
     if channels_last is None:
@@ -99,8 +104,11 @@ def resolve(
     return Speed(precision, tf32, compile, channels_last, on_device and device.type != "cpu"), notes
 
 
-def c_compiler() -> bool:
-    return bool(os.environ.get("CC")) or any(shutil.which(cc) for cc in ("gcc", "cc", "clang"))
+def compiler_for(device: torch.device) -> bool:
+    """Whether torch.compile finds what it builds kernels with: a C++ compiler for the CPU (inductor's
+    C++ code), a C compiler for CUDA (Triton's launcher)."""
+    env, names = ("CXX", ("g++", "c++", "clang++")) if device.type == "cpu" else ("CC", ("gcc", "cc", "clang"))
+    return bool(os.environ.get(env)) or any(shutil.which(name) for name in names)
 
 
 def fits(nbytes: int, device: torch.device, fraction: float = DEVICE_DATA_FRACTION) -> bool:
@@ -111,12 +119,11 @@ def fits(nbytes: int, device: torch.device, fraction: float = DEVICE_DATA_FRACTI
 
 
 def set_tf32(enabled: bool) -> None:
-    """TF32 for CUDA matmuls and convolutions (FID and IS turn it off for themselves)."""
-    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
-    if hasattr(matmul, "fp32_precision") and hasattr(conv, "fp32_precision"):  # torch >= 2.9
-        matmul.fp32_precision = conv.fp32_precision = "tf32" if enabled else "ieee"
-    else:  # pragma: no cover - older torch
-        matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    """TF32 for CUDA matmuls and convolutions (FID and IS turn it off for themselves). The long-standing
+    setters: inductor and other code still read the matching getters, which the newer fp32_precision
+    API makes raise when only it was set."""
+    torch.set_float32_matmul_precision("high" if enabled else "highest")
+    torch.backends.cudnn.allow_tf32 = enabled
 
 
 def autocast(speed: Speed, device: torch.device) -> contextlib.AbstractContextManager[Any]:

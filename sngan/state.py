@@ -18,6 +18,7 @@ import torch
 from sngan import checkpoint as ckpt
 from sngan.data import BatchSampler
 from sngan.distributed import rank_seed
+from sngan.step import load_optimizer
 
 
 @dataclass
@@ -116,8 +117,8 @@ def restore(run: Run, state: dict[str, Any], path: Path, rank: int = 0, seed: in
     try:
         run.generator.load_state_dict(state["generator"])
         run.discriminator.load_state_dict(state["discriminator"])
-        run.opt_g.load_state_dict(state["opt_g"])
-        run.opt_d.load_state_dict(state["opt_d"])
+        load_optimizer(run.opt_g, state["opt_g"])
+        load_optimizer(run.opt_d, state["opt_d"])
         run.sampler.load_state_dict(state["sampler"])
         if run.ema is not None:
             # A run that turns EMA on mid-way starts the average from G.

@@ -47,9 +47,10 @@ def _update_if_finite(opt: torch.optim.Optimizer, loss: torch.Tensor) -> torch.T
     checked = [loss.detach().reshape(1)] + [p.grad for p in params if p.grad is not None]
     found = torch.zeros(1, device=loss.device)
     with torch.no_grad():  # scales by 1 (a no-op) and sets ``found`` where a value is NaN or infinite
-        torch._amp_foreach_non_finite_check_and_unscale_(checked + [p.detach() for p in params], found, found + 1)
-    finite = all_agree(found == 0)  # torchrun: skipped on every rank if on any
-    if opt.defaults.get("fused"):
+        torch._amp_foreach_non_finite_check_and_unscale_(checked, found, found + 1)
+        weights_finite = torch.isfinite(torch.stack(torch._foreach_norm([p.detach() for p in params]))).all()
+    finite = all_agree((found == 0) & weights_finite)  # torchrun: skipped on every rank if on any
+    if all(group.get("fused") for group in opt.param_groups):
         opt.found_inf = (~finite).float().reshape(())  # type: ignore[attr-defined]  # what GradScaler hands fused Adam
         try:
             opt.step()
@@ -79,6 +80,18 @@ def set_rate(opt: torch.optim.Optimizer, lr: float) -> None:
             group["lr"] = torch.tensor(lr, device=device)
         else:
             group["lr"] = lr
+
+
+def load_optimizer(opt: torch.optim.Optimizer, saved: dict) -> None:
+    """Load a checkpoint's optimizer state into ``opt`` as it was built here: the implementation flags
+    (fused, foreach) stay this optimizer's, whatever wrote the checkpoint, and Adam's moments take the
+    memory format of their parameters (a channels_last run resumed on the CPU, or the reverse)."""
+    flags = {key: opt.defaults.get(key) for key in ("fused", "foreach", "capturable") if key in opt.defaults}
+    opt.load_state_dict({"state": saved["state"], "param_groups": [g | flags for g in saved["param_groups"]]})
+    for param, state in opt.state.items():
+        for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+            if key in state and state[key].stride() != param.stride():
+                state[key] = torch.empty_like(param).copy_(state[key])
 
 
 def sample_z(n: int, z_dim: int, device: torch.device) -> torch.Tensor:

@@ -212,7 +212,7 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
 
 def resolve_speed(cfg: TrainConfig, device: torch.device, data_bytes: int, ddp: bool) -> tuple[Speed, list[str]]:
     t = cfg.train
-    return resolve(device, t.precision, t.tf32, t.compile, t.channels_last, t.data_on, data_bytes, ddp)
+    return resolve(device, t.precision, t.tf32, t.compile, t.channels_last, t.data_on, data_bytes, ddp, t.sync_bn)
 
 
 def check_config(raw: DictConfig) -> TrainConfig:

@@ -43,18 +43,21 @@ def fake_gpu(monkeypatch, ampere: bool, free_gib: float = 80.0):
     return torch.device("cuda", 0)
 
 
-def test_auto_on_one_ampere_gpu_is_bf16_tf32_cuda_graphs_channels_last_and_data_on_the_gpu(monkeypatch):
+def test_auto_on_one_ampere_gpu_is_tf32_cuda_graphs_channels_last_and_data_on_the_gpu(monkeypatch):
     cuda = fake_gpu(monkeypatch, ampere=True)
-    assert resolve(cuda, data_bytes=150 * 2**20) == (Speed("bf16", True, "max", True, True), [])
+    assert resolve(cuda, data_bytes=150 * 2**20) == (Speed("fp32", True, "max", True, True), [])
+    assert resolve(cuda, precision="bf16")[0].precision == "bf16"  # opt-in
     # torchrun: compile=default (CUDA graphs are not used with DDP); an explicit max says so
     assert resolve(cuda, data_bytes=1, distributed=True)[0].compile == "default"
     speed, notes = resolve(cuda, compile="max", distributed=True)
     assert speed.compile == "default" and "not used under torchrun" in notes[0]
+    speed, notes = resolve(cuda, distributed=True, sync_bn=True)  # SyncBatchNorm: eager
+    assert speed.compile == "none" and "train.sync_bn=true" in notes[0]
 
 
 def test_data_too_large_for_the_gpu_stays_in_host_memory(monkeypatch):
     cuda = fake_gpu(monkeypatch, ampere=True, free_gib=1.0)
-    assert resolve(cuda, data_bytes=2 * GIB) == (Speed("bf16", True, "max", True, False), [])  # auto: silently
+    assert resolve(cuda, data_bytes=2 * GIB) == (Speed("fp32", True, "max", True, False), [])  # auto: silently
     speed, notes = resolve(cuda, data_on="device", data_bytes=2 * GIB)
     assert not speed.data_on_device and "train.data_on=host" in notes[0]
     assert not resolve(cuda, data_on="host", data_bytes=1)[0].data_on_device
@@ -72,13 +75,18 @@ def test_compile_on_a_device_torch_cannot_compile_for_trains_eagerly():
     assert speed.compile == "none" and "not supported on mps" in notes[0]
 
 
-def test_compile_without_a_c_compiler_trains_eagerly_and_says_how_to_fix_it(monkeypatch):
+def test_compile_without_a_compiler_trains_eagerly_and_says_how_to_fix_it(monkeypatch):
     monkeypatch.delenv("CC", raising=False)
+    monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr(speed_module.shutil, "which", lambda name: None)
     speed, notes = resolve(CPU, compile="default")
-    assert speed.compile == "none" and "needs a C compiler" in notes[0] and "install gcc" in notes[0]
-    monkeypatch.setenv("CC", "/opt/cc")
+    assert speed.compile == "none" and "needs a C++ compiler" in notes[0] and "install g++" in notes[0]
+    monkeypatch.setenv("CXX", "/opt/c++")
     assert resolve(CPU, compile="default")[0].compile == "default"
+    cuda = fake_gpu(monkeypatch, ampere=True)
+    assert "needs a C compiler" in resolve(cuda)[1][0]  # Triton's launcher: CC
+    monkeypatch.setenv("CC", "/opt/cc")
+    assert resolve(cuda)[0].compile == "max"
 
 
 @pytest.mark.parametrize("override", ["train.precision=fp16", "train.compile=fast", "train.data_on=gpu"])
@@ -124,6 +132,32 @@ def test_a_nonfinite_update_is_skipped_on_the_device_leaving_weights_and_moments
             assert all(torch.equal(v, moments[index][k]) for k, v in state.items())  # step count too
     assert bool(_update_if_finite(opt, net(torch.ones(1, 3)).sum()))  # and it goes on
     assert not torch.equal(net.weight, weights["weight"])
+
+
+def test_optimizer_state_of_another_implementation_or_layout_loads_into_fused_adam():
+    """A checkpoint from before fused Adam (foreach, float rate) resumes, and moments saved in one memory
+    format follow their parameters' format (a channels_last GPU run resumed on the CPU, or the reverse)."""
+    from sngan.step import load_optimizer
+
+    torch.manual_seed(0)
+    old_net = nn.Conv2d(3, 4, 3)
+    old = torch.optim.Adam(old_net.parameters(), lr=1e-2, betas=(0.0, 0.9))  # foreach, contiguous
+    old_net(torch.randn(2, 3, 8, 8)).sum().backward()
+    old.step()
+    for layout in (torch.contiguous_format, torch.channels_last):
+        net = copy.deepcopy(old_net).to(memory_format=layout)
+        opt = adam(list(net.parameters()), 1e-2, (0.0, 0.9), CPU)
+        load_optimizer(opt, copy.deepcopy(old.state_dict()))
+        assert opt.param_groups[0]["fused"] and opt.state[net.weight]["exp_avg"].stride() == net.weight.stride()
+        set_rate(opt, 1e-2)
+        reference = copy.deepcopy(old_net)
+        ref_opt = torch.optim.Adam(reference.parameters(), lr=1e-2, betas=(0.0, 0.9))
+        ref_opt.load_state_dict(copy.deepcopy(old.state_dict()))
+        x = torch.randn(2, 3, 8, 8)
+        assert bool(_update_if_finite(opt, net(x).sum()))
+        reference(x).sum().backward()
+        ref_opt.step()
+        assert torch.allclose(net.weight, reference.weight, atol=1e-6)  # the same update, element by element
 
 
 def test_the_learning_rate_is_one_tensor_updated_in_place_to_the_schedule(tmp_path):
