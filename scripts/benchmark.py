@@ -244,10 +244,7 @@ def measure_setting(model: str, name: str, args: argparse.Namespace) -> dict[str
     warmup_s = time.perf_counter() - started
     per_step = timed(lambda: train_step(cfg, run, refuse, speed), args.steps, device)
     loss, z = LOSSES.get(cfg.loss.name), cfg.model.z_dim
-    g_read = run.g_read if run.g_read is not None else run.generator
-    d_update = run.d_update if run.d_update is not None else run.discriminator
-    g_update = run.g_update if run.g_update is not None else run.generator
-    d_read = run.d_read if run.d_read is not None else run.discriminator
+    g_update, g_read, d_update, d_read = run.callables()
     n = max(1, args.steps // 2)
     per_d = timed(lambda: d_step(g_read, d_update, run.opt_d, loss, run.sampler.next(64, device)[0], z, speed=speed),
                   n * t.n_dis, device)  # fmt: skip

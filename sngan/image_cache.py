@@ -85,7 +85,8 @@ def cached(
         if found is not None:
             return found
     data = decode()
-    signature = _signature(base, files)  # the files are there now (a download)
+    if signature is None:  # the files are there now (a download)
+        signature = _signature(base, files)
     if signature is not None:
         _write_cache(base / CACHE_DIR / f"{key}-{signature}.pt", data)
     return data

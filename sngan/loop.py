@@ -122,8 +122,7 @@ def train_step(
     device, here = run.fixed_z.device, distributed.current()
     num_classes = len(run.classes) if run.classes else 0  # 0: unconditional
     # Under torchrun the *_update wrappers all-reduce gradients; the *_read ones do not.
-    g_update, g_read = (net if net is not None else run.generator for net in (run.g_update, run.g_read))
-    d_update, d_read = (net if net is not None else run.discriminator for net in (run.d_update, run.d_read))
+    g_update, g_read, d_update, d_read = run.callables()
     factor = set_lr(run, cfg)
     # Update D n_dis times, each on a fresh real batch and fresh fakes (this rank's share of each).
     updates = []

@@ -47,6 +47,12 @@ class Run:
     g_read: torch.nn.Module | None = None
     d_read: torch.nn.Module | None = None
 
+    def callables(self) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module, torch.nn.Module]:
+        """(g_update, g_read, d_update, d_read), each the wrapper where there is one, else the module."""
+        g, d = self.generator, self.discriminator
+        pick = lambda net, module: net if net is not None else module  # noqa: E731
+        return pick(self.g_update, g), pick(self.g_read, g), pick(self.d_update, d), pick(self.d_read, d)
+
 
 def make_ema(generator: torch.nn.Module) -> torch.nn.Module:
     ema = copy.deepcopy(generator).eval()
