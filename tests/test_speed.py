@@ -220,13 +220,20 @@ def test_compiled_training_agrees_with_eager_over_20_steps_of_a_changing_learnin
     """torch.compile (inductor) against eager: 20 steps, the linear decay changing the rate at each.
     Losses agree to 1e-4 of their scale and each network's weights to 1e-4 relative, leaving out the
     biases in front of BatchNorm: their gradient is zero in exact arithmetic, so it is rounding noise,
-    which Adam turns into full steps of the learning rate, differently in each mode."""
+    which Adam turns into full steps of the learning rate, differently in each mode.
+
+    The scale of both hinge losses is the discriminator's margin (the D loss starts at 2); the G loss
+    is a mean of D outputs near zero, so its own size is no scale. The rate, 2e-5, keeps the GAN's
+    dynamics from amplifying rounding differences past 1e-4 in 20 steps (the weights agree to ~1e-6):
+    on an AVX2 CPU (not on AVX-512) both modes start equal to 1e-7 but, at a rate of 2e-4, their
+    losses drift 1e-3 apart by step 13, and at 5e-5 their D weights 2e-4 apart: chaos, not another
+    computation."""
     from helpers import validated
 
     from sngan.data import make_synthetic
     from sngan.train import build_run
 
-    settings = TINY + ["train.steps=20", "optim.lr_g=2e-4", "optim.lr_d=2e-4", "train.checkpoint_every=20",
+    settings = TINY + ["train.steps=20", "optim.lr_g=2e-5", "optim.lr_d=2e-5", "train.checkpoint_every=20",
                        "train.eval_every=100", "train.sample_every=100", "train.monitor_every=null"]  # fmt: skip
     initial = build_run(validated(compose_cfg(settings)), make_synthetic(50, 32), CPU)
     cancelled = biases_before_batchnorm(initial.generator)
@@ -236,14 +243,17 @@ def test_compiled_training_agrees_with_eager_over_20_steps_of_a_changing_learnin
         run_training(tmp_path / mode, settings + [f"train.compile={mode}"])
         results[mode] = losses_and_weights(tmp_path / mode, cancelled)
     (eager_losses, eager_weights), (compiled_losses, compiled_weights) = results["none"], results["default"]
+    scale = eager_losses["loss/d"].abs().max()
+    assert scale > 1.5  # the hinge margin
     for tag, eager in eager_losses.items():
         assert len(eager) == 20
-        assert (eager - compiled_losses[tag]).abs().max() <= 1e-4 * eager.abs().max(), tag
+        assert (eager - compiled_losses[tag]).abs().max() <= 1e-4 * scale, (tag, eager - compiled_losses[tag])
     for net, eager in eager_weights.items():
-        assert (eager - compiled_weights[net]).norm() <= 1e-4 * eager.norm(), net
+        assert (eager - compiled_weights[net]).norm() <= 1e-4 * eager.norm(), (net, (eager - compiled_weights[net]).norm() / eager.norm())
     start = torch.cat([v.flatten() for k, v in initial.generator.state_dict().items()
                        if v.is_floating_point() and k not in cancelled])  # fmt: skip
-    assert (eager_weights["generator"] - start).norm() > 1e-3 * start.norm()  # and training moved them
+    moved = (eager_weights["generator"] - start).norm() / start.norm()
+    assert moved > 1e-3, moved  # and training moved them
 
 
 def test_the_training_benchmark_writes_one_json_line_per_measurement(tmp_path):
