@@ -1,13 +1,44 @@
 """Shared fixtures: one quick-start run per test session, shared by the tests
-that need it."""
+that need it; and the plan for pytest-xdist's workers (``-n auto`` in pyproject)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import run_training
+import torch
+from helpers import THREADS, run_training
+
+# Each worker's share of the cores, for its own work and the commands its tests start.
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
+torch.set_num_threads(THREADS)
+
+# Fixtures that train or build something once for several tests: the tests sharing one run in one
+# worker (pytest-xdist's loadgroup), so that it is made once. The longest groups go first.
+SHARED = {
+    "quickstart_run": "quickstart",
+    "conditional_run": "conditional",
+    "trained": "commands",
+    "files": "bad_input",
+    "ddp_run": "distributed",
+    "short_run": "report",
+    "random_net": "metrics",
+}
+LONGEST_FIRST = ("quickstart", "conditional")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist names the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    groups: dict[str, str] = {}
+    for item in items:
+        group = next((g for name, g in SHARED.items() if name in item.fixturenames), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+            groups[item.nodeid] = group
+    rank = {g: i for i, g in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(groups.get(item.nodeid, ""), len(rank)))  # stable: the rest keep order
 
 
 @pytest.fixture(scope="session")

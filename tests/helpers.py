@@ -3,6 +3,7 @@ in-process."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,11 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
 from sngan.config import TrainConfig, to_container
+
+# Threads per test process: the cores shared among pytest-xdist's workers (``-n auto``, pyproject), so
+# two workers on 2 cores run one thread each instead of fighting over OpenMP's spinning threads.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, (os.cpu_count() or 1) // WORKERS)
 
 # Small, fast settings for training tests: a narrow CNN on synthetic data.
 TINY = [
@@ -44,6 +50,6 @@ def run_training(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
     from sngan.train import start
 
     raw = compose_cfg(overrides)
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     run_dir.mkdir(parents=True, exist_ok=True)
     return start(validated(raw), to_container(raw), run_dir)

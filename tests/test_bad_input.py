@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, run_training
+from helpers import THREADS, TINY, run_training
 from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
 from PIL import Image
@@ -105,7 +105,7 @@ def invoke(command: str, overrides: list[str], run_dir: Path) -> int:
     """Run a command in-process as its entry point does; return its exit code (0: success)."""
     with initialize_config_module(config_module="sngan.configs", version_base="1.3"):
         raw = compose(config_name=command, overrides=overrides)
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     try:
         run_or_exit(_body(command, raw, run_dir), NonFiniteError)
     except SystemExit as stop:

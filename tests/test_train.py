@@ -6,7 +6,7 @@ import time
 
 import pytest
 import torch
-from helpers import TINY, run_training
+from helpers import THREADS, TINY, run_training
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sngan import checkpoint as ckpt
@@ -140,7 +140,7 @@ def test_resume_auto_with_only_corrupt_checkpoints_refuses_instead_of_starting_o
 
 
 def test_cli_two_steps_from_another_working_directory(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="2")
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
     proc = subprocess.run(
         [sys.executable, "-m", "sngan.train", "experiment=quickstart", "train.steps=2", "train.eval_samples=100"],
         cwd=tmp_path,
