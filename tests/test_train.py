@@ -1,12 +1,11 @@
 import json
-import os
 import subprocess
 import sys
 import time
 
 import pytest
 import torch
-from helpers import THREADS, TINY, run_training
+from helpers import TINY, run_training
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sngan import checkpoint as ckpt
@@ -140,14 +139,12 @@ def test_resume_auto_with_only_corrupt_checkpoints_refuses_instead_of_starting_o
 
 
 def test_cli_two_steps_from_another_working_directory(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
-    proc = subprocess.run(
+    proc = subprocess.run(  # with the worker's OMP_NUM_THREADS (tests/conftest.py)
         [sys.executable, "-m", "sngan.train", "experiment=quickstart", "train.steps=2", "train.eval_samples=100"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=300,
-        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (run_dir,) = (tmp_path / "outputs" / "quickstart").iterdir()
