@@ -15,11 +15,11 @@ from pathlib import Path
 import hydra
 import torch
 from omegaconf import DictConfig
-from torchvision.utils import save_image
 
 from sngan.cli import ensure_folder, run_or_exit
 from sngan.config import ConfigError
 from sngan.config_tools import SampleConfig, check_sample
+from sngan.images import save_png
 from sngan.inference import generate, load_generator
 from sngan.provenance import resolve_device
 
@@ -91,15 +91,15 @@ def sample(cfg: SampleConfig) -> list[Path]:
     images = images.clamp(-1, 1).add(1).div(2)
     if cfg.interpolate:
         path = out / "interpolation.png"
-        save_image(images, path, nrow=cfg.frames)
+        save_png(images, path, nrow=cfg.frames)
         return [path]
     if cfg.grid or cfg.classes == "all":
         path = out / "grid.png"
-        save_image(images, path, nrow=cfg.n if cfg.classes == "all" else max(1, round(len(images) ** 0.5)))
+        save_png(images, path, nrow=cfg.n if cfg.classes == "all" else max(1, round(len(images) ** 0.5)))
         return [path]
     paths = [out / f"{i:06d}.png" for i in range(len(images))]
     for image, path in zip(images, paths):
-        save_image(image, path)
+        save_png(image, path)
     return paths
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
-from torchvision.utils import make_grid, save_image
+
+from sngan.images import grid, save_png
 
 
 class Tracker:
@@ -40,10 +41,10 @@ class Tracker:
         a PNG."""
         images = images.detach().float().cpu().add(1).div(2).clamp(0, 1)
         nrow = nrow or max(1, int(len(images) ** 0.5))
-        self.writer.add_image(name, make_grid(images, nrow=nrow), step)
+        self.writer.add_image(name, grid(images, nrow=nrow), step)
         if png is not None:
             png.parent.mkdir(parents=True, exist_ok=True)
-            save_image(images, png, nrow=nrow)
+            save_png(images, png, nrow=nrow)
 
     def text(self, name: str, text: str, step: int = 0) -> None:
         self.writer.add_text(name, text, step)

@@ -20,11 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from pytorch_fid import inception as pf
 from torch import nn
 from torch.nn import functional as F
 
-WEIGHTS_URL = pf.FID_WEIGHTS_URL
+# pytorch-fid's FID_WEIGHTS_URL (a test checks they agree). pytorch-fid itself is imported where the network
+# is built: it imports torchvision, whose import costs every command seconds, FID or not.
+WEIGHTS_URL = (
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
+)
 WEIGHTS_FILENAME = WEIGHTS_URL.rsplit("/", 1)[-1]  # pt_inception-2015-12-05-6726825d.pth
 DIMS = {64: 0, 192: 1, 768: 2, 2048: 3}  # feature size -> last block needed (pytorch-fid's numbering)
 LOGITS = 1008  # the fc layer of the 2015 TF Inception: 1,008 classes (1,000 + 8 unused)
@@ -53,6 +56,8 @@ def default_weights_path() -> Path:
 
 def build_network() -> nn.Module:
     """The FID Inception architecture with uninitialised-by-file weights."""
+    from pytorch_fid import inception as pf
+
     net = pf._inception_v3(num_classes=LOGITS, aux_logits=False, weights=None)
     net.Mixed_5b = pf.FIDInceptionA(192, pool_features=32)
     net.Mixed_5c = pf.FIDInceptionA(256, pool_features=64)

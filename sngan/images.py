@@ -1,0 +1,44 @@
+"""Image grids and PNG files from tensors in [0, 1].
+
+The layout is torchvision's ``make_grid``/``save_image`` (images in rows of ``nrow``, 2 pixels of black
+between and around them; a single image saved as it is), written here so that training, sampling and
+their tracking do not import torchvision: its import pulls in torch's compiler stack and costs every
+command seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+
+def grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
+    """(N, C, H, W) images tiled into one (C, H', W') image, ``nrow`` per row (fewer rows than ``nrow``
+    columns when N < nrow), ``padding`` pixels of 0 between and around them; one image is returned as it is."""
+    if images.dim() != 4:
+        raise ValueError(f"grid takes a batch of images (N, C, H, W), not a tensor of shape {tuple(images.shape)}")
+    n, c, h, w = images.shape
+    if n == 1:
+        return images[0]
+    cols = max(1, min(nrow, n))
+    rows = math.ceil(n / cols)
+    out = images.new_zeros(c, rows * (h + padding) + padding, cols * (w + padding) + padding)
+    for i, image in enumerate(images):
+        top, left = padding + (i // cols) * (h + padding), padding + (i % cols) * (w + padding)
+        out[:, top : top + h, left : left + w] = image
+    return out
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """One (C, H, W) image in [0, 1] as an 8-bit RGB (or greyscale) picture, rounded to nearest."""
+    array = image.detach().float().cpu().mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
+    array = array.permute(1, 2, 0).numpy()
+    return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+
+
+def save_png(images: torch.Tensor, path: Path | str, nrow: int = 8) -> None:
+    """A (C, H, W) image, or a grid of (N, C, H, W) images ``nrow`` per row, as a PNG file."""
+    to_pil(images if images.dim() == 3 else grid(images, nrow)).save(path, format="PNG")
