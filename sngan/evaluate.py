@@ -26,8 +26,16 @@ from sngan.cli import ensure_folder, run_or_exit
 from sngan.config import ConfigError, DatasetConfig, validate_metrics
 from sngan.config_tools import EvaluateConfig, check_evaluate
 from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generator_from_state
+from sngan.metrics.inception import InceptionFeatures, Weights
 from sngan.provenance import resolve_device
-from sngan.scoring import Scorer, class_statistics, intra_class_fid, load_dataset, make_scorer, split_of
+from sngan.scoring import (
+    Scorer,
+    class_reference_stats,
+    intra_class_fid,
+    load_extractor,
+    make_scorer,
+    split_of,
+)
 
 
 def checkpoints_of(target: Path) -> list[Path]:
@@ -58,26 +66,39 @@ def run_dataset(cfg: EvaluateConfig, state: dict[str, Any]) -> DatasetConfig:
     return run_cfg.dataset
 
 
-def scorer_for(cfg: EvaluateConfig, state: dict[str, Any], device: torch.device) -> Scorer:
+def scorer_for(
+    cfg: EvaluateConfig,
+    state: dict[str, Any],
+    device: torch.device,
+    extractor: tuple[InceptionFeatures, Weights] | None = None,
+) -> Scorer:
     """The scorer for this command's rule, on the dataset the checkpoint's run trained on."""
-    scorer = make_scorer(cfg.metrics, cfg.inception, run_dataset(cfg, state), device)
+    scorer = make_scorer(cfg.metrics, cfg.inception, run_dataset(cfg, state), device, extractor=extractor)
     assert scorer is not None
     return scorer
 
 
-def intra_class_references(cfg: EvaluateConfig, state: dict[str, Any], scorer: Scorer) -> list[Any]:
-    """Per-class statistics of the rule's reference images (intra_class=true; conditional runs only)."""
-    classes = state.get("classes")
-    if not classes:
+def check_intra_class(state: dict[str, Any]) -> None:
+    if not state.get("classes"):
         raise ConfigError(
             "Invalid configuration: intra_class=true scores a class-conditional generator, but this checkpoint's "
             "run was unconditional. Drop intra_class, or evaluate a run trained with model.conditional=true."
         )
+
+
+def intra_class_references(
+    cfg: EvaluateConfig, state: dict[str, Any], extractor: tuple[InceptionFeatures, Weights], device: torch.device
+) -> list[Any]:
+    """Per-class statistics of the rule's reference images (intra_class=true; conditional runs only),
+    cached beside the reference statistics."""
+    check_intra_class(state)
     dataset = run_dataset(cfg, state)
     split = split_of(dataset, cfg.metrics.real_split)
-    data = load_dataset(dataset, split)
-    n = cfg.metrics.n_real or len(data.images)
-    return class_statistics(scorer, data.images[:n], data.labels[:n], len(classes))
+    net, weights = extractor
+    stats, _ = class_reference_stats(
+        dataset, split, cfg.metrics.n_real, len(state["classes"]), cfg.inception, net, weights, device
+    )
+    return stats
 
 
 def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
@@ -93,8 +114,13 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
         else (target / f"eval_{rule}.json" if target.is_dir() else target.with_suffix(f".{rule}.json"))
     )
     ensure_folder(out.parent)  # before the slow part
-    scorer = scorer_for(cfg, first, device)
-    references = intra_class_references(cfg, first, scorer) if cfg.intra_class else None
+    generator_from_state(first, paths[0], False)  # a checkpoint that does not fit its architecture fails now
+    if cfg.intra_class:
+        check_intra_class(first)  # before the slow part
+    extractor = load_extractor(cfg.inception)
+    # Per-class statistics first: their feature pass also writes the reference statistics the scorer reads.
+    references = intra_class_references(cfg, first, extractor, device) if cfg.intra_class else None
+    scorer = scorer_for(cfg, first, device, extractor)
     per_class = max(2, cfg.metrics.n_fake // len(references)) if references is not None else 0
     seed = cfg.seed if cfg.seed is not None else int(first["config"].get("seed", 0)) + EVAL_SEED_OFFSET
     rows = []

@@ -11,7 +11,9 @@ never mixed in.
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,12 +102,7 @@ def reference_stats(
     if images is None:
         images = load_dataset(dataset, split).images
     if n is not None:
-        if len(images) < n:
-            raise MetricsError(
-                f"The reference set needs the first {n} images of the '{split}' split of '{dataset.name}', "
-                f"but it holds only {len(images)}. Use a rule with fewer real images (set metrics.n_real and "
-                f"a metrics.name of your own) or a larger dataset."
-            )
+        _check_enough(images, n, split, dataset)
         images = images[:n]
     print(f"Computing reference statistics of {len(images)} images into {path} ...", file=sys.stderr)
     features, _ = extract(extractor, uint8_batches(images, inception.batch_size), device, logits=False)
@@ -113,6 +110,15 @@ def reference_stats(
         return save_reference(path, features, weights.sha256), path, True
     except OSError as exc:
         raise _unwritable(path, exc) from exc
+
+
+def _check_enough(images: torch.Tensor, n: int, split: str, dataset: DatasetConfig) -> None:
+    if len(images) < n:
+        raise MetricsError(
+            f"The reference set needs the first {n} images of the '{split}' split of '{dataset.name}', "
+            f"but it holds only {len(images)}. Use a rule with fewer real images (set metrics.n_real and "
+            f"a metrics.name of your own) or a larger dataset."
+        )
 
 
 def _unwritable(path: Path, exc: OSError) -> MetricsError:
@@ -200,21 +206,95 @@ def make_scorer(
     return Scorer(rule_of(metrics), net, weights, ref, path, device, inception.batch_size)
 
 
-def class_statistics(
-    scorer: Scorer, images: torch.Tensor, labels: torch.Tensor, num_classes: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Inception statistics (mu, sigma) of each class's real images, for intra-class FID."""
+def class_reference_stats(
+    dataset: DatasetConfig,
+    split: str,
+    n: int | None,
+    num_classes: int,
+    inception: InceptionConfig,
+    extractor: InceptionFeatures,
+    weights: Weights,
+    device: torch.device,
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], Path]:
+    """Inception statistics (mu, sigma) of each class among the first ``n`` images of ``split``, for
+    intra-class FID, and the cache file they come from.
+
+    The cache keeps the images' features (float32, as the network computes them: n x dims x 4 bytes) and
+    labels beside the reference statistics, under the same name with ``_classes``; each class's statistics
+    are computed from it (a second per class). The feature pass that fills it also writes the reference
+    statistics of the same images where they are missing, so a first intra-class evaluation embeds the
+    reference images once."""
+    path = stats_path(inception.stats_dir, dataset, split, n, inception.dims)
+    cache = path.with_name(f"{path.stem}_classes.npz")
+    found = _load_class_cache(cache, weights)
+    if found is None:
+        found = _compute_class_cache(dataset, split, n, inception, extractor, weights, device, cache)
+        if not path.is_file():
+            try:
+                save_reference(path, found[0], weights.sha256)
+            except OSError as exc:
+                raise _unwritable(path, exc) from exc
+    features, labels = found
     out = []
     for k in range(num_classes):
-        members = images[labels == k]
+        members = features[labels == k]
         if len(members) < 2:
             raise MetricsError(
                 f"Intra-class FID needs at least 2 real images of every class, but class {k} has {len(members)} "
                 f"in the reference set. Use a rule with more real images (metrics.n_real) or drop intra_class."
             )
-        features, _ = extract(scorer.extractor, uint8_batches(members, scorer.batch_size), scorer.device, False)
-        out.append(feature_statistics(features))
-    return out
+        out.append(feature_statistics(members))
+    return out, cache
+
+
+def _load_class_cache(cache: Path, weights: Weights) -> tuple[np.ndarray, np.ndarray] | None:
+    if not cache.is_file():
+        return None
+    try:
+        with np.load(cache, allow_pickle=False) as f:
+            if str(f["weights_sha256"]) == weights.sha256:
+                return f["features"], f["labels"]
+        print(f"warning: {cache} was computed with other Inception weights; recomputing.", file=sys.stderr)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        print(f"warning: cannot read {cache} ({exc}); recomputing.", file=sys.stderr)
+    return None
+
+
+def _compute_class_cache(
+    dataset: DatasetConfig,
+    split: str,
+    n: int | None,
+    inception: InceptionConfig,
+    extractor: InceptionFeatures,
+    weights: Weights,
+    device: torch.device,
+    cache: Path,
+) -> tuple[np.ndarray, np.ndarray]:
+    try:  # a cache folder that cannot be written fails now, not after the features are computed
+        ensure_folder(cache.parent)
+    except OutputError as exc:
+        raise MetricsError(f"Cannot write reference statistics: {exc} (inception.stats_dir)") from exc
+    data = load_dataset(dataset, split)
+    if data.labels is None:
+        raise MetricsError(
+            f"Intra-class FID compares each class with its real images, but the '{split}' split of "
+            f"'{dataset.name}' has no labels. Use a rule whose metrics.real_split is labelled, or drop intra_class."
+        )
+    images, labels = data.images, data.labels.numpy()
+    if n is not None:
+        _check_enough(images, n, split, dataset)
+        images, labels = images[:n], labels[:n]
+    print(f"Computing per-class reference statistics of {len(images)} images into {cache} ...", file=sys.stderr)
+    features, _ = extract(extractor, uint8_batches(images, inception.batch_size), device, logits=False)
+    features = features.astype(np.float32)  # exact: the network's own precision
+    tmp = cache.with_name(f".{cache.stem}.tmp{os.getpid()}.npz")
+    try:
+        np.savez(tmp, features=features, labels=labels, weights_sha256=np.array(weights.sha256))
+        os.replace(tmp, cache)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _unwritable(cache, exc) from exc
+    return features, labels
 
 
 def intra_class_fid(

@@ -8,6 +8,7 @@ import os
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -282,23 +283,29 @@ def test_intra_class_fid_is_labelled_per_class_and_lower_for_the_right_labels(co
     from sngan.config import InceptionConfig
     from sngan.config_tools import EvaluateConfig
     from sngan.evaluate import evaluate, intra_class_references, scorer_for
-    from sngan.scoring import intra_class_fid
+    from sngan.scoring import intra_class_fid, load_extractor
 
     run_dir, _ = conditional_run
     path = ckpt.find_latest(run_dir)
-    inception = InceptionConfig(dims=64, stats_dir=os.environ["SNGAN_STATS_DIR"], batch_size=50)
+    stats_dir = os.environ["SNGAN_STATS_DIR"]
+    inception = InceptionConfig(dims=64, stats_dir=stats_dir, batch_size=50)
     metrics = TINY_METRICS.__class__(**{**TINY_METRICS.__dict__, "n_fake": 200, "n_real": 300})
     cfg = EvaluateConfig(ckpt=str(path), metrics=metrics, inception=inception, device="cpu", intra_class=True)
     doc, _ = evaluate(cfg)
     row = doc["results"][0]
     per_class = [row[f"intra_fid/{k}"] for k in range(10)]
     assert row["intra_fid"] == pytest.approx(np.mean(per_class)) and doc["intra_class"]["n_fake_per_class"] == 20
+    # One pass over the reference images made both the per-class cache and the reference statistics.
+    (cache,) = Path(stats_dir).glob("*_classes.npz")
+    assert sorted(p.name for p in Path(stats_dir).glob("*.npz")) == [cache.name.replace("_classes", ""), cache.name]
+    written = cache.stat().st_mtime_ns
     # Against each class's real images, samples of that class score better than samples of the next class.
-    state = ckpt.load(path)
-    scorer = scorer_for(cfg, state, torch.device("cpu"))
-    refs = intra_class_references(cfg, state, scorer)
+    state, cpu, extractor = ckpt.load(path), torch.device("cpu"), load_extractor(inception)
+    refs = intra_class_references(cfg, state, extractor, cpu)
+    assert cache.stat().st_mtime_ns == written  # read from the cache
+    scorer = scorer_for(cfg, state, cpu, extractor)
     g, _ = generator_from_checkpoint(path, ema=False)
-    shifted = intra_class_fid(scorer, refs, lambda k: SeededSampler(g, torch.device("cpu"), 1, label=(k + 1) % 10), 20)
+    shifted = intra_class_fid(scorer, refs, lambda k: SeededSampler(g, cpu, 1, label=(k + 1) % 10), 20)
     assert row["intra_fid"] < shifted["intra_fid"] / 2, (row["intra_fid"], shifted["intra_fid"])
 
 

@@ -23,7 +23,7 @@ def test_kill_9_inside_saves_never_leaves_the_run_without_a_loadable_newest_chec
             "train.checkpoint_every=1", "train.sample_every=100000", "train.eval_every=100000",
             "train.keep_checkpoints=2", f"hydra.run.dir={run_dir}"]  # fmt: skip
     steps = [0]
-    for attempt in range(10):
+    for attempt in range(6):
         cmd = base + (["resume=auto"] if attempt else [])
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         folder = run_dir / ckpt.CHECKPOINT_DIR

@@ -15,7 +15,7 @@ from PIL import Image
 from pytorch_fid.fid_score import calculate_frechet_distance
 
 from sngan.config import DatasetConfig, InceptionConfig
-from sngan.data import make_synthetic
+from sngan.data import load_images, make_synthetic
 from sngan.metrics.evaluate import MetricRule, extract, full_fp32, generated_batches, score, uint8_batches
 from sngan.metrics.fid import (
     feature_statistics,
@@ -26,7 +26,7 @@ from sngan.metrics.fid import (
     save_reference,
 )
 from sngan.metrics.inception import InceptionError, InceptionFeatures, Weights, random_state_dict, resolve_weights
-from sngan.scoring import load_extractor, reference_stats
+from sngan.scoring import MetricsError, class_reference_stats, load_extractor, reference_stats
 
 
 def random_gaussian_stats(rng: np.random.Generator, d: int) -> tuple[np.ndarray, np.ndarray]:
@@ -92,9 +92,10 @@ def random_net():
 @pytest.mark.parametrize("dims", [64, 192])
 def test_random_inception_features_are_usable(dims):
     net = InceptionFeatures(random_state_dict(seed=0), dims=dims, logits=False)
-    images = make_synthetic(300, 32, seed=3).images
+    n = dims + 40  # enough images for a covariance of full rank
+    images = make_synthetic(n, 32, seed=3).images
     features, logits = extract(net, uint8_batches(images, 100), torch.device("cpu"), logits=False)
-    assert logits is None and features.shape == (300, dims) and features.dtype == np.float64
+    assert logits is None and features.shape == (n, dims) and features.dtype == np.float64
     std = features.std(axis=0)
     assert 1e-2 < std.min() and std.max() < 1e2
     assert np.linalg.matrix_rank(np.cov(features, rowvar=False)) == dims
@@ -153,6 +154,38 @@ def test_reference_statistics_round_trip_and_are_not_recomputed(random_net, tmp_
     # Other weights: recomputed, never mixed in.
     _, _, computed = reference_stats(dataset, "train", 100, inc, random_net, Weights(weights.path, "sha-b"), cpu)
     assert computed and load_reference(path).weights_sha256 == "sha-b"
+
+
+def test_per_class_statistics_embed_the_reference_images_once_and_are_cached(random_net, tmp_path, monkeypatch, capsys):
+    import sngan.scoring as scoring
+
+    dataset = DatasetConfig(name="synthetic", size=40, resolution=32, modes=3)
+    inc = InceptionConfig(stats_dir=str(tmp_path), batch_size=64, dims=64)
+    cpu, weights = torch.device("cpu"), Weights(tmp_path / "w.pth", "sha-a")
+    passes = []
+    monkeypatch.setattr(scoring, "extract", lambda *a, **k: passes.append(1) or extract(*a, **k))
+    stats, cache = class_reference_stats(dataset, "train", 30, 3, inc, random_net, weights, cpu)
+    assert len(passes) == 1 and cache.name == "synthetic-k3-n40-s0_train_32px_30_64d_classes.npz"
+    # Each class's statistics are those of its own images' features.
+    data = load_images("synthetic", "", 32, synthetic_size=40, synthetic_modes=3)
+    features, _ = extract(random_net, uint8_batches(data.images[:30], 64), cpu, logits=False)
+    for k, (mu, sigma) in enumerate(stats):
+        mu_k, sigma_k = feature_statistics(features[data.labels[:30].numpy() == k])
+        np.testing.assert_allclose(mu, mu_k, rtol=1e-12), np.testing.assert_allclose(sigma, sigma_k, rtol=1e-10)
+    # The same pass wrote the reference statistics of all 30 images: the scorer does not embed them again.
+    ref, _, computed = reference_stats(dataset, "train", 30, inc, random_net, weights, cpu)
+    assert not computed and ref.count == 30 and np.allclose(ref.mu, features.mean(0))
+    again, _ = class_reference_stats(dataset, "train", 30, 3, inc, random_net, weights, cpu)
+    assert len(passes) == 1 and all(np.array_equal(a[1], b[1]) for a, b in zip(again, stats))
+    # Other weights or an unreadable cache: recomputed, with a warning.
+    class_reference_stats(dataset, "train", 30, 3, inc, random_net, Weights(weights.path, "sha-b"), cpu)
+    cache.write_bytes(b"truncated")
+    class_reference_stats(dataset, "train", 30, 3, inc, random_net, weights, cpu)
+    assert len(passes) == 3 and "recomputing" in capsys.readouterr().err
+    with pytest.raises(MetricsError, match="class 3 has 0 in the reference set"):
+        class_reference_stats(dataset, "train", 30, 4, inc, random_net, weights, cpu)
+    with pytest.raises(MetricsError, match="holds only 40"):
+        class_reference_stats(dataset, "train", 50, 3, inc, random_net, weights, cpu)
 
 
 def test_missing_weights_error_names_the_file_and_where(tmp_path, monkeypatch):
