@@ -85,7 +85,7 @@ class LoopConfig:
     precision: str = "auto"  # auto | fp32 | bf16 (autocast; spectral norm and losses stay fp32)
     tf32: bool | None = None  # None: on for Ampere and newer GPUs
     compile: str = "auto"  # auto | none | default | max (CUDA graphs)
-    channels_last: bool | None = None  # None: on for CUDA
+    channels_last: bool | None = None  # None: on for CUDA and the CPU
     data_on: str = "auto"  # auto | device (images held on the GPU) | host
 
 

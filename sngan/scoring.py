@@ -95,10 +95,7 @@ def reference_stats(
             print(f"warning: {path} was computed with other Inception weights; recomputing.", file=sys.stderr)
         except ValueError as exc:
             print(f"warning: {exc}; recomputing.", file=sys.stderr)
-    try:  # a cache folder that cannot be written fails now, not after the features are computed
-        ensure_folder(path.parent)
-    except OutputError as exc:
-        raise MetricsError(f"Cannot write reference statistics: {exc} (inception.stats_dir)") from exc
+    _writable(path.parent)
     if images is None:
         images = load_dataset(dataset, split).images
     if n is not None:
@@ -110,6 +107,14 @@ def reference_stats(
         return save_reference(path, features, weights.sha256), path, True
     except OSError as exc:
         raise _unwritable(path, exc) from exc
+
+
+def _writable(folder: Path) -> None:
+    """A cache folder that cannot be written fails now, not after the features are computed."""
+    try:
+        ensure_folder(folder)
+    except OutputError as exc:
+        raise MetricsError(f"Cannot write reference statistics: {exc} (inception.stats_dir)") from exc
 
 
 def _check_enough(images: torch.Tensor, n: int, split: str, dataset: DatasetConfig) -> None:
@@ -270,10 +275,7 @@ def _compute_class_cache(
     device: torch.device,
     cache: Path,
 ) -> tuple[np.ndarray, np.ndarray]:
-    try:  # a cache folder that cannot be written fails now, not after the features are computed
-        ensure_folder(cache.parent)
-    except OutputError as exc:
-        raise MetricsError(f"Cannot write reference statistics: {exc} (inception.stats_dir)") from exc
+    _writable(cache.parent)
     data = load_dataset(dataset, split)
     if data.labels is None:
         raise MetricsError(

@@ -25,8 +25,9 @@ CPU = torch.device("cpu")
 GIB = 2**30
 
 
-def test_auto_on_the_cpu_is_fp32_eager_with_no_notes():
-    assert resolve(CPU) == (Speed("fp32", False, "none", False, False), [])
+def test_auto_on_the_cpu_is_fp32_eager_channels_last_with_no_notes():
+    assert resolve(CPU) == (Speed("fp32", False, "none", True, False), [])
+    assert not resolve(torch.device("mps"))[0].channels_last  # only where it was measured to help
 
 
 def test_requests_the_cpu_cannot_honour_fall_back_with_a_note_each():
