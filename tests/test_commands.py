@@ -87,9 +87,10 @@ def test_evaluate_reproduces_the_in_training_numbers_and_writes_labelled_json(tr
     logged = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     rows = {row["network"]: row for row in doc["results"]}
     assert set(rows) == {"g", "ema"} and rows["g"]["step"] == 4
-    # Same weights, same fixed seed: the same numbers as training logged.
-    assert rows["g"]["fid"] == pytest.approx(logged["tiny/fid"], rel=1e-9)
-    assert rows["ema"]["is_mean"] == pytest.approx(logged["ema/tiny/is_mean"], rel=1e-9)
+    # Same weights, same fixed seed: the same numbers as training logged, to rounding (training's G is
+    # channels_last on the CPU, evaluate's is contiguous: their convolutions round differently, ~1e-8 here).
+    assert rows["g"]["fid"] == pytest.approx(logged["tiny/fid"], rel=1e-6)
+    assert rows["ema"]["is_mean"] == pytest.approx(logged["ema/tiny/is_mean"], rel=1e-6)
 
 
 def test_evaluate_a_run_folder_gives_one_table(trained, with_inception, tmp_path):

@@ -186,7 +186,7 @@ def test_bf16_training_on_the_cpu_runs_records_its_settings_and_notes_fallbacks(
     run_training(tmp_path, TINY + ["train.steps=3", "train.precision=bf16", "train.tf32=true"])
     assert "note: train.tf32=true needs an Ampere" in capsys.readouterr().err
     provenance = json.loads((tmp_path / "provenance.json").read_text())
-    assert provenance["speed"] == Speed("bf16", False, "none", False, False).as_dict()
+    assert provenance["speed"] == Speed("bf16", False, "none", True, False).as_dict()
     state = ckpt.load(ckpt.find_latest(tmp_path))
     assert state["step"] == 3
     for net in ("generator", "discriminator"):  # fp32 master weights, all finite
