@@ -11,9 +11,7 @@ never mixed in.
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,15 @@ from sngan import distributed
 from sngan.config import DatasetConfig, InceptionConfig, MetricsConfig
 from sngan.data import ImageData, load_images
 from sngan.metrics.evaluate import MetricRule, extract, generated_batches, score, uint8_batches
-from sngan.metrics.fid import ReferenceStats, feature_statistics, frechet_distance, load_reference, save_reference
+from sngan.metrics.fid import (
+    NPZ_ERRORS,
+    ReferenceStats,
+    feature_statistics,
+    frechet_distance,
+    load_reference,
+    save_npz,
+    save_reference,
+)
 from sngan.metrics.inception import InceptionFeatures, Weights, resolve_weights
 from sngan.outputs import OutputError, ensure_folder
 
@@ -260,7 +266,7 @@ def _load_class_cache(cache: Path, weights: Weights) -> tuple[np.ndarray, np.nda
             if str(f["weights_sha256"]) == weights.sha256:
                 return f["features"], f["labels"]
         print(f"warning: {cache} was computed with other Inception weights; recomputing.", file=sys.stderr)
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+    except NPZ_ERRORS as exc:
         print(f"warning: cannot read {cache} ({exc}); recomputing.", file=sys.stderr)
     return None
 
@@ -289,12 +295,9 @@ def _compute_class_cache(
     print(f"Computing per-class reference statistics of {len(images)} images into {cache} ...", file=sys.stderr)
     features, _ = extract(extractor, uint8_batches(images, inception.batch_size), device, logits=False)
     features = features.astype(np.float32)  # exact: the network's own precision
-    tmp = cache.with_name(f".{cache.stem}.tmp{os.getpid()}.npz")
     try:
-        np.savez(tmp, features=features, labels=labels, weights_sha256=np.array(weights.sha256))
-        os.replace(tmp, cache)
+        save_npz(cache, features=features, labels=labels, weights_sha256=np.array(weights.sha256))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise _unwritable(cache, exc) from exc
     return features, labels
 

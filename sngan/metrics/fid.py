@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)  # what reading a damaged .npz raises
 KID_FEATURES_KEPT = 10_000  # real feature rows stored for KID (2048 x 10k float32 = 80 MB)
 
 
@@ -108,15 +109,23 @@ def save_reference(path: Path, features: np.ndarray, weights_sha256: str, seed: 
     if len(features) > KID_FEATURES_KEPT:
         keep = features[np.sort(np.random.default_rng(seed).choice(len(features), KID_FEATURES_KEPT, replace=False))]
     ref = ReferenceStats(mu, sigma, keep.astype(np.float32), weights_sha256, len(features))
+    save_npz(
+        path, mu=ref.mu, sigma=ref.sigma, features=ref.features,
+        weights_sha256=np.array(weights_sha256), count=np.array(len(features)),
+    )  # fmt: skip
+    return ref
+
+
+def save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """Write ``arrays`` to ``path`` (.npz) atomically: a temporary file renamed over it, removed on failure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
-    np.savez(
-        tmp, mu=ref.mu, sigma=ref.sigma, features=ref.features,
-        weights_sha256=np.array(weights_sha256), count=np.array(len(features)),
-    )  # fmt: skip
-    os.replace(tmp, path)
-    return ref
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_reference(path: Path) -> ReferenceStats:
@@ -132,5 +141,5 @@ def load_reference(path: Path) -> ReferenceStats:
                 str(f["weights_sha256"]) if "weights_sha256" in f else None,
                 int(f["count"]) if "count" in f else None,
             )
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+    except NPZ_ERRORS as exc:
         raise ValueError(f"cannot read statistics file '{path}': {exc}") from exc
