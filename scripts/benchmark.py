@@ -47,6 +47,7 @@ from sngan.metrics.fid import ReferenceStats
 from sngan.metrics.inception import InceptionError, InceptionFeatures, random_state_dict, resolve_weights
 from sngan.models import build_models
 from sngan.provenance import device_name, resolve_device
+from sngan.speed import keep_freed_memory
 
 
 def emit(record: dict[str, Any], out: Path | None) -> None:
@@ -362,6 +363,7 @@ def main(argv: list[str] | None = None) -> None:
     qu.add_argument("--device", default="auto")
     qu.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    keep_freed_memory()  # as the commands do
     if args.bench == "train":
         bench_train(args)
     elif args.bench == "quality":

@@ -13,6 +13,7 @@ from sngan.metrics.inception import InceptionError
 from sngan.outputs import OutputError, ensure_folder, output_error
 from sngan.provenance import DeviceError
 from sngan.scoring import MetricsError
+from sngan.speed import keep_freed_memory
 
 T = TypeVar("T")
 __all__ = ["USER_ERRORS", "OutputError", "ensure_folder", "output_error", "run_or_exit"]
@@ -24,7 +25,9 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 
 
 def run_or_exit(body: Callable[[], T], *more: type[Exception]) -> T:
-    """Run a command body; user errors (and ``more``) and failed writes end the process with exit code 2."""
+    """Run a command body; user errors (and ``more``) and failed writes end the process with exit code 2.
+    Large freed blocks are kept for reuse first (``sngan.speed.keep_freed_memory``)."""
+    keep_freed_memory()
     try:
         return body()
     except (*USER_ERRORS, *more) as exc:

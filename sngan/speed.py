@@ -19,14 +19,17 @@ outputs; the optimizers keep fp32 weights.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+KEEP_FREED_BYTES = 1 << 30  # keep_freed_memory: blocks up to this size come from the heap, which keeps this much free
 DEVICE_DATA_FRACTION = 0.5  # data_on=auto: on the GPU when the images take at most this share of its free memory
 
 
@@ -151,3 +154,25 @@ def mark_step(speed: Speed) -> None:
 
 def memory_format(speed: Speed) -> torch.memory_format:
     return torch.channels_last if speed.channels_last else torch.contiguous_format
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc keep freed memory for reuse instead of handing it back to the OS at once.
+
+    By default it maps every large block (a batch of activations) afresh and unmaps it when freed, so
+    each training step and each Inception batch pays page faults for all its large tensors again: on
+    2 AVX2 cores, one thread, a third of the CPU time of Inception feature extraction (0.42 -> 0.28 s
+    an image) and a tenth of a quick-start update. Serving blocks up to ``KEEP_FREED_BYTES`` from the heap
+    and trimming it only past that much free is what jemalloc and tcmalloc do; the resident memory
+    stays near the peak (Inception batch of 50: 1.8 -> 2.3 GB). Every command calls this
+    (``sngan.cli.run_or_exit``); ``SNGAN_MALLOC=default`` keeps glibc's own settings. Returns whether
+    the settings were applied (Linux with glibc only; elsewhere, or with another allocator preloaded,
+    nothing changes)."""
+    if os.environ.get("SNGAN_MALLOC", "") == "default" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # musl and other C libraries
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    return bool(libc.mallopt(m_mmap_threshold, KEEP_FREED_BYTES) and libc.mallopt(m_trim_threshold, KEEP_FREED_BYTES))

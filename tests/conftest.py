@@ -11,9 +11,13 @@ import pytest
 import torch
 from helpers import THREADS, run_training
 
+from sngan.speed import keep_freed_memory
+
 # Each worker's share of the cores, for its own work and the commands its tests start.
 os.environ["OMP_NUM_THREADS"] = str(THREADS)
 torch.set_num_threads(THREADS)
+# The tests that train or score in this process get the malloc settings every command starts with.
+keep_freed_memory()
 
 # Fixtures that train or build something once for several tests: the tests sharing one run in one
 # worker (pytest-xdist's loadgroup), so that it is made once. The longest groups go first.

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -96,6 +99,29 @@ def test_unknown_speed_settings_are_refused_listing_the_choices(override):
 
     with pytest.raises(ConfigError, match=rf"{override.split('=')[0]}=.*choose one of: auto"):
         check_config(compose_cfg(TINY + [override]))
+
+
+KEPT = """
+import torch
+from sngan.cli import run_or_exit
+run_or_exit(lambda: None)  # what every command does first
+def resident(): return int(open("/proc/self/statm").read().split()[1]) * 4096
+x = torch.ones(64 << 18)  # 64 MiB
+held = resident()
+del x
+print((held - resident()) / 2**20)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
+@pytest.mark.parametrize("setting,returned", [(None, False), ("default", True)])
+def test_commands_keep_large_freed_blocks_for_reuse_unless_told_not_to(setting, returned):
+    env = {k: v for k, v in os.environ.items() if k != "SNGAN_MALLOC"}
+    if setting is not None:
+        env["SNGAN_MALLOC"] = setting
+    out = subprocess.run([sys.executable, "-c", KEPT], env=env, capture_output=True, text=True, check=True)
+    released_mib = float(out.stdout)
+    assert (released_mib > 60) == returned, released_mib  # glibc's default unmaps a freed 64 MiB block at once
 
 
 def test_spectral_norm_iterates_and_divides_in_fp32_under_autocast(monkeypatch):
