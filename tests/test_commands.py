@@ -34,11 +34,16 @@ METRICS = [
 TINY_METRICS = MetricsConfig(name="tiny", n_fake=32, n_real=150, is_splits=2, kid_subsets=10, kid_subset_size=32)
 
 
+def stats_of(run_dir: Path) -> Path:
+    """Where the ``trained`` run's reference statistics are cached."""
+    return run_dir.parent / "stats_run"
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, inception_home):
     """Four steps with EMA and metrics every 2 steps: checkpoints at 2 and 4, best.pt, metrics.jsonl."""
     run_dir = tmp_path_factory.mktemp("metrics_run")
-    env = {"TORCH_HOME": str(inception_home), "SNGAN_STATS_DIR": str(run_dir.parent / "stats_run")}
+    env = {"TORCH_HOME": str(inception_home), "SNGAN_STATS_DIR": str(stats_of(run_dir))}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -74,7 +79,9 @@ def test_best_checkpoint_is_the_one_with_the_lowest_ema_fid(trained):
 
 def test_evaluate_reproduces_the_in_training_numbers_and_writes_labelled_json(trained, with_inception):
     run_dir, _ = trained
-    inception = InceptionConfig(dims=64, stats_dir=os.environ["SNGAN_STATS_DIR"])
+    (stats,) = stats_of(run_dir).glob("*.npz")
+    written = stats.stat().st_mtime_ns
+    inception = InceptionConfig(dims=64, stats_dir=str(stats.parent))  # the statistics training computed
     path = run_dir / "checkpoints" / "ckpt_00000004.pt"
     cfg = EvaluateConfig(ckpt=str(path), metrics=TINY_METRICS, inception=inception, device="cpu")
     doc, out = evaluate(cfg)
@@ -91,15 +98,17 @@ def test_evaluate_reproduces_the_in_training_numbers_and_writes_labelled_json(tr
     # channels_last on the CPU, evaluate's is contiguous: their convolutions round differently, ~1e-8 here).
     assert rows["g"]["fid"] == pytest.approx(logged["tiny/fid"], rel=1e-6)
     assert rows["ema"]["is_mean"] == pytest.approx(logged["ema/tiny/is_mean"], rel=1e-6)
+    assert [p.name for p in stats.parent.glob("*.npz")] == [stats.name] and stats.stat().st_mtime_ns == written
 
 
 def test_evaluate_a_run_folder_gives_one_table(trained, with_inception, tmp_path):
     run_dir, _ = trained
     out = tmp_path / "table.json"
+    env = {**os.environ, "SNGAN_STATS_DIR": str(stats_of(run_dir))}  # the reference statistics training computed
     proc = subprocess.run(
         [sys.executable, "-m", "sngan.evaluate", f"ckpt={run_dir}", *METRICS[:-2], "inception.dims=64",
          f"out={out}", "device=cpu"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())

@@ -289,12 +289,12 @@ def test_intra_class_fid_is_labelled_per_class_and_lower_for_the_right_labels(co
     path = ckpt.find_latest(run_dir)
     stats_dir = os.environ["SNGAN_STATS_DIR"]
     inception = InceptionConfig(dims=64, stats_dir=stats_dir, batch_size=50)
-    metrics = TINY_METRICS.__class__(**{**TINY_METRICS.__dict__, "n_fake": 200, "n_real": 300})
+    metrics = TINY_METRICS.__class__(**{**TINY_METRICS.__dict__, "n_fake": 100, "n_real": 200})
     cfg = EvaluateConfig(ckpt=str(path), metrics=metrics, inception=inception, device="cpu", intra_class=True)
     doc, _ = evaluate(cfg)
     row = doc["results"][0]
     per_class = [row[f"intra_fid/{k}"] for k in range(10)]
-    assert row["intra_fid"] == pytest.approx(np.mean(per_class)) and doc["intra_class"]["n_fake_per_class"] == 20
+    assert row["intra_fid"] == pytest.approx(np.mean(per_class)) and doc["intra_class"]["n_fake_per_class"] == 10
     # One pass over the reference images made both the per-class cache and the reference statistics.
     (cache,) = Path(stats_dir).glob("*_classes.npz")
     assert sorted(p.name for p in Path(stats_dir).glob("*.npz")) == [cache.name.replace("_classes", ""), cache.name]
@@ -305,7 +305,7 @@ def test_intra_class_fid_is_labelled_per_class_and_lower_for_the_right_labels(co
     assert cache.stat().st_mtime_ns == written  # read from the cache
     scorer = scorer_for(cfg, state, cpu, extractor)
     g, _ = generator_from_checkpoint(path, ema=False)
-    shifted = intra_class_fid(scorer, refs, lambda k: SeededSampler(g, cpu, 1, label=(k + 1) % 10), 20)
+    shifted = intra_class_fid(scorer, refs, lambda k: SeededSampler(g, cpu, 1, label=(k + 1) % 10), 10)
     assert row["intra_fid"] < shifted["intra_fid"] / 2, (row["intra_fid"], shifted["intra_fid"])
 
 

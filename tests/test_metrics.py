@@ -236,8 +236,8 @@ def test_fid_of_two_folders_equals_python_m_pytorch_fid(inception_home, tmp_path
     ours = frechet_distance(ra.mu, ra.sigma, rb.mu, rb.sigma)
     theirs = _pytorch_fid(env, a, b)
     assert ours > 1e-3 and ours == pytest.approx(theirs, rel=1e-4)
-    # Our statistics file is one pytorch-fid reads.
-    assert _pytorch_fid(env, files[0], b) == pytest.approx(theirs, rel=1e-4)
+    # Our statistics files are ones pytorch-fid reads.
+    assert _pytorch_fid(env, files[0], files[1]) == pytest.approx(theirs, rel=1e-4)
 
 
 def test_a_published_statistics_file_replaces_the_cache(random_net, tmp_path):
