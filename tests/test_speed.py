@@ -117,7 +117,7 @@ print(released(64 << 20), released(2 * KEEP_FREED_BYTES) / (2 * KEEP_FREED_BYTES
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
-@pytest.mark.parametrize("setting,returned", [(None, False), ("default", True)])
+@pytest.mark.parametrize("setting,returned", [(None, False), ("kept", False), ("default", True), ("off", True)])
 def test_commands_keep_large_freed_blocks_for_reuse_unless_told_not_to(setting, returned):
     env = {k: v for k, v in os.environ.items() if k != "SNGAN_MALLOC"}
     if setting is not None:
@@ -126,6 +126,8 @@ def test_commands_keep_large_freed_blocks_for_reuse_unless_told_not_to(setting, 
     released_mib, share_of_a_huge_block = map(float, out.stdout.split())
     assert (released_mib > 60) == returned, released_mib  # glibc's default unmaps a freed 64 MiB block at once
     assert share_of_a_huge_block > 0.95  # blocks past KEEP_FREED_BYTES go back to the OS either way
+    unknown = setting == "off"
+    assert ("warning: SNGAN_MALLOC='off' is not one of 'kept', 'default'" in out.stderr) == unknown, out.stderr
 
 
 def test_spectral_norm_iterates_and_divides_in_fp32_under_autocast(monkeypatch):
