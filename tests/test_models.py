@@ -111,6 +111,25 @@ def test_resnet_init_is_glorot_with_residual_gain():
     assert torch.all(g.blocks[0].conv1.bias == 0)
 
 
+def test_resnet_shortcuts_equal_the_official_order_of_resampling_and_1x1_convolution():
+    """The blocks convolve the G shortcut before upsampling and pool the D shortcut before convolving (a
+    quarter of the work); the official code does the reverse. The two orders are the same function."""
+    from torch.nn import functional as F
+
+    from sngan.models.layers import DBlock, GBlock
+
+    torch.manual_seed(0)
+    g_block, d_block = GBlock(8, 6).double().eval(), DBlock(6, 10, downsample=True).double()
+    x = torch.randn(4, 8, 5, 5, dtype=torch.float64)
+    h = g_block.conv2(F.relu(g_block.bn2(g_block.conv1(F.interpolate(F.relu(g_block.bn1(x)), scale_factor=2)))))
+    official = h + g_block.shortcut(F.interpolate(x, scale_factor=2))
+    torch.testing.assert_close(g_block(x), official, rtol=1e-12, atol=1e-12)
+    x = torch.randn(4, 6, 8, 8, dtype=torch.float64)
+    h = F.avg_pool2d(d_block.conv2(F.relu(d_block.conv1(F.relu(x)))), 2)
+    official = h + F.avg_pool2d(d_block.shortcut(x), 2)
+    torch.testing.assert_close(d_block(x), official, rtol=1e-12, atol=1e-12)
+
+
 def _u_vectors(d: nn.Module) -> list[torch.Tensor]:
     return [m.parametrizations.weight[0]._u.clone() for m in d.modules() if is_spectrally_normalized(m)]
 

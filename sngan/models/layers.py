@@ -101,7 +101,9 @@ def normalize(bn: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> torch.T
 class GBlock(nn.Module):
     """Generator residual block: BN-ReLU-up-conv3-BN-ReLU-conv3, with a nearest
     upsampling 1x1-conv shortcut (learnable, as in the official code). With
-    ``num_classes``, both BatchNorms are class-conditional."""
+    ``num_classes``, both BatchNorms are class-conditional. The shortcut convolves
+    before it upsamples: a 1x1 convolution commutes with nearest upsampling, and
+    this order does a quarter of the official order's work."""
 
     def __init__(self, cin: int, cout: int, num_classes: int = 0) -> None:
         super().__init__()
@@ -114,13 +116,15 @@ class GBlock(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = F.interpolate(F.relu(normalize(self.bn1, x, y)), scale_factor=2, mode="nearest")
         h = self.conv2(F.relu(normalize(self.bn2, self.conv1(h), y)))
-        return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"))
+        return h + F.interpolate(self.shortcut(x), scale_factor=2, mode="nearest")
 
 
 class DBlock(nn.Module):
     """Discriminator residual block: ReLU-conv3-ReLU-conv3 (then 2x2 average
     pooling when downsampling). The 1x1 shortcut exists when the channel count
-    changes or the block downsamples; it convolves before pooling."""
+    changes or the block downsamples. The official code convolves, then pools;
+    the two commute (both linear, the bias survives averaging), so this block pools
+    first and its shortcut does a quarter of the work."""
 
     def __init__(self, cin: int, cout: int, downsample: bool) -> None:
         super().__init__()
@@ -131,10 +135,10 @@ class DBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv2(F.relu(self.conv1(F.relu(x))))
-        s = x if self.shortcut is None else self.shortcut(x)
+        s = x
         if self.downsample:
             h, s = F.avg_pool2d(h, 2), F.avg_pool2d(s, 2)
-        return h + s
+        return h + (s if self.shortcut is None else self.shortcut(s))
 
 
 class DFirstBlock(nn.Module):
