@@ -22,20 +22,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sngan import checkpoint as ckpt
+from sngan.class_scoring import class_reference_stats, intra_class_fid
 from sngan.cli import ensure_folder, run_or_exit
 from sngan.config import ConfigError, DatasetConfig, validate_metrics
 from sngan.config_tools import EvaluateConfig, check_evaluate
 from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generator_from_state
 from sngan.metrics.inception import InceptionFeatures, Weights
 from sngan.provenance import resolve_device
-from sngan.scoring import (
-    Scorer,
-    class_reference_stats,
-    intra_class_fid,
-    load_extractor,
-    make_scorer,
-    split_of,
-)
+from sngan.scoring import Scorer, load_extractor, make_scorer, split_of
 
 
 def checkpoints_of(target: Path) -> list[Path]:

@@ -25,12 +25,8 @@ from sngan.config import DatasetConfig, InceptionConfig, MetricsConfig
 from sngan.data import ImageData, load_images
 from sngan.metrics.evaluate import MetricRule, extract, generated_batches, score, uint8_batches
 from sngan.metrics.fid import (
-    NPZ_ERRORS,
     ReferenceStats,
-    feature_statistics,
-    frechet_distance,
     load_reference,
-    save_npz,
     save_reference,
 )
 from sngan.metrics.inception import InceptionFeatures, Weights, resolve_weights
@@ -101,21 +97,21 @@ def reference_stats(
             print(f"warning: {path} was computed with other Inception weights; recomputing.", file=sys.stderr)
         except ValueError as exc:
             print(f"warning: {exc}; recomputing.", file=sys.stderr)
-    _writable(path.parent)
+    check_writable(path.parent)
     if images is None:
         images = load_dataset(dataset, split).images
     if n is not None:
-        _check_enough(images, n, split, dataset)
+        check_enough(images, n, split, dataset)
         images = images[:n]
     print(f"Computing reference statistics of {len(images)} images into {path} ...", file=sys.stderr)
     features, _ = extract(extractor, uint8_batches(images, inception.batch_size), device, logits=False)
     try:
         return save_reference(path, features, weights.sha256), path, True
     except OSError as exc:
-        raise _unwritable(path, exc) from exc
+        raise unwritable_error(path, exc) from exc
 
 
-def _writable(folder: Path) -> None:
+def check_writable(folder: Path) -> None:
     """A cache folder that cannot be written fails now, not after the features are computed."""
     try:
         ensure_folder(folder)
@@ -123,7 +119,7 @@ def _writable(folder: Path) -> None:
         raise MetricsError(f"Cannot write reference statistics: {exc} (inception.stats_dir)") from exc
 
 
-def _check_enough(images: torch.Tensor, n: int, split: str, dataset: DatasetConfig) -> None:
+def check_enough(images: torch.Tensor, n: int, split: str, dataset: DatasetConfig) -> None:
     if len(images) < n:
         raise MetricsError(
             f"The reference set needs the first {n} images of the '{split}' split of '{dataset.name}', "
@@ -132,7 +128,7 @@ def _check_enough(images: torch.Tensor, n: int, split: str, dataset: DatasetConf
         )
 
 
-def _unwritable(path: Path, exc: OSError) -> MetricsError:
+def unwritable_error(path: Path, exc: OSError) -> MetricsError:
     return MetricsError(
         f"Cannot write reference statistics to '{path}' ({exc.strerror or exc}). Point inception.stats_dir "
         f"at a writable folder with free space."
@@ -215,105 +211,3 @@ def make_scorer(
         images = train_images if split == dataset.split else None
         ref, path, _ = reference_stats(dataset, split, metrics.n_real, inception, net, weights, device, images)
     return Scorer(rule_of(metrics), net, weights, ref, path, device, inception.batch_size)
-
-
-def class_reference_stats(
-    dataset: DatasetConfig,
-    split: str,
-    n: int | None,
-    num_classes: int,
-    inception: InceptionConfig,
-    extractor: InceptionFeatures,
-    weights: Weights,
-    device: torch.device,
-) -> tuple[list[tuple[np.ndarray, np.ndarray]], Path]:
-    """Inception statistics (mu, sigma) of each class among the first ``n`` images of ``split``, for
-    intra-class FID, and the cache file they come from.
-
-    The cache keeps the images' features (float32, as the network computes them: n x dims x 4 bytes) and
-    labels beside the reference statistics, under the same name with ``_classes``; each class's statistics
-    are computed from it (a second per class). The feature pass that fills it also writes the reference
-    statistics of the same images where they are missing, so a first intra-class evaluation embeds the
-    reference images once."""
-    path = stats_path(inception.stats_dir, dataset, split, n, inception.dims)
-    cache = path.with_name(f"{path.stem}_classes.npz")
-    found = _load_class_cache(cache, weights)
-    if found is None:
-        found = _compute_class_cache(dataset, split, n, inception, extractor, weights, device, cache)
-        if not path.is_file():
-            try:
-                save_reference(path, found[0], weights.sha256)
-            except OSError as exc:
-                raise _unwritable(path, exc) from exc
-    features, labels = found
-    out = []
-    for k in range(num_classes):
-        members = features[labels == k]
-        if len(members) < 2:
-            raise MetricsError(
-                f"Intra-class FID needs at least 2 real images of every class, but class {k} has {len(members)} "
-                f"in the reference set. Use a rule with more real images (metrics.n_real) or drop intra_class."
-            )
-        out.append(feature_statistics(members))
-    return out, cache
-
-
-def _load_class_cache(cache: Path, weights: Weights) -> tuple[np.ndarray, np.ndarray] | None:
-    if not cache.is_file():
-        return None
-    try:
-        with np.load(cache, allow_pickle=False) as f:
-            if str(f["weights_sha256"]) == weights.sha256:
-                return f["features"], f["labels"]
-        print(f"warning: {cache} was computed with other Inception weights; recomputing.", file=sys.stderr)
-    except NPZ_ERRORS as exc:
-        print(f"warning: cannot read {cache} ({exc}); recomputing.", file=sys.stderr)
-    return None
-
-
-def _compute_class_cache(
-    dataset: DatasetConfig,
-    split: str,
-    n: int | None,
-    inception: InceptionConfig,
-    extractor: InceptionFeatures,
-    weights: Weights,
-    device: torch.device,
-    cache: Path,
-) -> tuple[np.ndarray, np.ndarray]:
-    _writable(cache.parent)
-    data = load_dataset(dataset, split)
-    if data.labels is None:
-        raise MetricsError(
-            f"Intra-class FID compares each class with its real images, but the '{split}' split of "
-            f"'{dataset.name}' has no labels. Use a rule whose metrics.real_split is labelled, or drop intra_class."
-        )
-    images, labels = data.images, data.labels.numpy()
-    if n is not None:
-        _check_enough(images, n, split, dataset)
-        images, labels = images[:n], labels[:n]
-    print(f"Computing per-class reference statistics of {len(images)} images into {cache} ...", file=sys.stderr)
-    features, _ = extract(extractor, uint8_batches(images, inception.batch_size), device, logits=False)
-    features = features.astype(np.float32)  # exact: the network's own precision
-    try:
-        save_npz(cache, features=features, labels=labels, weights_sha256=np.array(weights.sha256))
-    except OSError as exc:
-        raise _unwritable(cache, exc) from exc
-    return features, labels
-
-
-def intra_class_fid(
-    scorer: Scorer,
-    references: list[tuple[np.ndarray, np.ndarray]],
-    sample_class: Callable[[int], Callable[[int], torch.Tensor]],
-    n_per_class: int,
-) -> dict[str, float]:
-    """FID of ``n_per_class`` generated images of each class k (``sample_class(k)`` gives a sample_fn)
-    against class k's real statistics; ``intra_fid`` is their mean (Miyato & Koyama's intra-FID),
-    ``intra_fid/<k>`` each class's."""
-    out = {}
-    for k, (mu_real, sigma_real) in enumerate(references):
-        batches = generated_batches(sample_class(k), n_per_class, scorer.batch_size)
-        features, _ = extract(scorer.extractor, batches, scorer.device, logits=False)
-        out[f"intra_fid/{k}"] = frechet_distance(*feature_statistics(features), mu_real, sigma_real)
-    return {"intra_fid": float(np.mean(list(out.values())))} | out

@@ -280,10 +280,11 @@ def test_evaluate_scores_a_conditional_generator_with_classes_drawn_uniformly(co
 def test_intra_class_fid_is_labelled_per_class_and_lower_for_the_right_labels(conditional_run, with_inception):
     from test_commands import TINY_METRICS
 
+    from sngan.class_scoring import intra_class_fid
     from sngan.config import InceptionConfig
     from sngan.config_tools import EvaluateConfig
     from sngan.evaluate import evaluate, intra_class_references, scorer_for
-    from sngan.scoring import intra_class_fid, load_extractor
+    from sngan.scoring import load_extractor
 
     run_dir, _ = conditional_run
     path = ckpt.find_latest(run_dir)

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from pytorch_fid.fid_score import calculate_frechet_distance
 
+from sngan.class_scoring import class_reference_stats
 from sngan.config import DatasetConfig, InceptionConfig
 from sngan.data import load_images, make_synthetic
 from sngan.metrics.evaluate import MetricRule, extract, full_fp32, generated_batches, score, uint8_batches
@@ -26,7 +27,7 @@ from sngan.metrics.fid import (
     save_reference,
 )
 from sngan.metrics.inception import InceptionError, InceptionFeatures, Weights, random_state_dict, resolve_weights
-from sngan.scoring import MetricsError, class_reference_stats, load_extractor, reference_stats
+from sngan.scoring import MetricsError, load_extractor, reference_stats
 
 
 def random_gaussian_stats(rng: np.random.Generator, d: int) -> tuple[np.ndarray, np.ndarray]:
@@ -157,13 +158,13 @@ def test_reference_statistics_round_trip_and_are_not_recomputed(random_net, tmp_
 
 
 def test_per_class_statistics_embed_the_reference_images_once_and_are_cached(random_net, tmp_path, monkeypatch, capsys):
-    import sngan.scoring as scoring
+    import sngan.class_scoring as class_scoring
 
     dataset = DatasetConfig(name="synthetic", size=40, resolution=32, modes=3)
     inc = InceptionConfig(stats_dir=str(tmp_path), batch_size=64, dims=64)
     cpu, weights = torch.device("cpu"), Weights(tmp_path / "w.pth", "sha-a")
     passes = []
-    monkeypatch.setattr(scoring, "extract", lambda *a, **k: passes.append(1) or extract(*a, **k))
+    monkeypatch.setattr(class_scoring, "extract", lambda *a, **k: passes.append(1) or extract(*a, **k))
     stats, cache = class_reference_stats(dataset, "train", 30, 3, inc, random_net, weights, cpu)
     assert len(passes) == 1 and cache.name == "synthetic-k3-n40-s0_train_32px_30_64d_classes.npz"
     # Each class's statistics are those of its own images' features.
