@@ -110,6 +110,17 @@ def test_one_pass_gives_features_and_1008_logits(random_net):
     assert none is None and torch.equal(alone, features)
 
 
+def test_on_the_cpu_the_network_runs_channels_last_with_the_same_features(random_net):
+    images = torch.rand(6, 3, 32, 32)
+    net = random_net.place(torch.device("cpu"))
+    assert net.net.Conv2d_1a_3x3.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    fast, _ = net(images, logits=False)
+    net.memory_format = torch.contiguous_format
+    plain, _ = net.to(memory_format=torch.contiguous_format)(images, logits=False)
+    assert not net.net.Conv2d_1a_3x3.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)  # sums in another order, same features
+
+
 def test_full_fp32_turns_tf32_off_and_restores_it():
     matmul = torch.backends.cuda.matmul
     before = matmul.fp32_precision

@@ -79,7 +79,7 @@ def extract(
     extractor: InceptionFeatures, batches: Iterator[torch.Tensor], device: torch.device, logits: bool = True
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Features (float64 [N, dims]) and logits (float64 [N, 1008] or None) of uint8 batches."""
-    extractor = extractor.to(device)
+    extractor = extractor.place(device)
     feats, all_logits = [], []
     with full_fp32():
         for batch in batches:

@@ -116,6 +116,7 @@ class InceptionFeatures(nn.Module):
         if dims not in DIMS:
             raise ValueError(f"dims must be one of {sorted(DIMS)}, not {dims}")
         self.dims, self.with_logits = dims, logits
+        self.memory_format = torch.contiguous_format
         self.net = build_network()
         self.net.load_state_dict(state_dict)
         self.net.eval().requires_grad_(False)
@@ -131,11 +132,17 @@ class InceptionFeatures(nn.Module):
                 f"{str(exc).splitlines()[0][:200]}). Delete it and download {WEIGHTS_URL} again."
             ) from exc
 
+    def place(self, device: torch.device) -> InceptionFeatures:
+        """Move to ``device``; on the CPU the network runs channels_last, where oneDNN's convolutions are
+        a third faster (features equal to about 3e-6 relative: the sums run in another order)."""
+        self.memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+        return self.to(device, memory_format=self.memory_format)
+
     def forward(self, images: torch.Tensor, logits: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``logits=False`` stops at the feature block (reference statistics need no logits)."""
         logits = logits and self.with_logits
         x = F.interpolate(images.float(), size=(299, 299), mode="bilinear", align_corners=False)
-        x = 2 * x - 1
+        x = (2 * x - 1).contiguous(memory_format=self.memory_format)
         features = None
         last = 3 if logits else DIMS[self.dims]
         for index, names in enumerate(_BLOCKS[: last + 1]):
