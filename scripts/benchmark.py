@@ -42,12 +42,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from sngan.cli import run_or_exit
 from sngan.metrics.evaluate import MetricRule, extract, generated_batches, score
 from sngan.metrics.fid import ReferenceStats
 from sngan.metrics.inception import InceptionError, InceptionFeatures, random_state_dict, resolve_weights
 from sngan.models import build_models
 from sngan.provenance import device_name, resolve_device
-from sngan.speed import keep_freed_memory
 
 
 def emit(record: dict[str, Any], out: Path | None) -> None:
@@ -363,15 +363,8 @@ def main(argv: list[str] | None = None) -> None:
     qu.add_argument("--device", default="auto")
     qu.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    keep_freed_memory()  # as the commands do
-    if args.bench == "train":
-        bench_train(args)
-    elif args.bench == "quality":
-        bench_quality(args)
-    elif args.bench == "fid":
-        bench_fid(args)
-    elif args.bench == "monitor":
-        bench_monitor(args)
+    bench = {"train": bench_train, "quality": bench_quality, "fid": bench_fid, "monitor": bench_monitor}[args.bench]
+    run_or_exit(lambda: bench(args))  # as the commands do: freed memory kept, a user error in one paragraph
 
 
 if __name__ == "__main__":
