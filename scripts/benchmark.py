@@ -83,7 +83,7 @@ def bench_fid(args: argparse.Namespace) -> None:
     generator, _ = build_models(args.model, args.z_dim, args.width)
     generator = generator.to(device).eval()
     extractor, kind = load_inception(args.weights)
-    extractor = extractor.to(device)
+    extractor = extractor.place(device)
     rng = np.random.default_rng(0)
     reference = ReferenceStats(np.zeros(2048), np.eye(2048), rng.normal(size=(2000, 2048)).astype(np.float32))
     rule = MetricRule("benchmark", args.n, "train", None)

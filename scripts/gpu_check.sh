@@ -9,8 +9,9 @@
 # fid (FID of 10,000 samples), others (cnn32, resnet48, cnn48 at the GPU default), quality (2,000-step
 # mode coverage of bf16 and compiled training against fp32 eager, seeds 0 and 1). OUT gets env.txt (card,
 # driver, torch), one log per phase and train.jsonl, fid.jsonl, quality.jsonl. Needs the project
-# installed (pip install -e ".[dev]") and a CUDA GPU; without the real Inception weights the FID phase
-# times the same network with seeded random weights and says so.
+# installed (pip install -e ".[dev]"; PYTHON=... names the interpreter if it is not `python`) and a CUDA
+# GPU; without the real Inception weights the FID phase times the same network with seeded random
+# weights and says so.
 set -uo pipefail
 if [ $# -lt 1 ]; then
     echo "usage: bash scripts/gpu_check.sh OUT [tests|resnet32|fid|others|quality ...]" >&2
@@ -29,30 +30,32 @@ for phase in "${phases[@]}"; do
         ;;
     esac
 done
-mkdir -p "$out" || exit 2
+mkdir -p "$out" && out=$(cd "$out" && pwd) || exit 2
+cd "$(dirname "$0")/.." || exit 2 # the repository root, where tests/ is
 export PYTHONUNBUFFERED=1
-bench=(python "$(dirname "$0")/benchmark.py")
+py=${PYTHON:-python} # the interpreter with the project installed
+bench=("$py" scripts/benchmark.py)
 
 {
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-    python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+    "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 } >"$out/env.txt" 2>&1
 
 run_phase() {  # run_phase NAME SECONDS COMMAND...: the command's output goes to OUT/NAME.log
     local name=$1 limit=$2
     shift 2
     echo "== $name (at most ${limit} s)"
-    timeout "$limit" "$@" >"$out/$name.log" 2>&1
+    timeout -k 30 "$limit" "$@" >"$out/$name.log" 2>&1 # a run stopped by SIGTERM saves first: 30 s more
     local rc=$?
-    echo "   exit $rc$([ $rc -eq 124 ] && echo ' (time limit: what it measured is kept)')"
+    echo "   exit $rc$([ $rc -eq 124 ] || [ $rc -eq 137 ] && echo ' (time limit: what it measured is kept)')"
 }
 
 for phase in "${phases[@]}"; do
     case $phase in
-    tests) run_phase tests 180 python -m pytest -n0 -q -p no:cacheprovider tests/test_gpu.py ;;
+    tests) run_phase tests 180 "$py" -m pytest -n0 -q -p no:cacheprovider tests/test_gpu.py ;;
     resnet32) run_phase resnet32 300 "${bench[@]}" train --models resnet32 --device cuda \
         --settings fp32-tf32,fp32-tf32-max,bf16-max --out "$out/train.jsonl" ;;
-    fid) run_phase fid 120 "${bench[@]}" fid --device cuda --repeats 1 --out "$out/fid.jsonl" ;;
+    fid) run_phase fid 120 "${bench[@]}" fid --device cuda --repeats 2 --out "$out/fid.jsonl" ;;
     others) run_phase others 240 "${bench[@]}" train --models cnn32,resnet48,cnn48 --device cuda \
         --settings fp32-tf32-max --out "$out/train.jsonl" ;;
     quality) run_phase quality 420 "${bench[@]}" quality --device cuda --out "$out/quality.jsonl" ;;

@@ -202,6 +202,9 @@ def test_a_rank_with_an_empty_share_of_the_sample_set_contributes_empty_arrays()
     class Extractor(torch.nn.Module):
         dims, with_logits = 64, True
 
+        def place(self, device):
+            return self
+
         def forward(self, x, logits):
             return torch.zeros(len(x), 64), torch.zeros(len(x), LOGITS)
 

@@ -128,6 +128,9 @@ def test_resnet_shortcuts_equal_the_official_order_of_resampling_and_1x1_convolu
     h = F.avg_pool2d(d_block.conv2(F.relu(d_block.conv1(F.relu(x)))), 2)
     official = h + F.avg_pool2d(d_block.shortcut(x), 2)
     torch.testing.assert_close(d_block(x), official, rtol=1e-12, atol=1e-12)
+    widen = DBlock(6, 10, downsample=False).double()  # resnet48's last block: a shortcut, no pooling
+    official = widen.conv2(F.relu(widen.conv1(F.relu(x)))) + widen.shortcut(x)
+    torch.testing.assert_close(widen(x), official, rtol=1e-12, atol=1e-12)
 
 
 def _u_vectors(d: nn.Module) -> list[torch.Tensor]:
