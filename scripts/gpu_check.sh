@@ -19,16 +19,16 @@ if [ $# -lt 1 ]; then
 fi
 out=$1
 shift
+known=(tests resnet32 fid others quality) # the order of a run without phases named
 phases=("$@")
-[ ${#phases[@]} -gt 0 ] || phases=(tests resnet32 fid others quality)
+[ ${#phases[@]} -gt 0 ] || phases=("${known[@]}")
 for phase in "${phases[@]}"; do
-    case $phase in
-    tests | resnet32 | fid | others | quality) ;;
-    *)
-        echo "unknown phase '$phase': choose from tests, resnet32, fid, others, quality" >&2
+    found=0
+    for k in "${known[@]}"; do [ "$phase" = "$k" ] && found=1; done
+    if [ $found -eq 0 ]; then
+        echo "unknown phase '$phase': choose from ${known[*]}" >&2
         exit 2
-        ;;
-    esac
+    fi
 done
 mkdir -p "$out" && out=$(cd "$out" && pwd) || exit 2
 cd "$(dirname "$0")/.." || exit 2 # the repository root, where tests/ is

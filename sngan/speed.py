@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import shutil
 import sys
@@ -156,6 +157,7 @@ def memory_format(speed: Speed) -> torch.memory_format:
     return torch.channels_last if speed.channels_last else torch.contiguous_format
 
 
+@functools.cache  # process-wide settings: applied (and an odd SNGAN_MALLOC warned about) once
 def keep_freed_memory() -> bool:
     """Have glibc's malloc keep freed memory for reuse instead of handing it back to the OS at once.
 
