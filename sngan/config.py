@@ -81,6 +81,7 @@ class LoopConfig:
     on_nonfinite: str = "stop"  # stop (save the last good state) | skip (drop the update, count it)
     sync_bn: bool = False  # under torchrun: G's BatchNorm statistics over the global batch (CUDA only)
     requeue_signal: str | None = None  # e.g. USR1 (SLURM --signal): checkpoint, `scontrol requeue`, exit
+    fake_labels: str = "data"  # conditional: fakes' classes as often as in the training set | uniform
     # Speed (sngan/speed.py): auto picks the fastest settings this device and launch support.
     precision: str = "auto"  # auto | fp32 | bf16 (autocast; spectral norm and losses stay fp32)
     tf32: bool | None = None  # None: on for Ampere and newer GPUs
@@ -188,6 +189,7 @@ def validate(
         ("dataset.name", sorted(datasets)),
         ("optim.decay", ["linear", "none"]),
         ("train.on_nonfinite", ["stop", "skip"]),
+        ("train.fake_labels", ["data", "uniform"]),
         ("train.precision", ["auto", "fp32", "bf16"]),
         ("train.compile", ["auto", "none", "default", "max"]),
         ("train.data_on", ["auto", "device", "host"]),

@@ -42,6 +42,15 @@ class ImageData:
     prototypes: torch.Tensor | None = None  # float [K, 3, H, W] in [-1, 1] (synthetic only)
     labels: torch.Tensor | None = None  # int64 [N] class indices, where the data has them
     classes: list[str] | None = None  # class names, index = label
+    uniform_classes: bool = False  # labels drawn uniformly by construction (synthetic)
+
+    def class_counts(self) -> list[int] | None:
+        """Images per class: the class mix a conditional run draws its fakes' labels with. None without
+        labels, and where the labels are uniform draws by construction (synthetic): there the counts are
+        a sample of the uniform mix, not the mix itself."""
+        if self.labels is None or not self.classes or self.uniform_classes:
+            return None
+        return torch.bincount(self.labels, minlength=len(self.classes)).tolist()
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -81,7 +90,8 @@ def make_synthetic(n: int, resolution: int, k: int = 10, seed: int = 0, shift: f
     gen = torch.Generator().manual_seed(seed + 1)
     labels = torch.randint(0, k, (n,), generator=gen)
     shifts = (torch.rand(n, 3, 1, 1, generator=gen) * 2 - 1) * shift
-    return ImageData(to_uint8(protos[labels] + shifts), protos, labels, [f"prototype_{i}" for i in range(k)])
+    names = [f"prototype_{i}" for i in range(k)]
+    return ImageData(to_uint8(protos[labels] + shifts), protos, labels, names, uniform_classes=True)
 
 
 def _cached(enabled: bool, base: Path, key: str, files: list[Path], decode: Callable[[], ImageData]) -> ImageData:

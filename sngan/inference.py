@@ -23,6 +23,7 @@ from torch import nn
 
 from sngan import checkpoint as ckpt
 from sngan.models import MODELS, build_models
+from sngan.step import label_cdf, sample_y
 
 EXPORT_FORMAT = "sngan-generator/1"
 EVAL_SEED_OFFSET = 12345  # evaluations draw z from seed + this, in training and in python -m sngan.evaluate
@@ -43,21 +44,29 @@ def generate(generator: nn.Module, z: torch.Tensor, y: torch.Tensor | None = Non
 class SeededSampler:
     """``sample_fn(n)`` drawing from ``generator`` (eval mode, no gradients) with its own RNG seeded with
     ``seed``: the same weights and seed always give the same images. A conditional generator draws
-    classes uniformly from the same RNG, or always ``label`` when one is given. ``skip(n)`` draws the
-    noise of n images without generating them, so that a rank generating a later share of a sample
-    set gets the images a single process would have generated there."""
+    classes from the same RNG, each as often as in ``class_counts`` (the training set's images per
+    class; default: the generator's ``class_counts``, uniform where unknown), or always ``label`` when
+    one is given. ``skip(n)`` draws the noise of n images without generating them, so that a rank
+    generating a later share of a sample set gets the images a single process would have generated there."""
 
-    def __init__(self, generator: nn.Module, device: torch.device, seed: int, label: int | None = None) -> None:
+    def __init__(
+        self,
+        generator: nn.Module,
+        device: torch.device,
+        seed: int,
+        label: int | None = None,
+        class_counts: list[int] | None = None,
+    ) -> None:
         self.generator, self.device, self.label = generator, device, label
         self.num_classes = getattr(generator, "num_classes", 0)
+        counts = class_counts if class_counts is not None else getattr(generator, "class_counts", None)
+        self.cdf = label_cdf(counts, device) if self.num_classes else None
         self.rng = torch.Generator(device=device).manual_seed(seed)
 
     def _noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         z = torch.randn(n, self.generator.z_dim, device=self.device, generator=self.rng)
-        if not self.num_classes:
-            return z, None
-        y = torch.randint(0, self.num_classes, (n,), device=self.device, generator=self.rng)
-        return z, y if self.label is None else torch.full_like(y, self.label)
+        y = sample_y(n, self.num_classes, self.device, self.cdf, self.rng)
+        return z, y if y is None or self.label is None else torch.full_like(y, self.label)
 
     def __call__(self, n: int) -> torch.Tensor:
         return generate(self.generator, *self._noise(n))
@@ -78,7 +87,11 @@ def _pick_ema(state: dict[str, Any], ema: str | bool | None, path: Path) -> bool
     return want
 
 
-def _build(model: dict[str, Any], path: Path, classes: list[str] | None = None) -> nn.Module:
+def _build(
+    model: dict[str, Any], path: Path, classes: list[str] | None = None, class_counts: list[int] | None = None
+) -> nn.Module:
+    """The generator ``model`` describes, with its class names and (where recorded: checkpoints from
+    before they were are sampled uniformly) its training images per class as attributes."""
     name = model.get("name")
     if name not in MODELS.names():
         raise ckpt.CheckpointError(
@@ -90,7 +103,24 @@ def _build(model: dict[str, Any], path: Path, classes: list[str] | None = None) 
     num_classes = len(classes) if model.get("conditional") and classes else 0
     generator, _ = build_models(name, int(model["z_dim"]), float(model["width"]), False, num_classes)
     generator.classes = list(classes) if num_classes and classes else None
+    generator.class_counts = _counts(class_counts, num_classes, path) if num_classes else None
     return generator
+
+
+def _counts(counts: Any, num_classes: int, path: Path) -> list[int] | None:
+    if counts is None:
+        return None
+    if (
+        not isinstance(counts, list | tuple)
+        or len(counts) != num_classes
+        or not all(isinstance(c, int) and c >= 0 for c in counts)
+        or not sum(counts)
+    ):
+        raise ckpt.CheckpointError(
+            f"'{path}' gives the training images per class as {counts!r}, which is not a count for each of its "
+            f"{num_classes} classes. The file is damaged or was edited."
+        )
+    return list(counts)
 
 
 def _load_weights(generator: nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
@@ -109,7 +139,7 @@ def generator_from_state(
     """(generator in eval mode on the CPU, facts about it) from a loaded training checkpoint."""
     use_ema = _pick_ema(state, ema, path)
     config = state.get("config") or {}
-    generator = _build(config.get("model", {}), path, state.get("classes"))
+    generator = _build(config.get("model", {}), path, state.get("classes"), state.get("class_counts"))
     _load_weights(generator, state["ema" if use_ema else "generator"], path)
     info = {
         "model": config["model"]["name"],
@@ -117,6 +147,7 @@ def generator_from_state(
         "width": config["model"]["width"],
         "conditional": bool(generator.num_classes),
         "classes": generator.classes,
+        "class_counts": generator.class_counts,
         "resolution": MODELS.get(config["model"]["name"]).resolution,
         "ema": use_ema,
         "step": int(state["step"]),
@@ -151,7 +182,7 @@ def load_generator(path: str | Path, ema: str | bool | None = "auto", device: st
         if not path.is_file():
             raise ckpt.CheckpointError(f"Exported generator '{path}' does not exist.")
         model = {key: meta.get(key) for key in ("z_dim", "width", "conditional")} | {"name": meta.get("model")}
-        generator = _build(model, path, meta.get("classes"))
+        generator = _build(model, path, meta.get("classes"), meta.get("class_counts"))
         try:
             weights = load_file(str(path))
         except Exception as exc:  # SafetensorError: truncated or not a safetensors file

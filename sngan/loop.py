@@ -50,10 +50,12 @@ def evaluate(
     result: dict[str, float] = {}
     nets = {"": run.generator} | ({"ema/": run.ema} if run.ema is not None else {})
     main = distributed.current().is_main
+    # Conditional: classes as often as in the training set (the real side's mix), whatever train.fake_labels.
+    sampler = lambda net: SeededSampler(net, device, seed, class_counts=run.class_counts)  # noqa: E731
     distributed.sync_buffers(run.generator, run.ema)  # every rank samples with rank 0's BatchNorm statistics
     for prefix, net in nets.items():
         if data.prototypes is not None and main:  # cheap: rank 0 alone
-            found = evaluate_synthetic(SeededSampler(net, device, seed), data.prototypes, n=cfg.train.eval_samples)
+            found = evaluate_synthetic(sampler(net), data.prototypes, n=cfg.train.eval_samples)
             if run.classes:  # classes are the prototypes: does G obey its label?
                 per_class = max(1, cfg.train.eval_samples // len(run.classes))
                 found |= class_agreement(
@@ -61,9 +63,7 @@ def evaluate(
                 )
             result |= {f"{prefix}synthetic/{k}": v for k, v in found.items()}
         if scorer is not None:  # its own sampler from the same seed: python -m sngan.evaluate reproduces it
-            result |= {
-                f"{prefix}{scorer.rule.name}/{k}": v for k, v in scorer(SeededSampler(net, device, seed)).items()
-            }
+            result |= {f"{prefix}{scorer.rule.name}/{k}": v for k, v in scorer(sampler(net)).items()}
     result = distributed.broadcast(result)  # every rank takes the same best.pt decision
     if result:
         tracker.metrics(result, run.step)
@@ -128,11 +128,15 @@ def train_step(
     updates = []
     for _ in range(t.n_dis):
         real, real_y = run.sampler.next(t.batch_size_d, device)
-        stats = d_step(g_read, d_update, run.opt_d, loss, real, cfg.model.z_dim, real_y, num_classes, speed)
+        stats = d_step(
+            g_read, d_update, run.opt_d, loss, real, cfg.model.z_dim, real_y, num_classes, speed, run.fake_cdf
+        )
         updates.append(("discriminator", stats))
     # Update G once; D is read without the all-reduce wrapper, so its gradients are not all-reduced.
     batch_g = t.batch_size_g // here.world
-    g_stats = g_step(g_update, d_read, run.opt_g, loss, batch_g, cfg.model.z_dim, device, num_classes, speed)
+    g_stats = g_step(
+        g_update, d_read, run.opt_g, loss, batch_g, cfg.model.z_dim, device, num_classes, speed, run.fake_cdf
+    )
     updates.append(("generator", g_stats))
     # Skipped updates (non-finite): the flags are read once per step, the only wait for the device.
     finite = torch.cat([s[f"finite/{network[0]}"] for network, s in updates]).tolist()

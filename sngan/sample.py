@@ -22,6 +22,7 @@ from sngan.config_tools import SampleConfig, check_sample
 from sngan.images import save_png
 from sngan.inference import generate, load_generator
 from sngan.provenance import resolve_device
+from sngan.step import label_cdf, sample_y
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -51,7 +52,8 @@ def pick_label(generator: torch.nn.Module, label: str | None) -> int | None:
 
 def labels_for(generator: torch.nn.Module, cfg: SampleConfig, n: int, gen: torch.Generator) -> torch.Tensor | None:
     """The class of each of ``n`` images: None (unconditional G), one class (class=K), one row per class
-    (classes=all) or drawn uniformly."""
+    (classes=all) or drawn at random, each class as often as in the training set (uniformly for checkpoints
+    that do not record it)."""
     k = getattr(generator, "num_classes", 0)
     if not k and (cfg.classes is not None or cfg.label is not None):
         asked = f"class={cfg.label}" if cfg.label is not None else f"classes={cfg.classes}"
@@ -66,7 +68,7 @@ def labels_for(generator: torch.nn.Module, cfg: SampleConfig, n: int, gen: torch
         return torch.arange(k).repeat_interleave(cfg.n)
     if label is not None:
         return torch.full((n,), label)
-    return torch.randint(0, k, (n,), generator=gen)
+    return sample_y(n, k, torch.device("cpu"), label_cdf(getattr(generator, "class_counts", None)), gen)
 
 
 @torch.no_grad()

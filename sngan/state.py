@@ -39,6 +39,8 @@ class Run:
     best_metric: str | None = None  # which number best_fid is, rule included: "ema/fid_paper/fid"
     fixed_y: torch.Tensor | None = None  # class of each fixed_z row (conditional runs: one grid row per class)
     classes: list[str] | None = None  # class names of a conditional run, index = label
+    class_counts: list[int] | None = None  # training images per class (conditional runs)
+    fake_cdf: torch.Tensor | None = None  # fakes' class distribution (step.label_cdf); None: uniform
     # What the updates call (DistributedDataParallel wrappers under torchrun, torch.compile'd modules
     # under train.compile; None: the modules themselves). The *_read ones are the network read by the
     # other one's update (no all-reduce): G in the D update, D in the G update.
@@ -106,6 +108,7 @@ def state_dict(
         "fixed_z": run.fixed_z.cpu(),
         "fixed_y": run.fixed_y.cpu() if run.fixed_y is not None else None,
         "classes": list(run.classes) if run.classes is not None else None,
+        "class_counts": list(run.class_counts) if run.class_counts is not None else None,
         "skipped": dict(run.skipped),
         "ema": run.ema.state_dict() if run.ema is not None else None,
         "best": {"metric": run.best_metric, "fid": run.best_fid, "step": run.best_step},

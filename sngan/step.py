@@ -98,9 +98,32 @@ def sample_z(n: int, z_dim: int, device: torch.device) -> torch.Tensor:
     return torch.randn(n, z_dim, device=device)
 
 
-def sample_y(n: int, num_classes: int, device: torch.device) -> torch.Tensor | None:
-    """Class labels for n fakes, uniform over the classes (class-balanced); None when unconditional."""
-    return torch.randint(0, num_classes, (n,), device=device) if num_classes else None
+def label_cdf(counts: list[int] | None, device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """The cumulative class distribution that fakes' labels are drawn from, given the training set's
+    image count per class: None where every class has as many images (then labels are drawn uniformly,
+    as before class frequencies were known) or where the run is unconditional."""
+    if not counts or len(set(counts)) == 1:
+        return None
+    cdf = torch.tensor(counts, dtype=torch.float64).cumsum(0)
+    return (cdf / cdf[-1]).to(torch.float32).to(device)
+
+
+def sample_y(
+    n: int,
+    num_classes: int,
+    device: torch.device,
+    cdf: torch.Tensor | None = None,
+    rng: torch.Generator | None = None,
+) -> torch.Tensor | None:
+    """Class labels for n fakes; None when unconditional. Uniform over the classes without ``cdf``;
+    with one (``label_cdf``), each class as often as in the training set: the inverse CDF of uniform
+    draws, with no host synchronization (CUDA graphs capture it)."""
+    if not num_classes:
+        return None
+    if cdf is None:
+        return torch.randint(0, num_classes, (n,), device=device, generator=rng)
+    u = torch.rand(n, device=device, generator=rng)
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=num_classes - 1)
 
 
 def call(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -118,13 +141,14 @@ def d_step(
     real_y: torch.Tensor | None = None,
     num_classes: int = 0,
     speed: Speed = EAGER,
+    fake_cdf: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Update D once on ``real`` (with its labels ``real_y`` when conditional) and as many fresh fakes
-    (of uniformly drawn classes)."""
+    (of classes drawn by ``sample_y`` with ``fake_cdf``)."""
     n = len(real)
     mark_step(speed)
     real = real.contiguous(memory_format=memory_format(speed))
-    fake_y = sample_y(n, num_classes, real.device)
+    fake_y = sample_y(n, num_classes, real.device, fake_cdf)
     with autocast(speed, real.device):
         with torch.no_grad():
             fake = call(generator, sample_z(n, z_dim, real.device), fake_y)
@@ -151,14 +175,15 @@ def g_step(
     device: torch.device,
     num_classes: int = 0,
     speed: Speed = EAGER,
+    fake_cdf: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Update G once on ``batch`` fresh samples (of uniformly drawn classes when conditional); D's
-    weights, u and v stay put."""
+    """Update G once on ``batch`` fresh samples (of classes drawn by ``sample_y`` with ``fake_cdf`` when
+    conditional); D's weights, u and v stay put."""
     discriminator.eval()
     discriminator.requires_grad_(False)
     try:
         mark_step(speed)
-        y = sample_y(batch, num_classes, device)
+        y = sample_y(batch, num_classes, device, fake_cdf)
         with autocast(speed, device):
             out_fake = call(discriminator, call(generator, sample_z(batch, z_dim, device), y), y).float()
         loss_g = loss.g_loss(out_fake)

@@ -36,7 +36,7 @@ from sngan.resume import check_architecture, find_resume
 from sngan.scoring import load_dataset, load_extractor, make_scorer
 from sngan.speed import Speed, memory_format, resolve, set_tf32
 from sngan.state import Run, fingerprint, make_ema, restore, state_dict
-from sngan.step import EAGER, adam
+from sngan.step import EAGER, adam, label_cdf
 from sngan.stopping import GracefulStop, Interrupted, TimeLimit, requeue
 from sngan.tracking import NullTracker, Tracker
 from sngan.wrappers import accelerate, distribute
@@ -66,7 +66,11 @@ def build_run(
     n = len(fixed_y) if fixed_y is not None else cfg.train.grid_size
     fixed_z = torch.randn(n, cfg.model.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
     ema = make_ema(g) if cfg.train.ema_decay is not None else None
-    return Run(g, d, opt_g, opt_d, sampler, fixed_z.to(device), ema=ema, fixed_y=fixed_y, classes=classes)
+    run = Run(g, d, opt_g, opt_d, sampler, fixed_z.to(device), ema=ema, fixed_y=fixed_y, classes=classes)
+    if labels is not None:  # fakes' classes: as often as the training set's (balanced sets: uniform)
+        run.class_counts = data.class_counts()
+        run.fake_cdf = label_cdf(run.class_counts, device) if cfg.train.fake_labels == "data" else None
+    return run
 
 
 def class_names(cfg: TrainConfig, data: ImageData) -> list[str] | None:

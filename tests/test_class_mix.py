@@ -1,0 +1,133 @@
+"""Fakes' classes follow the training set's class frequencies (train.fake_labels=data, the default):
+drawn in the D and G updates, recorded in checkpoints and exports, used by evaluation and sampling.
+Balanced datasets (CIFAR, STL-10) keep the uniform draw exactly as before."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from helpers import compose_cfg, run_training, validated
+from PIL import Image
+from torch import nn
+
+from sngan import checkpoint as ckpt
+from sngan.config import ConfigError
+from sngan.data import make_synthetic
+from sngan.inference import SeededSampler, export_generator, generator_from_checkpoint, load_generator
+from sngan.losses import LOSSES
+from sngan.models import build_models
+from sngan.step import adam, d_step, g_step, label_cdf, sample_y
+
+CPU = torch.device("cpu")
+COND = ["experiment=quickstart_conditional", "model.width=0.125"]
+
+
+def test_label_cdf_is_none_for_balanced_classes_and_draws_follow_the_counts():
+    assert label_cdf(None) is None and label_cdf([]) is None and label_cdf([7, 7, 7]) is None
+    cdf = label_cdf([1, 0, 3])
+    assert cdf.tolist() == [0.25, 0.25, 1.0]
+    y = sample_y(40_000, 3, CPU, cdf, torch.Generator().manual_seed(0))
+    share = torch.bincount(y, minlength=3).double() / len(y)
+    assert share[1] == 0 and share[0].item() == pytest.approx(0.25, abs=0.01), share  # an empty class never
+    # without a CDF: the uniform draw, the very stream of randint (balanced runs draw what they always drew)
+    uniform = sample_y(64, 10, CPU, None, torch.Generator().manual_seed(3))
+    assert torch.equal(uniform, torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(3)))
+    assert sample_y(5, 0, CPU, cdf) is None
+
+
+class Recorder(nn.Module):
+    """A conditional D that remembers the labels it was called with."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner, self.seen = inner, []
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        self.seen.append(y.clone())
+        return self.inner(x, y)
+
+
+def test_d_and_g_updates_draw_the_fakes_classes_from_the_cdf():
+    torch.manual_seed(0)
+    g, d = build_models("resnet32", 8, 0.0625, True, 3)
+    d = Recorder(d)
+    opt_g, opt_d = adam(list(g.parameters()), 1e-4, (0.0, 0.9), CPU), adam(list(d.parameters()), 1e-4, (0.0, 0.9), CPU)
+    loss, real, real_y = LOSSES.get("hinge"), torch.rand(16, 3, 32, 32) * 2 - 1, torch.zeros(16, dtype=torch.long)
+    only_two = label_cdf([0, 0, 5])
+    d_step(g, d, opt_d, loss, real, 8, real_y, 3, fake_cdf=only_two)
+    g_step(g, d, opt_g, loss, 12, 8, CPU, 3, fake_cdf=only_two)
+    (d_y,), (g_y,) = d.seen[:1], d.seen[1:]
+    assert torch.equal(d_y[:16], real_y) and (d_y[16:] == 2).all() and len(d_y) == 32  # real labels, then fakes'
+    assert (g_y == 2).all() and len(g_y) == 12
+    d_step(g, d, opt_d, loss, real, 8, real_y, 3)  # no CDF: uniform, all three classes among 16 fakes
+    assert set(d.seen[-1][16:].tolist()) == {0, 1, 2}
+
+
+def test_build_run_keeps_the_counts_and_draws_by_them_unless_fake_labels_is_uniform():
+    from sngan.train import build_run
+
+    data = make_synthetic(40, 32, k=4)
+    assert data.class_counts() is None  # synthetic classes are uniform draws: uniform mix, as before
+    assert build_run(validated(compose_cfg(COND)), data, CPU).class_counts is None
+    data.labels, data.uniform_classes = torch.tensor([0] * 20 + [1] * 10 + [3] * 10), False  # class 2: no image
+    run = build_run(validated(compose_cfg(COND)), data, CPU)
+    assert run.class_counts == [20, 10, 0, 10] and run.fake_cdf.tolist() == [0.5, 0.75, 0.75, 1.0]
+    run = build_run(validated(compose_cfg(COND + ["train.fake_labels=uniform"])), data, CPU)
+    assert run.class_counts == [20, 10, 0, 10] and run.fake_cdf is None
+    data.labels = torch.arange(40) % 4  # balanced: uniform, as before
+    assert build_run(validated(compose_cfg(COND)), data, CPU).fake_cdf is None
+    assert build_run(validated(compose_cfg(["experiment=quickstart"])), data, CPU).class_counts is None
+    with pytest.raises(ConfigError, match=r"train.fake_labels.*choose one of: data, uniform"):
+        validated(compose_cfg(COND + ["train.fake_labels=balanced"]))
+
+
+@pytest.fixture(scope="module")
+def imbalanced_run(tmp_path_factory: pytest.TempPathFactory):
+    """One training step on a folder of 12 cats and 4 dogs."""
+    root = tmp_path_factory.mktemp("mix")
+    for cls, n in (("cat", 12), ("dog", 4)):
+        (root / "images" / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (32, 32), (15 * i, 120 if cls == "cat" else 0, 40)).save(
+                root / "images" / cls / f"{i}.png"
+            )
+    every = ["train.checkpoint_every=1", "train.eval_every=1", "train.sample_every=1"]
+    args = COND + every + ["dataset=folder", f"dataset.root={root / 'images'}", "train.steps=1",
+                           "train.batch_size_d=4", "train.batch_size_g=4"]  # fmt: skip
+    run_training(root / "run", args)
+    return root, ckpt.find_latest(root / "run")
+
+
+def test_checkpoints_exports_and_samplers_carry_the_class_mix(imbalanced_run):
+    root, path = imbalanced_run
+    assert ckpt.load(path)["class_counts"] == [12, 4]
+    g, info = generator_from_checkpoint(path)
+    assert g.class_counts == [12, 4] and info["class_counts"] == [12, 4]
+    y = SeededSampler(g, CPU, 0)._noise(4000)[1]  # evaluation draws classes as the training set has them
+    assert (y == 1).double().mean().item() == pytest.approx(0.25, abs=0.025)
+    assert (SeededSampler(g, CPU, 0, label=1)._noise(50)[1] == 1).all()  # intra-class: one class
+    y = SeededSampler(g, CPU, 0, class_counts=[1, 1])._noise(4000)[1]  # explicit counts win
+    assert (y == 1).double().mean().item() == pytest.approx(0.5, abs=0.03)
+    out, meta = export_generator(path, root / "g.safetensors")
+    assert json.loads(meta.read_text())["class_counts"] == [12, 4] and load_generator(out).class_counts == [12, 4]
+
+
+def test_sample_draws_the_class_mix_and_old_or_damaged_counts_are_handled(imbalanced_run, tmp_path):
+    from sngan.config_tools import SampleConfig
+    from sngan.sample import labels_for
+
+    _, path = imbalanced_run
+    g, _ = generator_from_checkpoint(path)
+    y = labels_for(g, SampleConfig(ckpt=str(path)), 4000, torch.Generator().manual_seed(1))
+    assert (y == 1).double().mean().item() == pytest.approx(0.25, abs=0.025)
+    state = ckpt.load(path)
+    state.pop("class_counts")  # as sngan wrote checkpoints before it recorded the class mix: uniform
+    ckpt.save_atomic(state, tmp_path / "old.pt")
+    g, _ = generator_from_checkpoint(tmp_path / "old.pt")
+    assert g.class_counts is None and (SeededSampler(g, CPU, 0)._noise(4000)[1] == 1).double().mean() > 0.45
+    state["class_counts"] = [12, -4]
+    ckpt.save_atomic(state, tmp_path / "bad.pt")
+    with pytest.raises(ckpt.CheckpointError, match=r"not a count for each of its 2 classes.*damaged or was edited"):
+        generator_from_checkpoint(tmp_path / "bad.pt")
