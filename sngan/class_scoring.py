@@ -21,6 +21,7 @@ from sngan.scoring import (
     check_enough,
     check_writable,
     load_dataset,
+    reference_index,
     stats_path,
     unwritable_error,
 )
@@ -36,7 +37,7 @@ def class_reference_stats(
     weights: Weights,
     device: torch.device,
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], Path]:
-    """Inception statistics (mu, sigma) of each class among the first ``n`` images of ``split``, for
+    """Inception statistics (mu, sigma) of each class among the reference images of ``split``, for
     intra-class FID, and the cache file they come from.
 
     The cache keeps the images' features (float32, as the network computes them: n x dims x 4 bytes) and
@@ -97,10 +98,12 @@ def _compute_class_cache(
             f"Intra-class FID compares each class with its real images, but the '{split}' split of "
             f"'{dataset.name}' has no labels. Use a rule whose metrics.real_split is labelled, or drop intra_class."
         )
-    images, labels = data.images, data.labels.numpy()
+    images, labels = data.images, data.labels
     if n is not None:
         check_enough(images, n, split, dataset)
-        images, labels = images[:n], labels[:n]
+        index = reference_index(len(images), n, dataset)
+        images, labels = images[index], labels[index]
+    labels = labels.numpy()
     print(f"Computing per-class reference statistics of {len(images)} images into {cache} ...", file=sys.stderr)
     features, _ = extract(extractor, uint8_batches(images, inception.batch_size), device, logits=False)
     features = features.astype(np.float32)  # exact: the network's own precision

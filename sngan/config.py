@@ -97,7 +97,7 @@ class MetricsConfig:
     name: str = "none"  # none | fid_paper | fid50k_train | fid10k_test | a name of your own
     n_fake: int = 0  # generated images for FID/IS/KID
     real_split: str = "train"  # train: the split the model trains on | test: the dataset's test split
-    n_real: int | None = None  # None: the whole split; else its first n_real images in file order
+    n_real: int | None = None  # None: the whole split; else n_real of them (scoring.reference_index)
     is_splits: int = 10
     kid_subsets: int = 100
     kid_subset_size: int = 1000

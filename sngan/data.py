@@ -45,9 +45,8 @@ class ImageData:
     uniform_classes: bool = False  # labels drawn uniformly by construction (synthetic)
 
     def class_counts(self) -> list[int] | None:
-        """Images per class: the class mix a conditional run draws its fakes' labels with. None without
-        labels, and where the labels are uniform draws by construction (synthetic): there the counts are
-        a sample of the uniform mix, not the mix itself."""
+        """Images per class, the class mix a conditional run draws its fakes' labels with; None without
+        labels and where labels are uniform draws by construction (synthetic: the counts sample that mix)."""
         if self.labels is None or not self.classes or self.uniform_classes:
             return None
         return torch.bincount(self.labels, minlength=len(self.classes)).tolist()

@@ -113,7 +113,7 @@ def _counts(counts: Any, num_classes: int, path: Path) -> list[int] | None:
     if (
         not isinstance(counts, list | tuple)
         or len(counts) != num_classes
-        or not all(isinstance(c, int) and c >= 0 for c in counts)
+        or not all(type(c) is int and c >= 0 for c in counts)
         or not sum(counts)
     ):
         raise ckpt.CheckpointError(

@@ -67,8 +67,19 @@ def dataset_tag(dataset: DatasetConfig) -> str:
     return dataset.name
 
 
+def reference_index(total: int, n: int | None, dataset: DatasetConfig) -> slice | torch.Tensor:
+    """Which of a split's ``total`` images make its reference set: all (``n`` None), the first ``n`` in
+    file order (CIFAR's and STL-10's files hold the images in no particular class order), or, for an
+    image folder, whose file order is its sorted subfolders, ``n`` spread evenly over that order, so that
+    every subfolder contributes in proportion to its size."""
+    if n is None:
+        return slice(None)
+    return torch.arange(n) * total // n if dataset.name == "folder" else slice(0, n)
+
+
 def stats_path(stats_dir: str, dataset: DatasetConfig, split: str, n: int | None, dims: int) -> Path:
-    name = f"{dataset_tag(dataset)}_{split.replace('+', '-')}_{dataset.resolution}px_{n or 'all'}"
+    count = "all" if n is None else f"{n}-spread" if dataset.name == "folder" else str(n)
+    name = f"{dataset_tag(dataset)}_{split.replace('+', '-')}_{dataset.resolution}px_{count}"
     return Path(stats_dir) / (name + ("" if dims == 2048 else f"_{dims}d") + ".npz")
 
 
@@ -87,7 +98,8 @@ def reference_stats(
     device: torch.device,
     images: torch.Tensor | None = None,
 ) -> tuple[ReferenceStats, Path, bool]:
-    """Cached statistics of the first ``n`` images of ``split`` (all if None): (stats, file, computed now)."""
+    """Cached statistics of ``n`` images of ``split`` (all if None; which ones: ``reference_index``):
+    (stats, file, computed now)."""
     path = stats_path(inception.stats_dir, dataset, split, n, inception.dims)
     if path.is_file():
         try:
@@ -102,7 +114,7 @@ def reference_stats(
         images = load_dataset(dataset, split).images
     if n is not None:
         check_enough(images, n, split, dataset)
-        images = images[:n]
+        images = images[reference_index(len(images), n, dataset)]
     print(f"Computing reference statistics of {len(images)} images into {path} ...", file=sys.stderr)
     features, _ = extract(extractor, uint8_batches(images, inception.batch_size), device, logits=False)
     try:
@@ -122,7 +134,7 @@ def check_writable(folder: Path) -> None:
 def check_enough(images: torch.Tensor, n: int, split: str, dataset: DatasetConfig) -> None:
     if len(images) < n:
         raise MetricsError(
-            f"The reference set needs the first {n} images of the '{split}' split of '{dataset.name}', "
+            f"The reference set needs {n} images of the '{split}' split of '{dataset.name}', "
             f"but it holds only {len(images)}. Use a rule with fewer real images (set metrics.n_real and "
             f"a metrics.name of your own) or a larger dataset."
         )

@@ -18,7 +18,7 @@ import torch
 from sngan import checkpoint as ckpt
 from sngan.data import BatchSampler
 from sngan.distributed import rank_seed
-from sngan.step import load_optimizer
+from sngan.step import label_cdf, load_optimizer
 
 
 @dataclass
@@ -150,3 +150,16 @@ def restore(run: Run, state: dict[str, Any], path: Path, rank: int = 0, seed: in
         ckpt.set_rng_state(ranks[rank])
     else:
         torch.manual_seed(rank_seed(seed, rank, run.step))
+
+
+def keep_class_mix(run: Run, state: dict[str, Any], by_counts: bool) -> list[int] | None:
+    """A resumed conditional run keeps the class mix it started with, the checkpoint's, so that its fakes
+    and its FIDs mean the same across the resume (a checkpoint from before the mix was recorded: uniform,
+    as it was drawn). ``by_counts``: train.fake_labels=data. Returns the dataset's own counts where they
+    differ from the checkpoint's (images were added or removed since), else None."""
+    if run.classes is None:
+        return None
+    stored, now = state.get("class_counts"), run.class_counts
+    run.class_counts = list(stored) if stored is not None else None
+    run.fake_cdf = label_cdf(run.class_counts, run.fixed_z.device) if by_counts else None
+    return now if stored is not None and now is not None and list(stored) != now else None

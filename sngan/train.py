@@ -35,7 +35,7 @@ from sngan.provenance import provenance, resolve_device
 from sngan.resume import check_architecture, find_resume
 from sngan.scoring import load_dataset, load_extractor, make_scorer
 from sngan.speed import Speed, memory_format, resolve, set_tf32
-from sngan.state import Run, fingerprint, make_ema, restore, state_dict
+from sngan.state import Run, fingerprint, keep_class_mix, make_ema, restore, state_dict
 from sngan.step import EAGER, adam, label_cdf
 from sngan.stopping import GracefulStop, Interrupted, TimeLimit, requeue
 from sngan.tracking import NullTracker, Tracker
@@ -184,6 +184,11 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
         check_architecture(state["config"], config, source)
         check_classes(state.get("classes"), run, source)
         restore(run, state, source, here.rank, cfg.seed)
+        changed = keep_class_mix(run, state, cfg.train.fake_labels == "data")
+        if changed is not None and here.is_main:
+            print(f"note: the dataset's images per class are now {changed}, but {source} was trained with "
+                  f"{run.class_counts}; the run keeps drawing its fakes' classes with the checkpoint's mix. "
+                  f"Start a new run to train with the new mix.", file=sys.stderr)  # fmt: skip
         if here.is_main:
             print(f"Resumed from {source} at step {run.step}.", file=sys.stderr)
     distribute(run, cfg, device, here)

@@ -83,21 +83,71 @@ def test_build_run_keeps_the_counts_and_draws_by_them_unless_fake_labels_is_unif
         validated(compose_cfg(COND + ["train.fake_labels=balanced"]))
 
 
+def make_folder(root, cats: int = 12, dogs: int = 4):
+    for cls, n in (("cat", cats), ("dog", dogs)):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.new("RGB", (32, 32), (15 * i, 120 if cls == "cat" else 0, 40)).save(root / cls / f"{i}.png")
+    return root
+
+
+def folder_args(root) -> list[str]:
+    every = ["train.checkpoint_every=1", "train.eval_every=1", "train.sample_every=1"]
+    return COND + every + ["dataset=folder", f"dataset.root={root}", "train.batch_size_d=4", "train.batch_size_g=4"]
+
+
 @pytest.fixture(scope="module")
 def imbalanced_run(tmp_path_factory: pytest.TempPathFactory):
     """One training step on a folder of 12 cats and 4 dogs."""
     root = tmp_path_factory.mktemp("mix")
-    for cls, n in (("cat", 12), ("dog", 4)):
-        (root / "images" / cls).mkdir(parents=True)
-        for i in range(n):
-            Image.new("RGB", (32, 32), (15 * i, 120 if cls == "cat" else 0, 40)).save(
-                root / "images" / cls / f"{i}.png"
-            )
-    every = ["train.checkpoint_every=1", "train.eval_every=1", "train.sample_every=1"]
-    args = COND + every + ["dataset=folder", f"dataset.root={root / 'images'}", "train.steps=1",
-                           "train.batch_size_d=4", "train.batch_size_g=4"]  # fmt: skip
-    run_training(root / "run", args)
+    run_training(root / "run", folder_args(make_folder(root / "images")) + ["train.steps=1"])
     return root, ckpt.find_latest(root / "run")
+
+
+def test_the_loop_draws_by_the_mix_and_a_resumed_run_keeps_its_checkpoints_mix(tmp_path, monkeypatch, capsys):
+    import sngan.step
+
+    drawn = []
+    real_sample_y = sngan.step.sample_y
+    monkeypatch.setattr(sngan.step, "sample_y", lambda n, k, dev, cdf=None, rng=None: drawn.append(cdf) or
+                        real_sample_y(n, k, dev, cdf, rng))  # fmt: skip
+    args = folder_args(make_folder(tmp_path / "images")) + ["train.steps=1"]
+    run_training(tmp_path / "run", args)
+    assert len(drawn) == 2 and all(cdf.tolist() == [0.75, 1.0] for cdf in drawn)  # the D and the G update
+    for i in (0, 1):  # two cats turn out to be dogs: the data's mix is now [10, 6]
+        (tmp_path / "images" / "cat" / f"{i}.png").rename(tmp_path / "images" / "dog" / f"was_cat_{i}.png")
+    run_training(tmp_path / "run", args[:-1] + ["train.steps=2", "resume=auto"])
+    assert "images per class are now [10, 6]" in capsys.readouterr().err and drawn[-1].tolist() == [0.75, 1.0]
+    path = ckpt.find_latest(tmp_path / "run")
+    state = ckpt.load(path)
+    assert state["class_counts"] == [12, 4]
+    state.pop("class_counts")  # a run started before the mix was recorded goes on drawing uniformly
+    ckpt.save_atomic(state, path)
+    run_training(tmp_path / "run", args[:-1] + ["train.steps=3", "resume=auto"])
+    assert drawn[-1] is None and ckpt.load(ckpt.find_latest(tmp_path / "run"))["class_counts"] is None
+
+
+def test_training_evaluation_samples_with_the_runs_mix(tmp_path):
+    from sngan.loop import evaluate
+    from sngan.tracking import NullTracker
+    from sngan.train import build_run
+
+    data = make_synthetic(16, 32, k=2)
+    data.labels, data.uniform_classes = torch.tensor([0] * 12 + [1] * 4), False
+    cfg = validated(compose_cfg(COND))
+    run = build_run(cfg, data, CPU)
+    seen = []
+
+    class Scorer:
+        rule = type("Rule", (), {"name": "rule"})
+
+        def __call__(self, sample_fn):
+            seen.append(sample_fn.cdf)
+            return {"fid": 1.0}
+
+    data.prototypes = None  # a real dataset: FID only
+    assert evaluate(cfg, run, data, NullTracker(tmp_path), Scorer(), lambda r: tmp_path) == {"rule/fid": 1.0}
+    assert [cdf.tolist() for cdf in seen] == [[0.75, 1.0]]
 
 
 def test_checkpoints_exports_and_samplers_carry_the_class_mix(imbalanced_run):
@@ -131,3 +181,43 @@ def test_sample_draws_the_class_mix_and_old_or_damaged_counts_are_handled(imbala
     ckpt.save_atomic(state, tmp_path / "bad.pt")
     with pytest.raises(ckpt.CheckpointError, match=r"not a count for each of its 2 classes.*damaged or was edited"):
         generator_from_checkpoint(tmp_path / "bad.pt")
+
+
+def test_exports_without_or_with_damaged_counts(imbalanced_run, tmp_path):
+    root, path = imbalanced_run
+    out, meta = export_generator(path, tmp_path / "g.safetensors")
+    doc = json.loads(meta.read_text())
+    meta.write_text(json.dumps({k: v for k, v in doc.items() if k != "class_counts"}))  # an older export
+    assert load_generator(out).class_counts is None
+    meta.write_text(json.dumps(doc | {"class_counts": [True, 3]}))
+    with pytest.raises(ckpt.CheckpointError, match="not a count for each of its 2 classes"):
+        load_generator(out)
+
+
+def test_a_folders_reference_set_spreads_over_its_subfolders(imbalanced_run, tmp_path, monkeypatch):
+    import sngan.class_scoring
+    import sngan.scoring
+    from sngan.class_scoring import class_reference_stats
+    from sngan.config import DatasetConfig, InceptionConfig
+    from sngan.data import load_images
+    from sngan.metrics.inception import Weights
+    from sngan.scoring import reference_stats
+
+    embedded = []
+
+    def features(extractor, batches, device, logits=True):  # a stand-in network: 4 pixel values per image
+        images = torch.cat(list(batches))
+        embedded.append(images)
+        return images.flatten(1)[:, ::700].double().numpy(), None
+
+    for module in (sngan.scoring, sngan.class_scoring):
+        monkeypatch.setattr(module, "extract", features)
+    root, _ = imbalanced_run
+    dataset = DatasetConfig(name="folder", root=str(root / "images"), resolution=32)
+    inception = InceptionConfig(stats_dir=str(tmp_path), batch_size=64, dims=64)
+    weights, data = Weights(tmp_path / "w.pth", "sha"), load_images("folder", str(root / "images"), 32)
+    _, path, _ = reference_stats(dataset, "train", 8, inception, None, weights, CPU)
+    assert path.name.endswith("_32px_8-spread_64d.npz")  # never the name of a first-8 set cached before
+    assert torch.equal(embedded[0], data.images[::2])  # 6 cats and 2 dogs, not the first 8 cats
+    stats, _ = class_reference_stats(dataset, "train", 8, 2, inception, None, weights, CPU)
+    assert torch.equal(embedded[1], data.images[::2]) and len(stats) == 2

@@ -261,7 +261,7 @@ def test_conditional_training_under_torchrun_keeps_replicas_identical(tmp_path):
     assert state["replicas"][0] == state["replicas"][1] and len(state["classes"]) == 10
 
 
-def test_evaluate_scores_a_conditional_generator_with_the_training_class_mix(conditional_run, with_inception):
+def test_evaluate_scores_a_conditional_generator_with_classes_drawn_uniformly(conditional_run, with_inception):
     from test_commands import TINY_METRICS
 
     from sngan.config import InceptionConfig

@@ -28,7 +28,7 @@ class MetricRule:
     name: str
     n_fake: int
     real_split: str  # "train" (the split the model trains on) or "test"
-    n_real: int | None  # None: the whole split; else its first n_real images in file order
+    n_real: int | None  # None: the whole split; else n_real of its images (which: sngan.scoring.reference_index)
     is_splits: int = 10
     kid_subsets: int = 100
     kid_subset_size: int = 1000
