@@ -179,6 +179,12 @@ def _folder_images(root: str) -> list[Path]:
     return paths
 
 
+def folder_signature(root: str) -> str:
+    """A digest of an image folder's file names, sizes and modification times: it changes when the
+    folder's images do (a file added, removed, replaced), without decoding any."""
+    return image_cache.signature(Path(root), _folder_images(root)) or "changing"
+
+
 def _load_folder(root: str, resolution: int, paths: list[Path]) -> ImageData:
     """The images ``paths`` under ``root``; labelled by first-level subfolder (sorted names) when every
     image lies in one."""

@@ -23,7 +23,7 @@ CACHE_DIR = ".sngan_cache"  # hidden: an image folder's own cache is not taken f
 CACHE_FORMAT = 1
 
 
-def _signature(base: Path, files: list[Path]) -> str | None:
+def signature(base: Path, files: list[Path]) -> str | None:
     """A digest of the source files' names, sizes and modification times (None if one is missing)."""
     digest = hashlib.sha256()
     for f in files:
@@ -79,14 +79,14 @@ def cached(
     """``decode()``, or the tensor it made last time for the same ``files`` (names, sizes, times)."""
     if not enabled:
         return decode()
-    signature = _signature(base, files)
-    if signature is not None:
-        found = _read_cache(base / CACHE_DIR / f"{key}-{signature}.pt")
+    digest = signature(base, files)
+    if digest is not None:
+        found = _read_cache(base / CACHE_DIR / f"{key}-{digest}.pt")
         if found is not None:
             return found
     data = decode()
-    if signature is None:  # the files are there now (a download)
-        signature = _signature(base, files)
-    if signature is not None:
-        _write_cache(base / CACHE_DIR / f"{key}-{signature}.pt", data)
+    if digest is None:  # the files are there now (a download)
+        digest = signature(base, files)
+    if digest is not None:
+        _write_cache(base / CACHE_DIR / f"{key}-{digest}.pt", data)
     return data

@@ -22,7 +22,7 @@ import torch
 
 from sngan import distributed
 from sngan.config import DatasetConfig, InceptionConfig, MetricsConfig
-from sngan.data import ImageData, load_images
+from sngan.data import ImageData, folder_signature, load_images
 from sngan.metrics.evaluate import MetricRule, extract, generated_batches, score, uint8_batches
 from sngan.metrics.fid import (
     ReferenceStats,
@@ -59,9 +59,9 @@ def split_of(dataset: DatasetConfig, real_split: str) -> str:
 
 
 def dataset_tag(dataset: DatasetConfig) -> str:
-    if dataset.name == "folder":
-        digest = hashlib.sha1(str(Path(dataset.root).resolve()).encode()).hexdigest()[:8]
-        return f"folder-{Path(dataset.root).resolve().name}-{digest}"
+    if dataset.name == "folder":  # its place and its contents: statistics of changed images are not reused
+        where = f"{Path(dataset.root).resolve()}\0{folder_signature(dataset.root)}"
+        return f"folder-{Path(dataset.root).resolve().name}-{hashlib.sha1(where.encode()).hexdigest()[:12]}"
     if dataset.name == "synthetic":
         return f"synthetic-k{dataset.modes}-n{dataset.size}-s{dataset.seed}"
     return dataset.name
