@@ -135,8 +135,9 @@ def check_enough(images: torch.Tensor, n: int, split: str, dataset: DatasetConfi
     if len(images) < n:
         raise MetricsError(
             f"The reference set needs {n} images of the '{split}' split of '{dataset.name}', "
-            f"but it holds only {len(images)}. Use a rule with fewer real images (set metrics.n_real and "
-            f"a metrics.name of your own) or a larger dataset."
+            f"but it holds only {len(images)}. Use a rule with fewer real images, under a name of your own "
+            f"(e.g. metrics.name=fid_all_{split} metrics.n_real=null: all {len(images)} of them), "
+            f"metrics=none, or a larger dataset."
         )
 
 
