@@ -127,6 +127,16 @@ def test_the_loop_draws_by_the_mix_and_a_resumed_run_keeps_its_checkpoints_mix(t
     assert drawn[-1] is None and ckpt.load(ckpt.find_latest(tmp_path / "run"))["class_counts"] is None
 
 
+def test_a_conditional_run_on_an_imbalanced_folder_resumes_bit_exactly(tmp_path):
+    args = folder_args(make_folder(tmp_path / "images")) + ["train.steps=3", "train.keep_checkpoints=5"]
+    run_training(tmp_path / "straight", args)
+    run_training(tmp_path / "resumed", args + [f"resume={ckpt.checkpoint_path(tmp_path / 'straight', 1)}"])
+    a, b = (ckpt.load(ckpt.checkpoint_path(tmp_path / run, 3)) for run in ("straight", "resumed"))
+    for net in ("generator", "discriminator"):
+        assert all(torch.equal(a[net][key], b[net][key]) for key in a[net]), net
+    assert a["class_counts"] == b["class_counts"] == [12, 4]
+
+
 def test_training_evaluation_samples_with_the_runs_mix(tmp_path):
     from sngan.loop import evaluate
     from sngan.tracking import NullTracker
