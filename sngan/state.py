@@ -156,7 +156,7 @@ def keep_class_mix(run: Run, state: dict[str, Any], by_counts: bool) -> list[int
     """A resumed conditional run keeps the class mix it started with, the checkpoint's, so that its fakes
     and its FIDs mean the same across the resume (a checkpoint from before the mix was recorded: uniform,
     as it was drawn). ``by_counts``: train.fake_labels=data. Returns the dataset's own counts where they
-    differ from the checkpoint's (images were added or removed since), else None."""
+    differ from the checkpoint's (images moved between classes since), else None."""
     if run.classes is None:
         return None
     stored, now = state.get("class_counts"), run.class_counts
