@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ from torch.nn import functional as F
 from sngan import image_cache
 from sngan.distributed import shard
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 NATIVE_RESOLUTION = {"cifar10": 32, "cifar100": 32, "stl10": 48}
 DATASETS = ("cifar10", "cifar100", "stl10", "folder", "synthetic")
 
@@ -158,58 +156,6 @@ def _load_stl10(root: str, split: str, resolution: int) -> ImageData:
     return ImageData(out, labels=labels, classes=classes)
 
 
-def _folder_images(root: str) -> list[Path]:
-    """Every image file under ``root`` (hidden files and folders left out), sorted."""
-    base = Path(root)
-    if not base.is_dir():
-        raise DatasetError(
-            f"Image folder '{base.resolve()}' does not exist. Set dataset.root to a folder holding "
-            f"images ({', '.join(IMAGE_EXTENSIONS)}), in subfolders or not."
-        )
-    paths = sorted(
-        p
-        for p in base.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS and not any(part.startswith(".") for part in p.relative_to(base).parts)
-    )  # hidden files and folders (.ipynb_checkpoints, ...) are not data
-    if not paths:
-        raise DatasetError(
-            f"Image folder '{base.resolve()}' holds no images with extensions {', '.join(IMAGE_EXTENSIONS)}. "
-            f"Point dataset.root at the folder that holds them."
-        )
-    return paths
-
-
-def folder_signature(root: str) -> str:
-    """A digest of an image folder's file names, sizes and modification times: it changes when the
-    folder's images do (a file added, removed, replaced), without decoding any."""
-    return image_cache.signature(Path(root), _folder_images(root)) or "changing"
-
-
-def _load_folder(root: str, resolution: int, paths: list[Path]) -> ImageData:
-    """The images ``paths`` under ``root``; labelled by first-level subfolder (sorted names) when every
-    image lies in one."""
-    from PIL import Image, ImageOps
-
-    base = Path(root)
-
-    def decode(path: Path) -> torch.Tensor:
-        try:
-            with Image.open(path) as img:
-                fitted = ImageOps.fit(img.convert("RGB"), (resolution, resolution), Image.Resampling.BICUBIC)
-        except OSError as exc:
-            raise DatasetError(f"Cannot decode image '{path}': {exc}. Remove or replace that file.") from exc
-        return torch.frombuffer(bytearray(fitted.tobytes()), dtype=torch.uint8).view(resolution, resolution, 3)
-
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        images = torch.stack(list(pool.map(decode, paths))).permute(0, 3, 1, 2).contiguous()
-    parts = [p.relative_to(base).parts for p in paths]
-    if any(len(part) < 2 for part in parts):
-        return ImageData(images)  # images directly in root: no classes
-    classes = sorted({part[0] for part in parts})
-    index = {name: i for i, name in enumerate(classes)}
-    return ImageData(images, labels=torch.tensor([index[part[0]] for part in parts]), classes=classes)
-
-
 def load_images(
     name: str,
     root: str,
@@ -237,8 +183,11 @@ def load_images(
             cache, base, f"stl10-{split}-{resolution}px", files, lambda: _load_stl10(root, split, resolution)
         )
     if name == "folder":
-        paths = _folder_images(root)
-        return _cached(cache, base, f"folder-{resolution}px", paths, lambda: _load_folder(root, resolution, paths))
+        from sngan import folders  # it builds on this module
+
+        paths = folders.folder_images(root)
+        load = lambda: folders.load_folder(root, resolution, paths)  # noqa: E731
+        return _cached(cache, base, f"folder-{resolution}px", paths, load)
     raise DatasetError(f"unknown dataset '{name}'; choose one of {', '.join(DATASETS)}")
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 CACHE_DIR = ".sngan_cache"  # hidden: an image folder's own cache is not taken for images
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: folder images upright (EXIF), 16-bit scaled, transparency on white
 
 
 def signature(base: Path, files: list[Path]) -> str | None:

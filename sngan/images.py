@@ -1,4 +1,4 @@
-"""Image grids and PNG files from tensors in [0, 1].
+"""Image grids and PNG files from tensors in [0, 1], and image files read as 8-bit RGB.
 
 The layout is torchvision's ``make_grid``/``save_image`` (images in rows of ``nrow``, 2 pixels of black
 between and around them; a single image saved as it is), written here so that training, sampling and
@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 
 def grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
@@ -42,3 +42,17 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 def save_png(images: torch.Tensor, path: Path | str, nrow: int = 8) -> None:
     """A (C, H, W) image, or a grid of (N, C, H, W) images ``nrow`` per row, as a PNG file."""
     to_pil(images if images.dim() == 3 else grid(images, nrow)).save(path, format="PNG")
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """An opened image file as 8-bit RGB, as it is meant to be seen: upright (its EXIF orientation applied:
+    phone photos), 16-bit and 32-bit integer images scaled from 16 bits and float images from [0, 1]
+    (Pillow's own conversion would clip them: white or black), and transparency composited onto white."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode.startswith("I"):  # I;16, I;16B, I: 16-bit greyscale (PNG, TIFF)
+        img = img.convert("I").point(lambda v: v * (1 / 257)).convert("L")
+    elif img.mode == "F":
+        img = img.point(lambda v: v * 255).convert("L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), img.convert("RGBA"))
+    return img.convert("RGB")

@@ -22,7 +22,8 @@ import torch
 
 from sngan import distributed
 from sngan.config import DatasetConfig, InceptionConfig, MetricsConfig
-from sngan.data import ImageData, folder_signature, load_images
+from sngan.data import ImageData, load_images
+from sngan.folders import folder_signature
 from sngan.metrics.evaluate import MetricRule, extract, generated_batches, score, uint8_batches
 from sngan.metrics.fid import (
     ReferenceStats,

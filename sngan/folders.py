@@ -1,0 +1,80 @@
+"""Image folders: which files are images, a digest of them, and their decoding into ``ImageData``
+(labelled by first-level subfolder when every image lies in one)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from sngan import image_cache
+from sngan.data import DatasetError, ImageData
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
+
+
+def folder_images(root: str) -> list[Path]:
+    """Every image file under ``root`` (hidden files and folders left out), sorted."""
+    base = Path(root)
+    if not base.is_dir():
+        raise DatasetError(
+            f"Image folder '{base.resolve()}' does not exist. Set dataset.root to a folder holding "
+            f"images ({', '.join(IMAGE_EXTENSIONS)}), in subfolders or not."
+        )
+    paths = sorted(_image_files(base))
+    if not paths:
+        raise DatasetError(
+            f"Image folder '{base.resolve()}' holds no images with extensions {', '.join(IMAGE_EXTENSIONS)}. "
+            f"Point dataset.root at the folder that holds them."
+        )
+    return paths
+
+
+def _image_files(base: Path) -> Iterator[Path]:
+    """Image files under ``base``, through symlinked folders too (each real folder once: no cycles);
+    hidden files and folders (.ipynb_checkpoints, .sngan_cache, ...) are not data."""
+    seen = set()
+    for folder, subfolders, files in os.walk(base, followlinks=True):
+        real = os.path.realpath(folder)
+        subfolders[:] = [] if real in seen else [d for d in subfolders if not d.startswith(".")]
+        if real not in seen:
+            seen.add(real)
+            yield from (
+                Path(folder, f) for f in files if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS
+            )
+
+
+def folder_signature(root: str) -> str:
+    """A digest of an image folder's file names, sizes and modification times: it changes when the
+    folder's images do (a file added, removed, replaced), without decoding any."""
+    return image_cache.signature(Path(root), folder_images(root)) or "changing"
+
+
+def load_folder(root: str, resolution: int, paths: list[Path]) -> ImageData:
+    """The images ``paths`` under ``root``; labelled by first-level subfolder (sorted names) when every
+    image lies in one."""
+    from PIL import Image, ImageOps
+
+    from sngan.images import to_rgb
+
+    base = Path(root)
+
+    def decode(path: Path) -> torch.Tensor:
+        try:
+            with Image.open(path) as img:
+                fitted = ImageOps.fit(to_rgb(img), (resolution, resolution), Image.Resampling.BICUBIC)
+        except OSError as exc:
+            raise DatasetError(f"Cannot decode image '{path}': {exc}. Remove or replace that file.") from exc
+        return torch.frombuffer(bytearray(fitted.tobytes()), dtype=torch.uint8).view(resolution, resolution, 3)
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        images = torch.stack(list(pool.map(decode, paths))).permute(0, 3, 1, 2).contiguous()
+    parts = [p.relative_to(base).parts for p in paths]
+    if any(len(part) < 2 for part in parts):
+        return ImageData(images)  # images directly in root: no classes
+    classes = sorted({part[0] for part in parts})
+    index = {name: i for i, name in enumerate(classes)}
+    return ImageData(images, labels=torch.tensor([index[part[0]] for part in parts]), classes=classes)
