@@ -171,6 +171,12 @@ def load_images(
     if name == "synthetic":
         return make_synthetic(synthetic_size, resolution, synthetic_modes, synthetic_seed)
     if name in ("cifar10", "cifar100"):
+        if resolution != NATIVE_RESOLUTION[name]:
+            raise DatasetError(
+                f"{name} images are 32x32 and are used as they are, not resized, but {resolution}x{resolution} "
+                f"images were asked for (dataset.resolution, or the model's resolution). Train a 32x32 model "
+                f"(cnn32, resnet32) on {name}, or put resized images in a folder (dataset=folder)."
+            )
         from torchvision import datasets
 
         files = [base / f for f in _archive_files(datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100)]

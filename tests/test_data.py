@@ -47,6 +47,10 @@ def test_cifar10_reads_the_real_pickle_format(tmp_path, files_exist_integrity):
     assert sorted(set(train[:, 0, 0, 0].tolist())) == [0, 1, 2, 3, 4]
     test = load_images("cifar10", str(tmp_path), 32, "test").images
     assert test.shape == (4, 3, 32, 32) and set(test[:, 0, 0, 0].tolist()) == {5}
+    # model=resnet48 dataset=cifar10 dataset.resolution=48 passes the config check (it resolves to 48 both
+    # sides) but CIFAR is not resized: refused here, before the first step, instead of failing inside D.
+    with pytest.raises(DatasetError, match=r"cifar10 images are 32x32 .* not resized, but 48x48 .*\(cnn32, resnet32\)"):
+        load_images("cifar10", str(tmp_path), 48, "train")
 
 
 def test_cifar100_reads_the_real_pickle_format(tmp_path, files_exist_integrity):
