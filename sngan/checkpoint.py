@@ -42,6 +42,14 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def step_of(path: Path) -> int:
+    """The step in a rolling checkpoint's name (ckpt_<step>.pt)."""
+    match = _NAME.match(Path(path).name)
+    if match is None:
+        raise ValueError(f"'{path}' is not named ckpt_<step>.pt")
+    return int(match.group(1))
+
+
 def find_latest(run_dir: Path) -> Path | None:
     ckpts = list_checkpoints(run_dir)
     return ckpts[-1] if ckpts else None

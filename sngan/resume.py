@@ -6,6 +6,9 @@ it needs no Hydra types.
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +44,40 @@ def find_resume(resume: str | None, run_dir: Path, config: dict[str, Any]) -> tu
                 f"nothing was changed."
             )
     if resume != "auto" and not Path(resume).is_dir():
-        return Path(resume), ckpt.load(Path(resume))
+        state = ckpt.load(Path(resume))
+        if own:
+            set_aside_later(run_dir, int(state["step"]))
+        return Path(resume), state
     folder = run_dir if resume == "auto" else Path(resume)
     found = ckpt.newest_loadable(folder)
     if found is None and (resume != "auto" or ckpt.list_checkpoints(folder)):
         raise ckpt.CheckpointError(f"Run folder '{folder}' holds no loadable checkpoint to resume from.")
     return found
+
+
+def set_aside_later(run_dir: Path, step: int) -> Path | None:
+    """Resuming a run from one of its own earlier checkpoints (a rewind, e.g. to before a divergence): its
+    checkpoints of later steps, best.pt too if later, move to ``checkpoints/abandoned_after_<step>_<time>/``,
+    so that pruning keeps the resumed line's newest and resume=auto never returns to the abandoned one.
+    Nothing is deleted. Returns that folder, or None where nothing was later."""
+    later = [p for p in ckpt.list_checkpoints(run_dir) if ckpt.step_of(p) > step]
+    best = Path(run_dir) / ckpt.CHECKPOINT_DIR / "best.pt"
+    with contextlib.suppress(ckpt.CheckpointError, KeyError, TypeError, ValueError):
+        if best.is_file() and int(ckpt.load(best)["step"]) > step:
+            later.append(best)
+    if not later:
+        return None
+    aside = Path(run_dir) / ckpt.CHECKPOINT_DIR / f"abandoned_after_{step}_{time.strftime('%Y%m%d-%H%M%S')}"
+    aside.mkdir()
+    for path in later:
+        path.rename(aside / path.name)
+    print(
+        f"note: resuming from step {step} of this run: its {len(later)} later checkpoint(s) "
+        f"({', '.join(p.name for p in later)}) were moved to {aside}, so that the run goes on from step {step} "
+        f"alone; nothing was deleted.",
+        file=sys.stderr,
+    )
+    return aside
 
 
 def check_architecture(stored: dict[str, Any], config: dict[str, Any], path: Path) -> None:

@@ -72,3 +72,19 @@ def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
     ckpt.set_rng_state(ckpt.load(path)["rng"])
     got = (random.random(), np.random.rand(), torch.rand(1))
     assert got[0] == want[0] and got[1] == want[1] and torch.equal(got[2], want[2])
+
+
+def test_resuming_an_earlier_checkpoint_of_the_run_sets_the_later_ones_aside(tmp_path, capsys):
+    from helpers import TINY, run_training
+
+    args = TINY + ["train.keep_checkpoints=10"]
+    run_training(tmp_path, args + ["train.steps=6"])  # checkpoints at steps 2, 4, 6
+    run_training(tmp_path, args + ["train.steps=4", f"resume={ckpt.checkpoint_path(tmp_path, 2)}"])  # a rewind
+    (aside,) = (tmp_path / "checkpoints").glob("abandoned_after_2_*")
+    assert sorted(p.name for p in aside.iterdir()) == ["ckpt_00000004.pt", "ckpt_00000006.pt"]
+    assert "moved to" in capsys.readouterr().err
+    assert [ckpt.step_of(p) for p in ckpt.list_checkpoints(tmp_path)] == [2, 4]  # the resumed line's own
+    run_training(tmp_path, args + ["train.steps=5", "resume=auto"])  # goes on from 4, never from the old 6
+    assert ckpt.load(ckpt.find_latest(tmp_path))["step"] == 5 and (aside / "ckpt_00000006.pt").is_file()
+    run_training(tmp_path, args + ["train.steps=6", f"resume={ckpt.checkpoint_path(tmp_path, 5)}"])  # the newest
+    assert len(list((tmp_path / "checkpoints").glob("abandoned_after_*"))) == 1  # nothing later: nothing moved
