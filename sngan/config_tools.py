@@ -21,7 +21,7 @@ class EvaluateConfig:
     data_root: str | None = None  # where the run's dataset lives on this host, if elsewhere
     out: str | None = None  # JSON path; default: beside the checkpoint
     seed: int | None = None  # None: the run's seed + 12345, as in training
-    batch_size: int = 250
+    batch_size: int = 250  # generated images per pass (memory only: SeededSampler's images do not depend on it)
     device: str = "auto"
     intra_class: bool = False  # conditional checkpoints: also intra-class FID (n_fake / K images per class)
 

@@ -12,6 +12,7 @@ file and SHA-256.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -69,7 +70,7 @@ def scorer_for(
     """The scorer for this command's rule, on the dataset the checkpoint's run trained on."""
     scorer = make_scorer(cfg.metrics, cfg.inception, run_dataset(cfg, state), device, extractor=extractor)
     assert scorer is not None
-    return scorer
+    return dataclasses.replace(scorer, batch_size=cfg.batch_size)  # generated images a pass; same numbers
 
 
 def check_intra_class(state: dict[str, Any]) -> None:

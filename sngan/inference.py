@@ -43,11 +43,14 @@ def generate(generator: nn.Module, z: torch.Tensor, y: torch.Tensor | None = Non
 
 class SeededSampler:
     """``sample_fn(n)`` drawing from ``generator`` (eval mode, no gradients) with its own RNG seeded with
-    ``seed``: the same weights and seed always give the same images. A conditional generator draws
-    classes from the same RNG, each as often as in ``class_counts`` (the training set's images per
-    class; default: the generator's ``class_counts``, uniform where unknown), or always ``label`` when
-    one is given. ``skip(n)`` draws the noise of n images without generating them, so that a rank
-    generating a later share of a sample set gets the images a single process would have generated there."""
+    ``seed``: the same weights and seed always give the same images, however they are batched (the noise
+    is drawn in fixed blocks of ``BLOCK``). A conditional generator draws classes from the same RNG, each
+    as often as in ``class_counts`` (the training set's images per class; default: the generator's
+    ``class_counts``, uniform where unknown), or always ``label`` when one is given. ``skip(n)`` draws the
+    noise of n images without generating them, so that a rank generating a later share of a sample set
+    gets the images a single process would have generated there."""
+
+    BLOCK = 50
 
     def __init__(
         self,
@@ -62,10 +65,19 @@ class SeededSampler:
         counts = class_counts if class_counts is not None else getattr(generator, "class_counts", None)
         self.cdf = label_cdf(counts, device) if self.num_classes else None
         self.rng = torch.Generator(device=device).manual_seed(seed)
+        self.z = torch.empty(0, generator.z_dim, device=device)  # drawn, not yet used
+        self.y = torch.empty(0, dtype=torch.long, device=device) if self.num_classes else None
 
     def _noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        z = torch.randn(n, self.generator.z_dim, device=self.device, generator=self.rng)
-        y = sample_y(n, self.num_classes, self.device, self.cdf, self.rng)
+        zs, ys = [self.z], [self.y]
+        for _ in range(-(-(n - len(self.z)) // self.BLOCK)):  # whole blocks until n are drawn
+            zs.append(torch.randn(self.BLOCK, self.generator.z_dim, device=self.device, generator=self.rng))
+            ys.append(sample_y(self.BLOCK, self.num_classes, self.device, self.cdf, self.rng))
+        z = torch.cat(zs)
+        y = torch.cat(ys) if self.y is not None else None
+        self.z, z = z[n:], z[:n]
+        if y is not None:
+            self.y, y = y[n:], y[:n]
         return z, y if y is None or self.label is None else torch.full_like(y, self.label)
 
     def __call__(self, n: int) -> torch.Tensor:

@@ -160,6 +160,24 @@ def test_training_evaluation_samples_with_the_runs_mix(tmp_path):
     assert [cdf.tolist() for cdf in seen] == [[0.75, 1.0]]
 
 
+def test_seeded_samples_do_not_depend_on_how_they_are_batched_or_skipped():
+    g, _ = build_models("resnet32", 8, 0.0625, True, 3)
+    g.class_counts, g.z_dim = [5, 1, 2], 8
+    one = SeededSampler(g, CPU, 3)._noise(127)
+    split = SeededSampler(g, CPU, 3)
+    parts = [split._noise(k) for k in (7, 50, 70)]
+    assert torch.equal(torch.cat([z for z, _ in parts]), one[0]) and torch.equal(
+        torch.cat([y for _, y in parts]), one[1]
+    )
+    skipped = SeededSampler(g, CPU, 3)
+    skipped.skip(57)  # what a later rank of torchrun does
+    assert torch.equal(skipped._noise(70)[0], one[0][57:])
+    unconditional, _ = build_models("resnet32", 8, 0.0625, False, 0)
+    unconditional.z_dim = 8
+    z, y = SeededSampler(unconditional, CPU, 3)._noise(20)
+    assert y is None and torch.equal(z, torch.randn(50, 8, generator=torch.Generator().manual_seed(3))[:20])
+
+
 def test_checkpoints_exports_and_samplers_carry_the_class_mix(imbalanced_run):
     root, path = imbalanced_run
     assert ckpt.load(path)["class_counts"] == [12, 4]
