@@ -40,6 +40,7 @@ class SampleConfig:
     device: str = "auto"
     classes: str | None = None  # conditional G: "all" = a grid with one row of n images per class
     label: str | None = None  # conditional G: the `class=` option (an index or a class name)
+    overwrite: bool = False  # replace the numbered PNGs an earlier sample command left in `out`
 
 
 @dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -118,9 +119,13 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     scorer = scorer_for(cfg, first, device, extractor)
     per_class = max(2, cfg.metrics.n_fake // len(references)) if references is not None else 0
     seed = cfg.seed if cfg.seed is not None else int(first["config"].get("seed", 0)) + EVAL_SEED_OFFSET
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in paths:
-        state = first if path == paths[0] else ckpt.load(path)  # each file read once
+        try:
+            state = first if path == paths[0] else ckpt.load(path)  # each file read once
+        except ckpt.CheckpointError as exc:  # a run folder's file pruned or damaged meanwhile: the rest count
+            print(f"warning: skipping {exc}", file=sys.stderr)
+            continue
         for use_ema in (False, True) if state.get("ema") is not None else (False,):
             generator, info = generator_from_state(state, path, use_ema)
             row = {"checkpoint": str(path), "step": info["step"], "network": "ema" if use_ema else "g"}
@@ -132,15 +137,31 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
                 )
             rows.append(row)
             print(format_row(scorer.rule.name, rows[-1]), file=sys.stderr)
+            doc = write_results(
+                out, scorer, seed, rows, first["classes"] if references is not None else None, per_class
+            )
+    return doc, out
+
+
+def write_results(
+    out: Path, scorer: Scorer, seed: int, rows: list[dict[str, Any]], classes: list[str] | None, per_class: int
+) -> dict[str, Any]:
+    """The JSON document of the rows scored so far, written after each one (atomically: a temporary file
+    renamed over it), so that an evaluation stopped after hours keeps what it measured."""
     doc = {**scorer.describe(), "seed": seed, "results": rows}
-    if references is not None:
+    if classes is not None:
         doc["intra_class"] = {
             "n_fake_per_class": per_class,
             "real": "each class's images among the rule's reference images",
-            "classes": first["classes"],
+            "classes": classes,
         }
-    out.write_text(json.dumps(doc, indent=2) + "\n")
-    return doc, out
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return doc
 
 
 def format_row(rule: str, row: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ python -m sngan.sample ckpt=RUN/checkpoints/best.pt classes=all n=10   # a row o
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -80,6 +81,8 @@ def sample(cfg: SampleConfig) -> list[Path]:
     count = cfg.n * (getattr(generator, "num_classes", 0) or 1) if cfg.classes == "all" else cfg.n
     y = labels_for(generator, cfg, cfg.n if cfg.interpolate else count, gen)
     out = ensure_folder(cfg.out)
+    if not (cfg.interpolate or cfg.grid or cfg.classes == "all") and not cfg.overwrite:
+        clear_numbered(out, False)  # refused before the generator runs
     if cfg.interpolate:
         a, b = torch.randn(2, cfg.n, generator.z_dim, generator=gen)
         z = slerp(a, b, torch.linspace(0, 1, cfg.frames)).reshape(-1, generator.z_dim)
@@ -100,9 +103,25 @@ def sample(cfg: SampleConfig) -> list[Path]:
         save_png(images, path, nrow=cfg.n if cfg.classes == "all" else max(1, round(len(images) ** 0.5)))
         return [path]
     paths = [out / f"{i:06d}.png" for i in range(len(images))]
+    clear_numbered(out, cfg.overwrite)
     for image, path in zip(images, paths):
         save_png(image, path)
     return paths
+
+
+def clear_numbered(out: Path, overwrite: bool) -> None:
+    """Numbered PNGs of an earlier ``sample`` in ``out`` would mix with new ones (a FID over the folder
+    would count both): refused, or with overwrite=true removed first (only files named as ``sample``
+    names them)."""
+    old = sorted(p for p in out.glob("*.png") if re.fullmatch(r"\d{6}\.png", p.name))
+    if old and not overwrite:
+        raise ConfigError(
+            f"Invalid configuration: out={out} already holds {len(old)} numbered samples ({old[0].name}, ...) "
+            f"from an earlier sample command, which the new ones would mix with. Choose another out= folder, "
+            f"or add overwrite=true to replace them."
+        )
+    for path in old:
+        path.unlink()
 
 
 @hydra.main(version_base="1.3", config_path="pkg://sngan.configs", config_name="sample")

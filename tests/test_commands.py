@@ -117,6 +117,45 @@ def test_evaluate_a_run_folder_gives_one_table(trained, with_inception, tmp_path
     assert json.loads(proc.stdout) == doc
 
 
+def test_evaluating_a_run_folder_skips_a_damaged_file_and_keeps_each_row_as_it_goes(
+    trained, with_inception, tmp_path, monkeypatch, capsys
+):
+    import shutil
+
+    import sngan.evaluate
+
+    run_dir, _ = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir / "checkpoints", copy / "checkpoints")
+    (copy / "checkpoints" / "ckpt_00000004.pt").write_bytes(b"pruned mid-way")  # e.g. by a running job
+    (stats,) = stats_of(run_dir).glob("*.npz")
+    inception = InceptionConfig(dims=64, stats_dir=str(stats.parent))
+    cfg = EvaluateConfig(ckpt=str(copy), metrics=TINY_METRICS, inception=inception, device="cpu", batch_size=7)
+    doc, out = evaluate(cfg)
+    assert [(Path(r["checkpoint"]).name, r["network"]) for r in doc["results"]] == [
+        (n, net) for n in ("ckpt_00000002.pt", "best.pt") for net in ("g", "ema")
+    ]
+    assert "warning: skipping" in capsys.readouterr().err and json.loads(out.read_text()) == doc
+    # batch_size changes memory, not the numbers: the default batch gives the same FID
+    again, _ = evaluate(EvaluateConfig(ckpt=str(copy / "checkpoints" / "best.pt"), metrics=TINY_METRICS,
+                                       inception=inception, device="cpu", out=str(tmp_path / "b.json")))  # fmt: skip
+    assert again["results"][0]["fid"] == pytest.approx(doc["results"][2]["fid"], rel=1e-9)
+    # Stopped after its first row (here: a failure), the file holds that row.
+    calls = []
+
+    def stop_at_the_second_row(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return ""
+
+    monkeypatch.setattr(sngan.evaluate, "format_row", stop_at_the_second_row)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(EvaluateConfig(ckpt=str(copy), metrics=TINY_METRICS, inception=inception, device="cpu",
+                                out=str(tmp_path / "partial.json")))  # fmt: skip
+    assert len(json.loads((tmp_path / "partial.json").read_text())["results"]) == 1
+
+
 def test_sample_writes_pngs_a_grid_and_interpolations(trained, tmp_path):
     run_dir, _ = trained
     best = str(run_dir / "checkpoints" / "best.pt")
@@ -130,6 +169,17 @@ def test_sample_writes_pngs_a_grid_and_interpolations(trained, tmp_path):
     # Same seed, same images.
     again = sample(SampleConfig(ckpt=best, n=5, out=str(tmp_path / "png2"), device="cpu"))
     assert files[3].read_bytes() == again[3].read_bytes()
+    # A folder holding numbered samples is not mixed into: refused, or replaced with overwrite=true.
+    with pytest.raises(ConfigError, match=r"already holds 5 numbered samples .*overwrite=true"):
+        sample(SampleConfig(ckpt=best, n=3, out=str(tmp_path / "png"), device="cpu"))
+    (tmp_path / "png" / "mine.png").write_bytes(b"not ours")
+    sample(SampleConfig(ckpt=best, n=3, out=str(tmp_path / "png"), device="cpu", overwrite=True))
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == [
+        "000000.png",
+        "000001.png",
+        "000002.png",
+        "mine.png",
+    ]
 
 
 def test_load_generator_and_export_round_trip(trained, tmp_path):
