@@ -120,11 +120,15 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     per_class = max(2, cfg.metrics.n_fake // len(references)) if references is not None else 0
     seed = cfg.seed if cfg.seed is not None else int(first["config"].get("seed", 0)) + EVAL_SEED_OFFSET
     rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    doc: dict[str, Any] = {}
     for path in paths:
         try:
             state = first if path == paths[0] else ckpt.load(path)  # each file read once
+            generator_from_state(state, path, False)
         except ckpt.CheckpointError as exc:  # a run folder's file pruned or damaged meanwhile: the rest count
-            print(f"warning: skipping {exc}", file=sys.stderr)
+            print(f"warning: {path} is left out of the table: {str(exc).split('. ')[0]}.", file=sys.stderr)
+            skipped.append(str(path))
             continue
         for use_ema in (False, True) if state.get("ema") is not None else (False,):
             generator, info = generator_from_state(state, path, use_ema)
@@ -137,18 +141,23 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
                 )
             rows.append(row)
             print(format_row(scorer.rule.name, rows[-1]), file=sys.stderr)
-            doc = write_results(
-                out, scorer, seed, rows, first["classes"] if references is not None else None, per_class
-            )
+            classes = first["classes"] if references is not None else None
+            doc = write_results(out, scorer, seed, rows, classes, per_class, skipped)
     return doc, out
 
 
 def write_results(
-    out: Path, scorer: Scorer, seed: int, rows: list[dict[str, Any]], classes: list[str] | None, per_class: int
+    out: Path,
+    scorer: Scorer,
+    seed: int,
+    rows: list[dict[str, Any]],
+    classes: list[str] | None,
+    per_class: int,
+    skipped: list[str],
 ) -> dict[str, Any]:
     """The JSON document of the rows scored so far, written after each one (atomically: a temporary file
     renamed over it), so that an evaluation stopped after hours keeps what it measured."""
-    doc = {**scorer.describe(), "seed": seed, "results": rows}
+    doc = {**scorer.describe(), "seed": seed, "results": rows} | ({"skipped": skipped} if skipped else {})
     if classes is not None:
         doc["intra_class"] = {
             "n_fake_per_class": per_class,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,23 +35,25 @@ def folder_images(root: str) -> list[Path]:
 
 
 def _image_files(base: Path) -> Iterator[Path]:
-    """Image files under ``base``, through symlinked folders too (each real folder once: no cycles);
-    hidden files and folders (.ipynb_checkpoints, .sngan_cache, ...) are not data."""
-    seen = set()
+    """Image files under ``base``, through symlinked folders too, in sorted order; a link back to a folder
+    on its own path (a cycle) is not followed. Hidden files and folders (.ipynb_checkpoints,
+    .sngan_cache, ...) are not data."""
+    above = {os.fspath(base): ()}  # each folder: the real folders on its path
     for folder, subfolders, files in os.walk(base, followlinks=True):
-        real = os.path.realpath(folder)
-        subfolders[:] = [] if real in seen else [d for d in subfolders if not d.startswith(".")]
-        if real not in seen:
-            seen.add(real)
-            yield from (
-                Path(folder, f) for f in files if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS
-            )
+        chain = (*above.pop(folder), os.path.realpath(folder))
+        subfolders[:] = sorted(
+            d for d in subfolders if not d.startswith(".") and os.path.realpath(os.path.join(folder, d)) not in chain
+        )
+        above.update((os.path.join(folder, d), chain) for d in subfolders)
+        yield from (
+            Path(folder, f) for f in files if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS
+        )
 
 
 def folder_signature(root: str) -> str:
     """A digest of an image folder's file names, sizes and modification times: it changes when the
     folder's images do (a file added, removed, replaced), without decoding any."""
-    return image_cache.signature(Path(root), folder_images(root)) or "changing"
+    return image_cache.signature(Path(root), folder_images(root)) or f"changing-{time.time_ns()}"
 
 
 def load_folder(root: str, resolution: int, paths: list[Path]) -> ImageData:

@@ -48,11 +48,14 @@ def to_rgb(img: Image.Image) -> Image.Image:
     """An opened image file as 8-bit RGB, as it is meant to be seen: upright (its EXIF orientation applied:
     phone photos), 16-bit and 32-bit integer images scaled from 16 bits and float images from [0, 1]
     (Pillow's own conversion would clip them: white or black), and transparency composited onto white."""
-    img = ImageOps.exif_transpose(img)
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001  damaged EXIF (Pillow raises several kinds): the image as stored
+        pass
     if img.mode.startswith("I"):  # I;16, I;16B, I: 16-bit greyscale (PNG, TIFF)
-        img = img.convert("I").point(lambda v: v * (1 / 257)).convert("L")
+        img = img.convert("I").point(lambda v: v * (1 / 257) + 0.5).convert("L")
     elif img.mode == "F":
-        img = img.point(lambda v: v * 255).convert("L")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.point(lambda v: v * 255 + 0.5).convert("L")
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:  # alpha, or a transparent colour
         img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), img.convert("RGBA"))
     return img.convert("RGB")

@@ -75,9 +75,9 @@ class SeededSampler:
             ys.append(sample_y(self.BLOCK, self.num_classes, self.device, self.cdf, self.rng))
         z = torch.cat(zs)
         y = torch.cat(ys) if self.y is not None else None
-        self.z, z = z[n:], z[:n]
+        self.z, z = z[n:].clone(), z[:n]
         if y is not None:
-            self.y, y = y[n:], y[:n]
+            self.y, y = y[n:].clone(), y[:n]
         return z, y if y is None or self.label is None else torch.full_like(y, self.label)
 
     def __call__(self, n: int) -> torch.Tensor:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,7 @@ def find_resume(resume: str | None, run_dir: Path, config: dict[str, Any]) -> tu
                 f"nothing was changed."
             )
     if resume != "auto" and not Path(resume).is_dir():
-        state = ckpt.load(Path(resume))
-        if own:
-            set_aside_later(run_dir, int(state["step"]))
-        return Path(resume), state
+        return Path(resume), ckpt.load(Path(resume))
     folder = run_dir if resume == "auto" else Path(resume)
     found = ckpt.newest_loadable(folder)
     if found is None and (resume != "auto" or ckpt.list_checkpoints(folder)):
@@ -56,10 +54,11 @@ def find_resume(resume: str | None, run_dir: Path, config: dict[str, Any]) -> tu
 
 
 def set_aside_later(run_dir: Path, step: int) -> Path | None:
-    """Resuming a run from one of its own earlier checkpoints (a rewind, e.g. to before a divergence): its
-    checkpoints of later steps, best.pt too if later, move to ``checkpoints/abandoned_after_<step>_<time>/``,
-    so that pruning keeps the resumed line's newest and resume=auto never returns to the abandoned one.
-    Nothing is deleted. Returns that folder, or None where nothing was later."""
+    """Once a resume has passed every check: a run resumed from one of its own earlier checkpoints (a
+    rewind, e.g. to before a divergence; or past a newer, damaged one) has its checkpoints of later steps,
+    best.pt too if later, moved to ``checkpoints/abandoned_after_<step>_<time>_<id>/``, so that pruning
+    keeps the resumed line's newest and resume=auto never returns to the abandoned one. Nothing is
+    deleted. Returns that folder, or None where nothing was later."""
     later = [p for p in ckpt.list_checkpoints(run_dir) if ckpt.step_of(p) > step]
     best = Path(run_dir) / ckpt.CHECKPOINT_DIR / "best.pt"
     with contextlib.suppress(ckpt.CheckpointError, KeyError, TypeError, ValueError):
@@ -67,8 +66,8 @@ def set_aside_later(run_dir: Path, step: int) -> Path | None:
             later.append(best)
     if not later:
         return None
-    aside = Path(run_dir) / ckpt.CHECKPOINT_DIR / f"abandoned_after_{step}_{time.strftime('%Y%m%d-%H%M%S')}"
-    aside.mkdir()
+    prefix = f"abandoned_after_{step}_{time.strftime('%Y%m%d-%H%M%S')}_"
+    aside = Path(tempfile.mkdtemp(prefix=prefix, dir=Path(run_dir) / ckpt.CHECKPOINT_DIR))
     for path in later:
         path.rename(aside / path.name)
     print(

@@ -113,7 +113,7 @@ def clear_numbered(out: Path, overwrite: bool) -> None:
     """Numbered PNGs of an earlier ``sample`` in ``out`` would mix with new ones (a FID over the folder
     would count both): refused, or with overwrite=true removed first (only files named as ``sample``
     names them)."""
-    old = sorted(p for p in out.glob("*.png") if re.fullmatch(r"\d{6}\.png", p.name))
+    old = sorted(p for p in out.glob("*.png") if re.fullmatch(r"\d{6,}\.png", p.name))
     if old and not overwrite:
         raise ConfigError(
             f"Invalid configuration: out={out} already holds {len(old)} numbered samples ({old[0].name}, ...) "

@@ -9,6 +9,7 @@ without duplicates.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,6 +24,8 @@ class Tracker:
         self.run_dir = Path(run_dir)
         self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
         self.metrics_path = self.run_dir / "metrics.jsonl"
+        if purge_step is not None:
+            purge_rows(self.metrics_path, purge_step)
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         for name, value in values.items():
@@ -54,6 +57,27 @@ class Tracker:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def purge_rows(path: Path, step: int) -> None:
+    """Rows of ``metrics.jsonl`` at or after ``step`` (the interrupted or abandoned run's, about to be
+    measured again) move to ``metrics_purged.jsonl`` beside it, so that the file holds one line of
+    history, as TensorBoard's purge does for the curves."""
+    if not path.is_file():
+        return
+    keep, drop = [], []
+    for line in path.read_text().splitlines(keepends=True):
+        try:
+            late = json.loads(line)["step"] >= step
+        except (ValueError, KeyError, TypeError):
+            late = True  # a line cut by a crash: set aside with them
+        (drop if late else keep).append(line)
+    if drop:
+        with open(path.with_name("metrics_purged.jsonl"), "a") as f:
+            f.writelines(drop)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(keep))
+        os.replace(tmp, path)
 
 
 class NullTracker(Tracker):

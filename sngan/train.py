@@ -32,7 +32,7 @@ from sngan.losses import LOSSES
 from sngan.models import MODELS, build_models
 from sngan.monitoring import Monitor, custom_scalars_layout
 from sngan.provenance import provenance, resolve_device
-from sngan.resume import check_architecture, find_resume
+from sngan.resume import check_architecture, find_resume, set_aside_later
 from sngan.scoring import load_dataset, load_extractor, make_scorer
 from sngan.speed import Speed, memory_format, resolve, set_tf32
 from sngan.state import Run, fingerprint, keep_class_mix, make_ema, restore, state_dict
@@ -185,6 +185,8 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
         check_classes(state.get("classes"), run, source)
         restore(run, state, source, here.rank, cfg.seed)
         changed = keep_class_mix(run, state, cfg.train.fake_labels == "data")
+        if here.is_main:  # every check passed: a rewind sets the run's later checkpoints aside
+            set_aside_later(run_dir, run.step)
         if changed is not None and here.is_main:
             print(f"note: the dataset's images per class are now {changed}, but {source} was trained with "
                   f"{run.class_counts}; the run keeps drawing its fakes' classes with the checkpoint's mix. "

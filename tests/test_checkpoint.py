@@ -75,15 +75,25 @@ def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
 
 
 def test_resuming_an_earlier_checkpoint_of_the_run_sets_the_later_ones_aside(tmp_path, capsys):
+    import json
+    import shutil
+
     from helpers import TINY, run_training
 
     args = TINY + ["train.keep_checkpoints=10"]
     run_training(tmp_path, args + ["train.steps=6"])  # checkpoints at steps 2, 4, 6
-    run_training(tmp_path, args + ["train.steps=4", f"resume={ckpt.checkpoint_path(tmp_path, 2)}"])  # a rewind
+    shutil.copy(ckpt.checkpoint_path(tmp_path, 6), tmp_path / "checkpoints" / "best.pt")  # as a FID rule keeps it
+    rewind = ["train.steps=4", f"resume={ckpt.checkpoint_path(tmp_path, 2)}"]
+    with pytest.raises(ckpt.CheckpointError, match="another architecture"):  # refused: nothing is moved
+        run_training(tmp_path, args + rewind + ["model.width=0.25"])
+    assert len(ckpt.list_checkpoints(tmp_path)) == 3 and not list((tmp_path / "checkpoints").glob("abandoned_*"))
+    run_training(tmp_path, args + rewind)
     (aside,) = (tmp_path / "checkpoints").glob("abandoned_after_2_*")
-    assert sorted(p.name for p in aside.iterdir()) == ["ckpt_00000004.pt", "ckpt_00000006.pt"]
+    assert sorted(p.name for p in aside.iterdir()) == ["best.pt", "ckpt_00000004.pt", "ckpt_00000006.pt"]
     assert "moved to" in capsys.readouterr().err
     assert [ckpt.step_of(p) for p in ckpt.list_checkpoints(tmp_path)] == [2, 4]  # the resumed line's own
+    rows = lambda name: [json.loads(line)["step"] for line in (tmp_path / name).read_text().splitlines()]  # noqa: E731
+    assert rows("metrics.jsonl") == [2, 4] and rows("metrics_purged.jsonl") == [4, 6]  # one line of history
     run_training(tmp_path, args + ["train.steps=5", "resume=auto"])  # goes on from 4, never from the old 6
     assert ckpt.load(ckpt.find_latest(tmp_path))["step"] == 5 and (aside / "ckpt_00000006.pt").is_file()
     run_training(tmp_path, args + ["train.steps=6", f"resume={ckpt.checkpoint_path(tmp_path, 5)}"])  # the newest
