@@ -125,14 +125,14 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     for path in paths:
         try:
             state = first if path == paths[0] else ckpt.load(path)  # each file read once
-            generator_from_state(state, path, False)
+            networks = (False, True) if state.get("ema") is not None else (False,)  # G, and the EMA if kept
+            nets = [generator_from_state(state, path, use_ema) for use_ema in networks]
         except ckpt.CheckpointError as exc:  # a run folder's file pruned or damaged meanwhile: the rest count
             print(f"warning: {path} is left out of the table: {str(exc).split('. ')[0]}.", file=sys.stderr)
             skipped.append(str(path))
             continue
-        for use_ema in (False, True) if state.get("ema") is not None else (False,):
-            generator, info = generator_from_state(state, path, use_ema)
-            row = {"checkpoint": str(path), "step": info["step"], "network": "ema" if use_ema else "g"}
+        for generator, info in nets:
+            row = {"checkpoint": str(path), "step": info["step"], "network": "ema" if info["ema"] else "g"}
             generator = generator.to(device)
             row |= scorer(SeededSampler(generator, device, seed))
             if references is not None:

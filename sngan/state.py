@@ -152,6 +152,13 @@ def restore(run: Run, state: dict[str, Any], path: Path, rank: int = 0, seed: in
         torch.manual_seed(rank_seed(seed, rank, run.step))
 
 
+def set_class_mix(run: Run, counts: list[int] | None, by_counts: bool) -> None:
+    """The run's class mix (training images per class) and the fakes' class draw that follows from it:
+    by the counts (``by_counts``: train.fake_labels=data; uniform where they are balanced), or uniform."""
+    run.class_counts = list(counts) if counts is not None else None
+    run.fake_cdf = label_cdf(run.class_counts, run.fixed_z.device) if by_counts else None
+
+
 def keep_class_mix(run: Run, state: dict[str, Any], by_counts: bool) -> list[int] | None:
     """A resumed conditional run keeps the class mix it started with, the checkpoint's, so that its fakes
     and its FIDs mean the same across the resume (a checkpoint from before the mix was recorded: uniform,
@@ -160,6 +167,5 @@ def keep_class_mix(run: Run, state: dict[str, Any], by_counts: bool) -> list[int
     if run.classes is None:
         return None
     stored, now = state.get("class_counts"), run.class_counts
-    run.class_counts = list(stored) if stored is not None else None
-    run.fake_cdf = label_cdf(run.class_counts, run.fixed_z.device) if by_counts else None
+    set_class_mix(run, stored, by_counts)
     return now if stored is not None and now is not None and list(stored) != now else None

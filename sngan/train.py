@@ -35,8 +35,8 @@ from sngan.provenance import provenance, resolve_device
 from sngan.resume import check_architecture, find_resume, set_aside_later
 from sngan.scoring import load_dataset, load_extractor, make_scorer
 from sngan.speed import Speed, memory_format, resolve, set_tf32
-from sngan.state import Run, fingerprint, keep_class_mix, make_ema, restore, state_dict
-from sngan.step import EAGER, adam, label_cdf
+from sngan.state import Run, fingerprint, keep_class_mix, make_ema, restore, set_class_mix, state_dict
+from sngan.step import EAGER, adam
 from sngan.stopping import GracefulStop, Interrupted, TimeLimit, requeue
 from sngan.tracking import NullTracker, Tracker
 from sngan.wrappers import accelerate, distribute
@@ -68,8 +68,7 @@ def build_run(
     ema = make_ema(g) if cfg.train.ema_decay is not None else None
     run = Run(g, d, opt_g, opt_d, sampler, fixed_z.to(device), ema=ema, fixed_y=fixed_y, classes=classes)
     if labels is not None:  # fakes' classes: as often as the training set's (balanced sets: uniform)
-        run.class_counts = data.class_counts()
-        run.fake_cdf = label_cdf(run.class_counts, device) if cfg.train.fake_labels == "data" else None
+        set_class_mix(run, data.class_counts(), cfg.train.fake_labels == "data")
     return run
 
 
@@ -187,11 +186,10 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
         changed = keep_class_mix(run, state, cfg.train.fake_labels == "data")
         if here.is_main:  # every check passed: a rewind sets the run's later checkpoints aside
             set_aside_later(run_dir, run.step)
-        if changed is not None and here.is_main:
-            print(f"note: the dataset's images per class are now {changed}, but {source} was trained with "
-                  f"{run.class_counts}; the run keeps drawing its fakes' classes with the checkpoint's mix. "
-                  f"Start a new run to train with the new mix.", file=sys.stderr)  # fmt: skip
-        if here.is_main:
+            if changed is not None:
+                print(f"note: the dataset's images per class are now {changed}, but {source} was trained with "
+                      f"{run.class_counts}; the run keeps drawing its fakes' classes with the checkpoint's "
+                      f"mix. Start a new run to train with the new mix.", file=sys.stderr)  # fmt: skip
             print(f"Resumed from {source} at step {run.step}.", file=sys.stderr)
     distribute(run, cfg, device, here)
     accelerate(run, speed)
