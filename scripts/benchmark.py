@@ -123,6 +123,7 @@ def bench_monitor(args: argparse.Namespace) -> None:
     from sngan.losses import LOSSES
     from sngan.models import MODELS
     from sngan.monitoring import Monitor
+    from sngan.spectral import grad_norm
     from sngan.step import d_step, g_step
     from sngan.tracking import Tracker
 
@@ -154,11 +155,16 @@ def bench_monitor(args: argparse.Namespace) -> None:
         tracker = Tracker(Path(tmp))
         monitor = Monitor.create(d, MODELS.get(args.model).lipschitz_chain, real[:64])
         fixed_z = torch.randn(64, args.z_dim, device=device)
-        monitor.log(g, d, fixed_z, tracker, 0)  # warm-up
+
+        def log(step: int) -> None:  # as the loop does: the gradient norms, then the rest
+            grads = {f"grad_norm/{name}": grad_norm(net) for name, net in (("d", d), ("g", g))}
+            monitor.log(g, d, fixed_z, tracker, step, None, grads)
+
+        log(0)  # warm-up
         synchronize(device)
         start = time.perf_counter()
         for i in range(3):
-            monitor.log(g, d, fixed_z, tracker, i + 1)
+            log(i + 1)
         synchronize(device)
         per_monitor = (time.perf_counter() - start) / 3
         tracker.close()

@@ -22,6 +22,7 @@ from sngan.losses import LOSSES
 from sngan.metrics import class_agreement, evaluate_synthetic
 from sngan.monitoring import Monitor
 from sngan.scoring import Scorer
+from sngan.spectral import grad_norm
 from sngan.speed import Speed
 from sngan.state import Run, update_ema
 from sngan.step import EAGER, d_step, g_step, set_rate
@@ -112,12 +113,18 @@ def due(step: int, every: int, last: int) -> bool:
     return step % every == 0 or step == last
 
 
+def norm_of_grads(name: str, net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    norm = grad_norm(net)
+    return {} if norm is None else {f"grad_norm/{name}": norm}
+
+
 def train_step(
-    cfg: TrainConfig, run: Run, save: Callable[..., Path], speed: Speed = EAGER
+    cfg: TrainConfig, run: Run, save: Callable[..., Path], speed: Speed = EAGER, grad_norms: bool = False
 ) -> tuple[dict[str, torch.Tensor], float]:
     """One generator iteration: n_dis D updates, one G update, the non-finite check, the EMA. Returns the
-    statistics of the last D update and of the G update (tensors, not yet read), and the learning-rate
-    factor the updates used."""
+    statistics of the last D update and of the G update (tensors, not yet read), with ``grad_norms`` the
+    gradient norms each network's last update left ("grad_norm/d", "grad_norm/g", each measured before
+    the next update runs), and the learning-rate factor the updates used."""
     loss, t = LOSSES.get(cfg.loss.name), cfg.train
     device, here = run.fixed_z.device, distributed.current()
     num_classes = len(run.classes) if run.classes else 0  # 0: unconditional
@@ -132,12 +139,16 @@ def train_step(
             g_read, d_update, run.opt_d, loss, real, cfg.model.z_dim, real_y, num_classes, speed, run.fake_cdf
         )
         updates.append(("discriminator", stats))
+    if grad_norms:  # now: under compile=max the G update's graphs may reuse the memory of D's gradients
+        stats |= norm_of_grads("d", run.discriminator)
     # Update G once; D is read without the all-reduce wrapper, so its gradients are not all-reduced.
     batch_g = t.batch_size_g // here.world
     g_stats = g_step(
         g_update, d_read, run.opt_g, loss, batch_g, cfg.model.z_dim, device, num_classes, speed, run.fake_cdf
     )
     updates.append(("generator", g_stats))
+    if grad_norms:
+        g_stats |= norm_of_grads("g", run.generator)
     # Skipped updates (non-finite): the flags are read once per step, the only wait for the device.
     finite = torch.cat([s[f"finite/{network[0]}"] for network, s in updates]).tolist()
     for ok, (network, update_stats) in zip(finite, updates, strict=True):
@@ -169,7 +180,8 @@ def train_loop(
     wall = WallClock(t.max_minutes, t.checkpoint_minutes, CLOCK)
     while run.step < t.steps:
         # Update D n_dis times and G once; skip or stop on a non-finite update; average G.
-        stats, factor = train_step(cfg, run, save, speed)
+        monitor_due = bool(monitor and t.monitor_every and due(run.step + 1, t.monitor_every, t.steps))
+        stats, factor = train_step(cfg, run, save, speed, grad_norms=monitor_due)
         timed_steps += 1
         bar.update(1)
         # Agree on saving and stopping (a signal or the wall clock on any rank): every rank decides alike,
@@ -180,7 +192,8 @@ def train_loop(
         stopping = bool(signum) or (bool(out_of_time) and run.step < t.steps)
         # Log (losses and D outputs averaged over ranks: the global batch's values).
         if due(run.step, t.log_every, t.steps):
-            logged = distributed.mean_over_ranks({k: v for k, v in stats.items() if not k.startswith("finite")})
+            logged = {k: v for k, v in stats.items() if not k.startswith(("finite", "grad_norm"))}
+            logged = distributed.mean_over_ranks(logged)
             scalars = {k: float(v) for k, v in logged.items()}
             scalars |= {f"nonfinite/skipped_{k[0]}": n for k, n in run.skipped.items()}  # _d, _g
             elapsed = time.perf_counter() - timer
@@ -190,8 +203,9 @@ def train_loop(
             tracker.scalars(scalars, run.step)
             bar.set_postfix({k: f"{v:.3f}" for k, v in scalars.items() if k.startswith("loss")})
         # Monitor spectral norms, gradient norms and D's outputs (reads only: training is unchanged).
-        if monitor is not None and t.monitor_every is not None and due(run.step, t.monitor_every, t.steps):
-            monitor.log(run.generator, run.discriminator, run.fixed_z, tracker, run.step, run.fixed_y)
+        if monitor is not None and monitor_due:
+            grads = {k: v for k, v in stats.items() if k.startswith("grad_norm")}
+            monitor.log(run.generator, run.discriminator, run.fixed_z, tracker, run.step, run.fixed_y, grads)
         # Sample a grid from the fixed z.
         if here.is_main and not stopping and due(run.step, t.sample_every, t.steps):
             png = tracker.run_dir / "samples" / f"step_{run.step:08d}.png"

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from sngan.inference import generate
-from sngan.spectral import SpectralMonitor, grad_norm, sn_layers
+from sngan.spectral import SpectralMonitor, sn_layers
 from sngan.step import call
 from sngan.tracking import Tracker
 
@@ -42,12 +42,11 @@ class Monitor:
         tracker: Tracker,
         step: int,
         fixed_y: torch.Tensor | None = None,
+        grad_norms: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, float]:
-        scalars = self.spectral.measure()
-        for name, net in (("d", discriminator), ("g", generator)):
-            norm = grad_norm(net)
-            if norm is not None:
-                scalars[f"grad_norm/{name}"] = norm
+        """Log the spectral norms, ``grad_norms`` ("grad_norm/d" and "/g": ``sngan.loop.train_step``
+        measures them right after each network's update) and histograms of D's outputs."""
+        scalars = self.spectral.measure() | {k: float(v) for k, v in (grad_norms or {}).items()}
         tracker.scalars(scalars, step)
         fake = generate(generator, fixed_z, fixed_y)
         d_mode = discriminator.training

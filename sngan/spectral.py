@@ -147,9 +147,11 @@ class SpectralMonitor:
         return out
 
 
-def grad_norm(net: nn.Module) -> float | None:
-    """L2 norm of the gradients the last update left in ``net`` (None if it left none)."""
-    grads = [p.grad.detach().flatten() for p in net.parameters() if p.grad is not None]
+def grad_norm(net: nn.Module) -> torch.Tensor | None:
+    """L2 norm of the gradients the last update left in ``net`` (None if it left none), as a tensor on
+    their device: no wait. Read it before the next update: under compile=max the gradients live in
+    CUDA-graph memory that the next captured update (of either network) may reuse."""
+    grads = [p.grad.detach() for p in net.parameters() if p.grad is not None]
     if not grads:
         return None
-    return float(torch.linalg.vector_norm(torch.cat(grads)))
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float())

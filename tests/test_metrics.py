@@ -121,17 +121,24 @@ def test_on_the_cpu_the_network_runs_channels_last_with_the_same_features(random
     torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)  # sums in another order, same features
 
 
-def test_full_fp32_turns_tf32_off_and_restores_it():
-    matmul = torch.backends.cuda.matmul
-    before = matmul.fp32_precision
-    matmul.fp32_precision = "tf32"
+def test_full_fp32_turns_tf32_off_and_restores_it_through_the_training_api():
+    """Inside, TF32 is off by every getter torch has; none of them raises for a mix of the legacy and
+    the newer settings (torch >= 2.9 raises so at the next cuBLAS or cuDNN call: FID after TF32 training)."""
+    from sngan.speed import set_tf32
+
+    def tf32() -> tuple[bool, bool, bool]:
+        return (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+                torch._C._get_cublas_allow_tf32())  # fmt: skip
+
     try:
+        set_tf32(True)
         with full_fp32():
-            assert matmul.fp32_precision == "ieee"
-            assert torch.backends.cudnn.conv.fp32_precision == "ieee"
-        assert matmul.fp32_precision == "tf32"
+            assert tf32() == (False, False, False)
+            assert torch.get_float32_matmul_precision() == "highest"
+        assert tf32() == (True, True, True)
     finally:
-        matmul.fp32_precision = before
+        set_tf32(False)
+    assert tf32() == (False, False, False)
 
 
 def test_generated_images_are_rounded_like_pngs():

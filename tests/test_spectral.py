@@ -103,6 +103,36 @@ def test_monitoring_every_step_leaves_training_bit_identical(tmp_path):
         scalar_steps(tmp_path / "off", "sigma/body.0/exact")
 
 
+def test_gradient_norms_are_measured_before_the_next_update_can_reuse_their_memory(monkeypatch):
+    """compile=max keeps gradients in CUDA-graph memory that the G update's graphs may reuse: D's norm is
+    taken right after its last update, G's right after its own. Here the G update wipes D's gradients
+    (as a replay may) and the norms logged stay those of the updates."""
+    from helpers import compose_cfg, validated
+
+    from sngan import loop
+    from sngan.data import make_synthetic
+    from sngan.train import build_run
+
+    cfg = validated(compose_cfg(TINY + ["train.n_dis=2"]))
+    run = build_run(cfg, make_synthetic(50, 32), torch.device("cpu"))
+    seen = {}
+    plain_g_step = loop.g_step
+
+    def g_step_that_reuses_d_memory(*args, **kwargs):
+        seen["d"] = torch.cat([p.grad.flatten() for p in run.discriminator.parameters()]).norm()
+        out = plain_g_step(*args, **kwargs)
+        for p in run.discriminator.parameters():
+            p.grad.fill_(7.0)
+        return out
+
+    monkeypatch.setattr(loop, "g_step", g_step_that_reuses_d_memory)
+    stats, _ = loop.train_step(cfg, run, lambda *a: None, grad_norms=True)
+    g_norm = torch.cat([p.grad.flatten() for p in run.generator.parameters()]).norm()
+    torch.testing.assert_close(stats["grad_norm/d"], seen["d"], rtol=1e-5, atol=0)
+    torch.testing.assert_close(stats["grad_norm/g"], g_norm, rtol=1e-5, atol=0)
+    assert "grad_norm/d" not in loop.train_step(cfg, run, lambda *a: None)[0]  # measured only when asked
+
+
 def test_monitor_operator_norm_of_the_normalized_conv_matches_the_dense_matrix():
     torch.manual_seed(3)
     conv = spectral_norm(nn.Conv2d(2, 3, 4, 2, 1))

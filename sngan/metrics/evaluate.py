@@ -36,22 +36,18 @@ class MetricRule:
 
 @contextlib.contextmanager
 def full_fp32() -> Iterator[None]:
-    """TF32 off (it shifts FID) and autocast off, restored afterwards."""
-    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
-    if hasattr(matmul, "fp32_precision") and hasattr(conv, "fp32_precision"):  # torch >= 2.9
-        saved = (matmul.fp32_precision, conv.fp32_precision)
-        matmul.fp32_precision, conv.fp32_precision = "ieee", "ieee"
-    else:  # pragma: no cover - older torch
-        saved = (matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-        matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    """TF32 off (it shifts FID) and autocast off, restored afterwards. Through the same long-standing
+    setters as ``sngan.speed.set_tf32``: torch >= 2.9 raises at the next cuBLAS or cuDNN call when the
+    legacy and the newer ``fp32_precision`` settings have been mixed."""
+    saved = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.allow_tf32 = False
     try:
         with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False):
             yield
     finally:
-        if hasattr(matmul, "fp32_precision") and hasattr(conv, "fp32_precision"):
-            matmul.fp32_precision, conv.fp32_precision = saved
-        else:  # pragma: no cover
-            matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        torch.set_float32_matmul_precision(saved[0])
+        torch.backends.cudnn.allow_tf32 = saved[1]
 
 
 def uint8_batches(images: torch.Tensor, batch: int) -> Iterator[torch.Tensor]:
