@@ -2,10 +2,10 @@
 # The GPU measurements behind README.md's "Speed" tables, most wanted first, each phase under its own time
 # limit and every figure written as it is measured (JSON lines), so a run cut short keeps what it got:
 #
-#   bash scripts/gpu_check.sh OUT                      # all phases, about 20 minutes on one H100
-#   bash scripts/gpu_check.sh OUT tests resnet32 fid   # some phases, in the order given
+#   bash scripts/gpu_check.sh OUT                      # all phases, about 25 minutes on one H100
+#   bash scripts/gpu_check.sh OUT resnet32 tests       # some phases, in the order given
 #
-# Phases: tests (tests/test_gpu.py), resnet32 (the fp32+TF32 eager, compile=max and bf16+max steps),
+# Phases: resnet32 (the fp32+TF32 eager, compile=max and bf16+max steps), tests (tests/test_gpu.py),
 # fid (FID of 10,000 samples), others (cnn32, resnet48, cnn48 at the GPU default), quality (2,000-step
 # mode coverage of bf16 and compiled training against fp32 eager, seeds 0 and 1). OUT gets env.txt (card,
 # driver, torch), one log per phase and train.jsonl, fid.jsonl, quality.jsonl. Needs the project
@@ -19,7 +19,7 @@ if [ $# -lt 1 ]; then
 fi
 out=$1
 shift
-known=(tests resnet32 fid others quality) # the order of a run without phases named
+known=(resnet32 tests fid others quality) # the order of a run without phases named
 phases=("$@")
 [ ${#phases[@]} -gt 0 ] || phases=("${known[@]}")
 for phase in "${phases[@]}"; do
@@ -52,7 +52,7 @@ run_phase() {  # run_phase NAME SECONDS COMMAND...: the command's output goes to
 
 for phase in "${phases[@]}"; do
     case $phase in
-    tests) run_phase tests 180 "$py" -m pytest -n0 -q -p no:cacheprovider tests/test_gpu.py ;;
+    tests) run_phase tests 420 "$py" -m pytest -n0 -q -p no:cacheprovider tests/test_gpu.py ;;
     resnet32) run_phase resnet32 300 "${bench[@]}" train --models resnet32 --device cuda \
         --settings fp32-tf32,fp32-tf32-max,bf16-max --out "$out/train.jsonl" ;;
     fid) run_phase fid 120 "${bench[@]}" fid --device cuda --repeats 2 --out "$out/fid.jsonl" ;;
