@@ -51,6 +51,27 @@ def checkpoints_of(target: Path) -> list[Path]:
     return found
 
 
+def first_readable(paths: list[Path], skipped: list[str]) -> tuple[Path, dict[str, Any]]:
+    """The first checkpoint that loads and fits its architecture, with its state; a run folder's
+    earlier ones (pruned or damaged meanwhile) are added to ``skipped`` with a warning. The last one's
+    error when none is readable (a single file: its own)."""
+    for path in paths:
+        try:
+            state = ckpt.load(path)
+            generator_from_state(state, path, False)
+            return path, state
+        except ckpt.CheckpointError as exc:
+            if path == paths[-1]:
+                raise
+            skip(path, exc, skipped)
+    raise AssertionError("unreachable: the last path returns or raises")
+
+
+def skip(path: Path, exc: Exception, skipped: list[str]) -> None:
+    print(f"warning: {path} is left out of the table: {str(exc).split('. ')[0]}.", file=sys.stderr)
+    skipped.append(str(path))
+
+
 def run_dataset(cfg: EvaluateConfig, state: dict[str, Any]) -> DatasetConfig:
     """The dataset the checkpoint's run trained on (at ``data_root`` on this host, if given)."""
     from sngan.train import check_config  # the stored config is a training config
@@ -102,7 +123,9 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     device = resolve_device(cfg.device)
     target = Path(cfg.ckpt)
     paths = checkpoints_of(target)
-    first = ckpt.load(paths[0])
+    skipped: list[str] = []
+    first_path, first = first_readable(paths, skipped)  # a checkpoint that does not fit its architecture fails now
+    paths = paths[paths.index(first_path) :]
     rule = cfg.metrics.name
     out = (
         Path(cfg.out)
@@ -110,7 +133,6 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
         else (target / f"eval_{rule}.json" if target.is_dir() else target.with_suffix(f".{rule}.json"))
     )
     ensure_folder(out.parent)  # before the slow part
-    generator_from_state(first, paths[0], False)  # a checkpoint that does not fit its architecture fails now
     if cfg.intra_class:
         check_intra_class(first)  # before the slow part
     extractor = load_extractor(cfg.inception)
@@ -120,16 +142,14 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     per_class = max(2, cfg.metrics.n_fake // len(references)) if references is not None else 0
     seed = cfg.seed if cfg.seed is not None else int(first["config"].get("seed", 0)) + EVAL_SEED_OFFSET
     rows: list[dict[str, Any]] = []
-    skipped: list[str] = []
-    doc: dict[str, Any] = {}
+    classes = first["classes"] if references is not None else None
     for path in paths:
         try:
             state = first if path == paths[0] else ckpt.load(path)  # each file read once
             networks = (False, True) if state.get("ema") is not None else (False,)  # G, and the EMA if kept
             nets = [generator_from_state(state, path, use_ema) for use_ema in networks]
         except ckpt.CheckpointError as exc:  # a run folder's file pruned or damaged meanwhile: the rest count
-            print(f"warning: {path} is left out of the table: {str(exc).split('. ')[0]}.", file=sys.stderr)
-            skipped.append(str(path))
+            skip(path, exc, skipped)
             continue
         for generator, info in nets:
             row = {"checkpoint": str(path), "step": info["step"], "network": "ema" if info["ema"] else "g"}
@@ -141,9 +161,8 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
                 )
             rows.append(row)
             print(format_row(scorer.rule.name, rows[-1]), file=sys.stderr)
-            classes = first["classes"] if references is not None else None
-            doc = write_results(out, scorer, seed, rows, classes, per_class, skipped)
-    return doc, out
+            write_results(out, scorer, seed, rows, classes, per_class, skipped)
+    return write_results(out, scorer, seed, rows, classes, per_class, skipped), out  # with files skipped last
 
 
 def write_results(
@@ -157,7 +176,7 @@ def write_results(
 ) -> dict[str, Any]:
     """The JSON document of the rows scored so far, written after each one (atomically: a temporary file
     renamed over it), so that an evaluation stopped after hours keeps what it measured."""
-    doc = {**scorer.describe(), "seed": seed, "results": rows} | ({"skipped": skipped} if skipped else {})
+    doc = {**scorer.describe(), "seed": seed, "results": list(rows)} | ({"skipped": list(skipped)} if skipped else {})
     if classes is not None:
         doc["intra_class"] = {
             "n_fake_per_class": per_class,

@@ -3,6 +3,7 @@ written by a short training run (random Inception weights from the ``with_incept
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -127,20 +128,27 @@ def test_evaluating_a_run_folder_skips_a_damaged_file_and_keeps_each_row_as_it_g
     run_dir, _ = trained
     copy = tmp_path / "run"
     shutil.copytree(run_dir / "checkpoints", copy / "checkpoints")
-    (copy / "checkpoints" / "ckpt_00000004.pt").write_bytes(b"pruned mid-way")  # e.g. by a running job
+    # Damaged meanwhile (e.g. pruned by a running job): the first file, which the others' settings are read
+    # from, and a later one
+    damaged = [copy / "checkpoints" / name for name in ("ckpt_00000002.pt", "best.pt")]
+    for path in damaged:
+        path.write_bytes(b"pruned mid-way")
     (stats,) = stats_of(run_dir).glob("*.npz")
     inception = InceptionConfig(dims=64, stats_dir=str(stats.parent))
     cfg = EvaluateConfig(ckpt=str(copy), metrics=TINY_METRICS, inception=inception, device="cpu", batch_size=7)
     doc, out = evaluate(cfg)
     assert [(Path(r["checkpoint"]).name, r["network"]) for r in doc["results"]] == [
-        (n, net) for n in ("ckpt_00000002.pt", "best.pt") for net in ("g", "ema")
+        ("ckpt_00000004.pt", net) for net in ("g", "ema")
     ]
-    assert "ckpt_00000004.pt is left out of the table" in capsys.readouterr().err
-    assert json.loads(out.read_text()) == doc and doc["skipped"] == [str(copy / "checkpoints" / "ckpt_00000004.pt")]
+    err = capsys.readouterr().err
+    assert all(f"{path} is left out of the table" in err for path in damaged)
+    assert json.loads(out.read_text()) == doc and doc["skipped"] == [str(path) for path in damaged]
     # batch_size changes memory, not the numbers: the default batch gives the same FID
-    again, _ = evaluate(EvaluateConfig(ckpt=str(copy / "checkpoints" / "best.pt"), metrics=TINY_METRICS,
+    again, _ = evaluate(EvaluateConfig(ckpt=str(copy / "checkpoints" / "ckpt_00000004.pt"), metrics=TINY_METRICS,
                                        inception=inception, device="cpu", out=str(tmp_path / "b.json")))  # fmt: skip
-    assert again["results"][0]["fid"] == pytest.approx(doc["results"][2]["fid"], rel=1e-6)
+    assert again["results"][0]["fid"] == pytest.approx(doc["results"][0]["fid"], rel=1e-6)
+    with pytest.raises(ckpt.CheckpointError):  # a single damaged file is an error
+        evaluate(dataclasses.replace(cfg, ckpt=str(damaged[0])))
     # Stopped after its first row (here: a failure), the file holds that row.
     calls = []
 
