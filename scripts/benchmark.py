@@ -222,7 +222,7 @@ def measure_setting(model: str, name: str, args: argparse.Namespace) -> dict[str
     from sngan.distributed import Dist
     from sngan.loop import train_step
     from sngan.losses import LOSSES
-    from sngan.speed import resolve, set_tf32
+    from sngan.speed import cudagraph_skips, resolve, set_tf32
     from sngan.step import d_step, g_step
     from sngan.train import build_run
     from sngan.wrappers import accelerate
@@ -234,6 +234,7 @@ def measure_setting(model: str, name: str, args: argparse.Namespace) -> dict[str
     speed, notes = resolve(device, t.precision, t.tf32, t.compile, t.channels_last, "auto", data.images.nbytes)
     set_tf32(speed.tf32)
     torch._dynamo.reset()
+    skips = cudagraph_skips()
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -261,6 +262,7 @@ def measure_setting(model: str, name: str, args: argparse.Namespace) -> dict[str
         "g_iters_per_s": round(1.0 / per_step, 2), "ms_per_step": round(per_step * 1e3, 2),
         "ms_per_d_update": round(per_d * 1e3, 2), "ms_per_g_update": round(per_g * 1e3, 2),
         "peak_gpu_mib": peak_mib(device), "warmup_s": round(warmup_s, 1), "steps": args.steps,
+        "cudagraph_skips": cudagraph_skips() - skips,  # graphs compile=max ran without CUDA graphs
         "notes": notes,
     }  # fmt: skip
 

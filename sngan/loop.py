@@ -23,7 +23,7 @@ from sngan.metrics import class_agreement, evaluate_synthetic
 from sngan.monitoring import Monitor
 from sngan.scoring import Scorer
 from sngan.spectral import grad_norm
-from sngan.speed import Speed
+from sngan.speed import GraphCheck, Speed
 from sngan.state import Run, update_ema
 from sngan.step import EAGER, d_step, g_step, set_rate
 from sngan.stopping import GracefulStop, Interrupted, TimeLimit, WallClock
@@ -178,10 +178,12 @@ def train_loop(
     result: dict[str, float] = {}
     timer, timed_steps = time.perf_counter(), 0
     wall = WallClock(t.max_minutes, t.checkpoint_minutes, CLOCK)
+    graphs = GraphCheck(speed)
     while run.step < t.steps:
         # Update D n_dis times and G once; skip or stop on a non-finite update; average G.
         monitor_due = bool(monitor and t.monitor_every and due(run.step + 1, t.monitor_every, t.steps))
         stats, factor = train_step(cfg, run, save, speed, grad_norms=monitor_due)
+        graphs.after_step()  # compile=max: a note if any update runs without CUDA graphs
         timed_steps += 1
         bar.update(1)
         # Agree on saving and stopping (a signal or the wall clock on any rank): every rank decides alike,

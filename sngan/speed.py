@@ -153,6 +153,36 @@ def mark_step(speed: Speed) -> None:
         torch.compiler.cudagraph_mark_step_begin()
 
 
+def cudagraph_skips() -> int:
+    """How many graphs torch.compile has run without CUDA graphs in this process so far: its
+    reduce-overhead mode falls back to plain compiled code silently (e.g. for an input it cannot keep
+    static); inductor counts each fallback."""
+    from torch._dynamo.utils import counters  # loaded by torch.compile anyway
+
+    return int(counters["inductor"]["cudagraph_skips"])
+
+
+class GraphCheck:
+    """Under compile=max, says after the first training step (when every update's graphs have been
+    compiled) if torch.compile ran any of them without CUDA graphs, instead of leaving a run slower
+    than asked without a word."""
+
+    def __init__(self, speed: Speed) -> None:
+        self.pending = speed.compile == "max"
+        self.before = cudagraph_skips() if self.pending else 0
+
+    def after_step(self) -> None:
+        if not self.pending:
+            return
+        self.pending = False
+        skipped = cudagraph_skips() - self.before
+        if skipped:
+            print(f"note: train.compile=max: torch.compile ran {skipped} of the update graphs without CUDA "
+                  f"graphs, so those updates are compiled but not captured (slower, same results). Run with "
+                  f"TORCH_LOGS=cudagraphs to see why, or set train.compile=default to say so.",
+                  file=sys.stderr)  # fmt: skip
+
+
 def memory_format(speed: Speed) -> torch.memory_format:
     return torch.channels_last if speed.channels_last else torch.contiguous_format
 

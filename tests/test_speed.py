@@ -291,6 +291,21 @@ def test_compiled_training_agrees_with_eager_over_20_steps_of_a_changing_learnin
     assert moved > 1e-3, moved  # and training moved them
 
 
+def test_compile_max_says_once_when_torch_compile_ran_updates_without_cuda_graphs(monkeypatch, capsys):
+    """reduce-overhead falls back to plain compiled code silently; after the first step the loop says so."""
+    counted = iter([3, 5])  # inductor's skip counter before the run, then after the first step
+    monkeypatch.setattr(speed_module, "cudagraph_skips", lambda: next(counted))
+    check = speed_module.GraphCheck(Speed(compile="max"))
+    check.after_step()
+    check.after_step()  # asked once only: the counter is not read again
+    assert capsys.readouterr().err.count("torch.compile ran 2 of the update graphs without CUDA graphs") == 1
+    monkeypatch.setattr(speed_module, "cudagraph_skips", lambda: pytest.fail("read without compile=max"))
+    speed_module.GraphCheck(Speed(compile="default")).after_step()
+    assert capsys.readouterr().err == ""
+    monkeypatch.undo()
+    assert speed_module.cudagraph_skips() >= 0  # inductor's counter exists in this torch
+
+
 def test_the_training_benchmark_writes_one_json_line_per_measurement(tmp_path):
     import subprocess
     import sys
@@ -308,6 +323,7 @@ def test_the_training_benchmark_writes_one_json_line_per_measurement(tmp_path):
     for record in lines[:2]:
         assert record["g_iters_per_s"] > 0 and record["ms_per_d_update"] > 0 and record["ms_per_g_update"] > 0
         assert (record["batch_d"], record["batch_g"], record["n_dis"]) == (64, 128, 5)
+        assert record["cudagraph_skips"] == 0  # eager: nothing compiled, nothing skipped
     assert lines[1]["precision"] == "bf16" and lines[2]["returncode"] == 0 and lines[2]["g_iters_per_s"] > 0
     bad = subprocess.run(args[:2] + ["train", "--settings", "fp8"], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "unknown setting" in bad.stderr
