@@ -51,15 +51,24 @@ def checkpoints_of(target: Path) -> list[Path]:
     return found
 
 
-def first_readable(paths: list[Path], skipped: list[str]) -> tuple[Path, dict[str, Any]]:
-    """The first checkpoint that loads and fits its architecture, with its state; a run folder's
+Networks = list[tuple[torch.nn.Module, dict[str, Any]]]
+
+
+def networks_of(path: Path) -> tuple[dict[str, Any], Networks]:
+    """A checkpoint's state and its generators to score: G, and the EMA generator where the run kept
+    one. CheckpointError where the file cannot be read or its weights do not fit their architecture."""
+    state = ckpt.load(path)
+    networks = (False, True) if state.get("ema") is not None else (False,)
+    return state, [generator_from_state(state, path, use_ema) for use_ema in networks]
+
+
+def first_readable(paths: list[Path], skipped: list[str]) -> tuple[Path, dict[str, Any], Networks]:
+    """The first checkpoint whose generators all load, with its state and generators; a run folder's
     earlier ones (pruned or damaged meanwhile) are added to ``skipped`` with a warning. The last one's
     error when none is readable (a single file: its own)."""
     for path in paths:
         try:
-            state = ckpt.load(path)
-            generator_from_state(state, path, False)
-            return path, state
+            return path, *networks_of(path)
         except ckpt.CheckpointError as exc:
             if path == paths[-1]:
                 raise
@@ -124,7 +133,7 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     target = Path(cfg.ckpt)
     paths = checkpoints_of(target)
     skipped: list[str] = []
-    first_path, first = first_readable(paths, skipped)  # a checkpoint that does not fit its architecture fails now
+    first_path, first, first_nets = first_readable(paths, skipped)  # before the slow part
     paths = paths[paths.index(first_path) :]
     rule = cfg.metrics.name
     out = (
@@ -145,9 +154,7 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     classes = first["classes"] if references is not None else None
     for path in paths:
         try:
-            state = first if path == paths[0] else ckpt.load(path)  # each file read once
-            networks = (False, True) if state.get("ema") is not None else (False,)  # G, and the EMA if kept
-            nets = [generator_from_state(state, path, use_ema) for use_ema in networks]
+            nets = first_nets if path == first_path else networks_of(path)[1]  # each file read once
         except ckpt.CheckpointError as exc:  # a run folder's file pruned or damaged meanwhile: the rest count
             skip(path, exc, skipped)
             continue

@@ -140,7 +140,7 @@ def train_step(
         )
         updates.append(("discriminator", stats))
     if grad_norms:  # now: under compile=max the G update's graphs may reuse the memory of D's gradients
-        stats |= norm_of_grads("d", run.discriminator)
+        stats = stats | norm_of_grads("d", run.discriminator)  # a copy: ``updates`` keeps the update's own
     # Update G once; D is read without the all-reduce wrapper, so its gradients are not all-reduced.
     batch_g = t.batch_size_g // here.world
     g_stats = g_step(
@@ -148,7 +148,7 @@ def train_step(
     )
     updates.append(("generator", g_stats))
     if grad_norms:
-        g_stats |= norm_of_grads("g", run.generator)
+        g_stats = g_stats | norm_of_grads("g", run.generator)
     # Skipped updates (non-finite): the flags are read once per step, the only wait for the device.
     finite = torch.cat([s[f"finite/{network[0]}"] for network, s in updates]).tolist()
     for ok, (network, update_stats) in zip(finite, updates, strict=True):
@@ -181,9 +181,10 @@ def train_loop(
     graphs = GraphCheck(speed)
     while run.step < t.steps:
         # Update D n_dis times and G once; skip or stop on a non-finite update; average G.
-        monitor_due = bool(monitor and t.monitor_every and due(run.step + 1, t.monitor_every, t.steps))
+        every = t.monitor_every
+        monitor_due = monitor is not None and every is not None and due(run.step + 1, every, t.steps)
         stats, factor = train_step(cfg, run, save, speed, grad_norms=monitor_due)
-        graphs.after_step()  # compile=max: a note if any update runs without CUDA graphs
+        graphs.after_step()  # compile=max: a note if more updates ran without CUDA graphs
         timed_steps += 1
         bar.update(1)
         # Agree on saving and stopping (a signal or the wall clock on any rank): every rank decides alike,

@@ -163,21 +163,20 @@ def cudagraph_skips() -> int:
 
 
 class GraphCheck:
-    """Under compile=max, says after the first training step (when every update's graphs have been
-    compiled) if torch.compile ran any of them without CUDA graphs, instead of leaving a run slower
-    than asked without a word."""
+    """Under compile=max, says after a training step if torch.compile ran any more update graphs
+    without CUDA graphs (most fall back when compiled, in the first step; some only when replayed, or
+    after many re-recordings), instead of leaving a run slower than asked without a word."""
 
     def __init__(self, speed: Speed) -> None:
-        self.pending = speed.compile == "max"
-        self.before = cudagraph_skips() if self.pending else 0
+        self.active = speed.compile == "max"
+        self.seen = cudagraph_skips() if self.active else 0
 
     def after_step(self) -> None:
-        if not self.pending:
+        if not self.active:
             return
-        self.pending = False
-        skipped = cudagraph_skips() - self.before
-        if skipped:
-            print(f"note: train.compile=max: torch.compile ran {skipped} of the update graphs without CUDA "
+        skipped, self.seen = cudagraph_skips() - self.seen, cudagraph_skips()  # a dict lookup: cheap
+        if skipped > 0:
+            print(f"note: train.compile=max: torch.compile ran {skipped} more update graph(s) without CUDA "
                   f"graphs, so those updates are compiled but not captured (slower, same results). Run with "
                   f"TORCH_LOGS=cudagraphs to see why, or set train.compile=default to say so.",
                   file=sys.stderr)  # fmt: skip

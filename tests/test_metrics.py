@@ -130,15 +130,16 @@ def test_full_fp32_turns_tf32_off_and_restores_it_through_the_training_api():
         return (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
                 torch._C._get_cublas_allow_tf32())  # fmt: skip
 
+    before = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
     try:
         set_tf32(True)
         with full_fp32():
             assert tf32() == (False, False, False)
             assert torch.get_float32_matmul_precision() == "highest"
         assert tf32() == (True, True, True)
-    finally:
-        set_tf32(False)
-    assert tf32() == (False, False, False)
+    finally:  # this process's settings as they were
+        torch.set_float32_matmul_precision(before[0])
+        torch.backends.cudnn.allow_tf32 = before[1]
 
 
 def test_generated_images_are_rounded_like_pngs():
