@@ -120,10 +120,10 @@ def bench_fid(args: argparse.Namespace) -> None:
 
 def bench_monitor(args: argparse.Namespace) -> None:
     """Time of one monitoring pass against a training step, and its share at the default interval."""
-    from sngan.loop import norm_of_grads
     from sngan.losses import LOSSES
     from sngan.models import MODELS
     from sngan.monitoring import Monitor
+    from sngan.spectral import grad_norm
     from sngan.step import d_step, g_step
     from sngan.tracking import Tracker
 
@@ -157,7 +157,7 @@ def bench_monitor(args: argparse.Namespace) -> None:
         fixed_z = torch.randn(64, args.z_dim, device=device)
 
         def log(step: int) -> None:  # as the loop does: the gradient norms, then the rest
-            monitor.log(g, d, fixed_z, tracker, step, None, norm_of_grads("d", d) | norm_of_grads("g", g))
+            monitor.log(g, d, fixed_z, tracker, step, None, grad_norm("d", d) | grad_norm("g", g))
 
         log(0)  # warm-up
         synchronize(device)

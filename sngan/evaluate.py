@@ -66,14 +66,12 @@ def first_readable(paths: list[Path], skipped: list[str]) -> tuple[Path, dict[st
     """The first checkpoint whose generators all load, with its state and generators; a run folder's
     earlier ones (pruned or damaged meanwhile) are added to ``skipped`` with a warning. The last one's
     error when none is readable (a single file: its own)."""
-    for path in paths:
+    for path in paths[:-1]:
         try:
             return path, *networks_of(path)
         except ckpt.CheckpointError as exc:
-            if path == paths[-1]:
-                raise
             skip(path, exc, skipped)
-    raise AssertionError("unreachable: the last path returns or raises")
+    return paths[-1], *networks_of(paths[-1])
 
 
 def skip(path: Path, exc: Exception, skipped: list[str]) -> None:

@@ -113,11 +113,6 @@ def due(step: int, every: int, last: int) -> bool:
     return step % every == 0 or step == last
 
 
-def norm_of_grads(name: str, net: torch.nn.Module) -> dict[str, torch.Tensor]:
-    norm = grad_norm(net)
-    return {} if norm is None else {f"grad_norm/{name}": norm}
-
-
 def train_step(
     cfg: TrainConfig, run: Run, save: Callable[..., Path], speed: Speed = EAGER, grad_norms: bool = False
 ) -> tuple[dict[str, torch.Tensor], float]:
@@ -140,7 +135,7 @@ def train_step(
         )
         updates.append(("discriminator", stats))
     if grad_norms:  # now: under compile=max the G update's graphs may reuse the memory of D's gradients
-        stats = stats | norm_of_grads("d", run.discriminator)  # a copy: ``updates`` keeps the update's own
+        stats = stats | grad_norm("d", run.discriminator)  # a copy: ``updates`` keeps the update's own
     # Update G once; D is read without the all-reduce wrapper, so its gradients are not all-reduced.
     batch_g = t.batch_size_g // here.world
     g_stats = g_step(
@@ -148,7 +143,7 @@ def train_step(
     )
     updates.append(("generator", g_stats))
     if grad_norms:
-        g_stats = g_stats | norm_of_grads("g", run.generator)
+        g_stats = g_stats | grad_norm("g", run.generator)
     # Skipped updates (non-finite): the flags are read once per step, the only wait for the device.
     finite = torch.cat([s[f"finite/{network[0]}"] for network, s in updates]).tolist()
     for ok, (network, update_stats) in zip(finite, updates, strict=True):

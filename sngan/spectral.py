@@ -147,11 +147,11 @@ class SpectralMonitor:
         return out
 
 
-def grad_norm(net: nn.Module) -> torch.Tensor | None:
-    """L2 norm of the gradients the last update left in ``net`` (None if it left none), as a tensor on
-    their device: no wait. Read it before the next update: under compile=max the gradients live in
-    CUDA-graph memory that the next captured update (of either network) may reuse."""
+def grad_norm(name: str, net: nn.Module) -> dict[str, torch.Tensor]:
+    """{"grad_norm/<name>": L2 norm of the gradients the last update left in ``net``} (empty if it left
+    none), a tensor on their device: no wait. Read it before the next update: under compile=max the
+    gradients live in CUDA-graph memory that the next captured update (of either network) may reuse."""
     grads = [p.grad.detach() for p in net.parameters() if p.grad is not None]
     if not grads:
-        return None
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float())
+        return {}
+    return {f"grad_norm/{name}": torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float())}

@@ -174,7 +174,8 @@ class GraphCheck:
     def after_step(self) -> None:
         if not self.active:
             return
-        skipped, self.seen = cudagraph_skips() - self.seen, cudagraph_skips()  # a dict lookup: cheap
+        now = cudagraph_skips()  # a dict lookup: cheap
+        skipped, self.seen = now - self.seen, now
         if skipped > 0:
             print(f"note: train.compile=max: torch.compile ran {skipped} more update graph(s) without CUDA "
                   f"graphs, so those updates are compiled but not captured (slower, same results). Run with "
