@@ -155,6 +155,41 @@ def train_step(
     return stats | g_stats, factor
 
 
+class Pace:
+    """Generator iterations a second since the last reading (the logged speed)."""
+
+    def __init__(self) -> None:
+        self.since, self.steps = time.perf_counter(), 0
+
+    def rate(self) -> float:
+        now = time.perf_counter()
+        rate = self.steps / max(now - self.since, 1e-9)
+        self.since, self.steps = now, 0
+        return rate
+
+
+def log_step(tracker: Tracker, bar: tqdm, run: Run, stats: dict[str, torch.Tensor], extra: dict[str, float]) -> None:
+    """Log the losses and D outputs averaged over ranks (the global batch's values), the skipped-update
+    counts and ``extra`` (rates); the progress bar shows the losses."""
+    logged = {k: v for k, v in stats.items() if not k.startswith(("finite", "grad_norm"))}
+    scalars = {k: float(v) for k, v in distributed.mean_over_ranks(logged).items()}
+    scalars |= {f"nonfinite/skipped_{k[0]}": n for k, n in run.skipped.items()}  # _d, _g
+    tracker.scalars(scalars | extra, run.step)
+    bar.set_postfix({k: f"{v:.3f}" for k, v in scalars.items() if k.startswith("loss")})
+
+
+def sample_grids(tracker: Tracker, run: Run) -> None:
+    """Grids of G's (and the EMA's) images from the fixed z, to TensorBoard and samples/."""
+    png = tracker.run_dir / "samples" / f"step_{run.step:08d}.png"
+    # conditional: one row per class (one image per class, as with CIFAR-100: a square)
+    num_classes = len(run.classes) if run.classes else 0
+    row = len(run.fixed_z) // num_classes if num_classes and len(run.fixed_z) > num_classes else None
+    for tag, net in (("samples/fixed_z", run.generator), ("samples/fixed_z_ema", run.ema)):
+        if net is not None:
+            tracker.images(tag, generate(net, run.fixed_z, run.fixed_y), run.step, png, nrow=row)
+            png = png.with_name(f"ema_step_{run.step:08d}.png")
+
+
 def train_loop(
     cfg: TrainConfig,
     run: Run,
@@ -167,65 +202,50 @@ def train_loop(
     speed: Speed = EAGER,
 ) -> dict[str, float]:
     t, here = cfg.train, distributed.current()
-    num_classes = len(run.classes) if run.classes else 0  # 0: unconditional
     bar = tqdm(total=t.steps, initial=run.step, disable=None if here.is_main else True, dynamic_ncols=True,
                desc="train")  # fmt: skip
     result: dict[str, float] = {}
-    timer, timed_steps = time.perf_counter(), 0
+    pace = Pace()
     wall = WallClock(t.max_minutes, t.checkpoint_minutes, CLOCK)
     graphs = GraphCheck(speed)
-    while run.step < t.steps:
-        # Update D n_dis times and G once; skip or stop on a non-finite update; average G.
-        every = t.monitor_every
-        monitor_due = monitor is not None and every is not None and due(run.step + 1, every, t.steps)
-        stats, factor = train_step(cfg, run, save, speed, grad_norms=monitor_due)
-        graphs.after_step()  # compile=max: a note if more updates ran without CUDA graphs
-        timed_steps += 1
-        bar.update(1)
-        # Agree on saving and stopping (a signal or the wall clock on any rank): every rank decides alike,
-        # and a stop skips sampling and evaluation so the checkpoint is written within the scheduler's grace.
-        signum, save_due, out_of_time = distributed.max_over_ranks(
-            [stop.requested or 0, int(wall.save_due()), int(wall.out_of_time())]
-        )
-        stopping = bool(signum) or (bool(out_of_time) and run.step < t.steps)
-        # Log (losses and D outputs averaged over ranks: the global batch's values).
-        if due(run.step, t.log_every, t.steps):
-            logged = {k: v for k, v in stats.items() if not k.startswith(("finite", "grad_norm"))}
-            logged = distributed.mean_over_ranks(logged)
-            scalars = {k: float(v) for k, v in logged.items()}
-            scalars |= {f"nonfinite/skipped_{k[0]}": n for k, n in run.skipped.items()}  # _d, _g
-            elapsed = time.perf_counter() - timer
-            scalars |= {"lr/g": cfg.optim.lr_g * factor, "lr/d": cfg.optim.lr_d * factor}
-            scalars["speed/g_iters_per_s"] = timed_steps / max(elapsed, 1e-9)
-            timer, timed_steps = time.perf_counter(), 0
-            tracker.scalars(scalars, run.step)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in scalars.items() if k.startswith("loss")})
-        # Monitor spectral norms, gradient norms and D's outputs (reads only: training is unchanged).
-        if monitor is not None and monitor_due:
-            grads = {k: v for k, v in stats.items() if k.startswith("grad_norm")}
-            monitor.log(run.generator, run.discriminator, run.fixed_z, tracker, run.step, run.fixed_y, grads)
-        # Sample a grid from the fixed z.
-        if here.is_main and not stopping and due(run.step, t.sample_every, t.steps):
-            png = tracker.run_dir / "samples" / f"step_{run.step:08d}.png"
-            # conditional: one row per class (one image per class, as with CIFAR-100: a square)
-            row = len(run.fixed_z) // num_classes if num_classes and len(run.fixed_z) > num_classes else None
-            for tag, net in (("samples/fixed_z", run.generator), ("samples/fixed_z_ema", run.ema)):
-                if net is not None:
-                    tracker.images(tag, generate(net, run.fixed_z, run.fixed_y), run.step, png, nrow=row)
-                    png = png.with_name(f"ema_step_{run.step:08d}.png")
-        # Evaluate.
-        if not stopping and due(run.step, t.eval_every, t.steps):
-            result = evaluate(cfg, run, data, tracker, scorer, lambda r: save(r, "best")) or result
-        # Save on schedule, every checkpoint_minutes, on a signal (on any rank) or at max_minutes; then stop
-        # if asked.
-        if due(run.step, t.checkpoint_every, t.steps) or signum or save_due:
-            save(run)
-            wall.saved()
-        if signum:
-            bar.close()
-            raise Interrupted(signum, run.step)
-        if stopping:
-            bar.close()
-            raise TimeLimit(t.max_minutes or 0.0, run.step)
-    bar.close()
+    try:
+        while run.step < t.steps:
+            # Update D n_dis times and G once; skip or stop on a non-finite update; average G.
+            every = t.monitor_every
+            monitor_due = monitor is not None and every is not None and due(run.step + 1, every, t.steps)
+            stats, factor = train_step(cfg, run, save, speed, grad_norms=monitor_due)
+            graphs.after_step()  # compile=max: a note if more updates ran without CUDA graphs
+            pace.steps += 1
+            bar.update(1)
+            # Agree on saving and stopping (a signal or the wall clock on any rank): every rank decides alike,
+            # and a stop skips sampling and evaluation so the checkpoint is written within the scheduler's grace.
+            signum, save_due, out_of_time = distributed.max_over_ranks(
+                [stop.requested or 0, int(wall.save_due()), int(wall.out_of_time())]
+            )
+            stopping = bool(signum) or (bool(out_of_time) and run.step < t.steps)
+            # Log (losses and D outputs averaged over ranks: the global batch's values).
+            if due(run.step, t.log_every, t.steps):
+                rates = {"lr/g": cfg.optim.lr_g * factor, "lr/d": cfg.optim.lr_d * factor}
+                log_step(tracker, bar, run, stats, rates | {"speed/g_iters_per_s": pace.rate()})
+            # Monitor spectral norms, gradient norms and D's outputs (reads only: training is unchanged).
+            if monitor is not None and monitor_due:
+                grads = {k: v for k, v in stats.items() if k.startswith("grad_norm")}
+                monitor.log(run.generator, run.discriminator, run.fixed_z, tracker, run.step, run.fixed_y, grads)
+            # Sample a grid from the fixed z.
+            if here.is_main and not stopping and due(run.step, t.sample_every, t.steps):
+                sample_grids(tracker, run)
+            # Evaluate.
+            if not stopping and due(run.step, t.eval_every, t.steps):
+                result = evaluate(cfg, run, data, tracker, scorer, lambda r: save(r, "best")) or result
+            # Save on schedule, every checkpoint_minutes, on a signal (on any rank) or at max_minutes; then stop
+            # if asked.
+            if due(run.step, t.checkpoint_every, t.steps) or signum or save_due:
+                save(run)
+                wall.saved()
+            if signum:
+                raise Interrupted(signum, run.step)
+            if stopping:
+                raise TimeLimit(t.max_minutes or 0.0, run.step)
+    finally:
+        bar.close()
     return result

@@ -1,4 +1,4 @@
-"""Which checkpoint a run resumes from, and whether it fits.
+"""Which checkpoint a run resumes from, whether it fits, and loading it into the run.
 
 Works on plain config dicts (the resolved config stored in checkpoints), so
 it needs no Hydra types.
@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from sngan import checkpoint as ckpt
+from sngan import distributed
 from sngan.config import config_diff, model_defaults
+from sngan.state import Run, keep_class_mix, restore
 
 
 def find_resume(resume: str | None, run_dir: Path, config: dict[str, Any]) -> tuple[Path, dict[str, Any]] | None:
@@ -90,3 +92,31 @@ def check_architecture(stored: dict[str, Any], config: dict[str, Any], path: Pat
             f"Checkpoint '{path}' holds another architecture ({what}). Resume with the checkpoint's model "
             f"settings, or start a fresh run without resume."
         )
+
+
+def check_classes(stored: list[str] | None, run: Run, source: Path) -> None:
+    """A conditional run resumes only on the classes it was trained on, in the same order."""
+    if run.classes is not None and stored != run.classes:
+        raise ckpt.CheckpointError(
+            f"Checkpoint '{source}' was trained on the classes {stored}, but the dataset now has {run.classes}: "
+            f"label k would mean another class. Restore the dataset's class folders as they were, or start a "
+            f"new run (hydra.run.dir=NEW_FOLDER without resume)."
+        )
+
+
+def resume_from(
+    run: Run, state: dict[str, Any], source: Path, config: dict[str, Any], run_dir: Path, seed: int, data_mix: bool
+) -> None:
+    """Check that the checkpoint fits this run, load it, and (rank 0) set the run's later checkpoints aside."""
+    here = distributed.current()
+    check_architecture(state["config"], config, source)
+    check_classes(state.get("classes"), run, source)
+    restore(run, state, source, here.rank, seed)
+    changed = keep_class_mix(run, state, data_mix)
+    if here.is_main:  # every check passed: a rewind sets the run's later checkpoints aside
+        set_aside_later(run_dir, run.step)
+        if changed is not None:
+            print(f"note: the dataset's images per class are now {changed}, but {source} was trained with "
+                  f"{run.class_counts}; the run keeps drawing its fakes' classes with the checkpoint's "
+                  f"mix. Start a new run to train with the new mix.", file=sys.stderr)  # fmt: skip
+        print(f"Resumed from {source} at step {run.step}.", file=sys.stderr)

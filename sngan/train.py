@@ -32,10 +32,10 @@ from sngan.losses import LOSSES
 from sngan.models import MODELS, build_models
 from sngan.monitoring import Monitor, custom_scalars_layout
 from sngan.provenance import provenance, resolve_device
-from sngan.resume import check_architecture, find_resume, set_aside_later
+from sngan.resume import find_resume, resume_from
 from sngan.scoring import load_dataset, load_extractor, make_scorer
 from sngan.speed import Speed, memory_format, resolve, set_tf32
-from sngan.state import Run, fingerprint, keep_class_mix, make_ema, restore, set_class_mix, state_dict
+from sngan.state import Run, fingerprint, make_ema, set_class_mix, state_dict
 from sngan.step import EAGER, adam
 from sngan.stopping import GracefulStop, Interrupted, TimeLimit, requeue
 from sngan.tracking import NullTracker, Tracker
@@ -86,16 +86,6 @@ def class_names(cfg: TrainConfig, data: ImageData) -> list[str] | None:
             f"'{cfg.dataset.split}') has none here: {hint}, or train unconditionally (model.conditional=false)."
         )
     return list(data.classes)
-
-
-def check_classes(stored: list[str] | None, run: Run, source: Path) -> None:
-    """A conditional run resumes only on the classes it was trained on, in the same order."""
-    if run.classes is not None and stored != run.classes:
-        raise ckpt.CheckpointError(
-            f"Checkpoint '{source}' was trained on the classes {stored}, but the dataset now has {run.classes}: "
-            f"label k would mean another class. Restore the dataset's class folders as they were, or start a "
-            f"new run (hydra.run.dir=NEW_FOLDER without resume)."
-        )
 
 
 def check_world(cfg: TrainConfig, here: Dist, device: torch.device) -> None:
@@ -180,17 +170,7 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
     source = None
     if found is not None:
         source, state = found
-        check_architecture(state["config"], config, source)
-        check_classes(state.get("classes"), run, source)
-        restore(run, state, source, here.rank, cfg.seed)
-        changed = keep_class_mix(run, state, cfg.train.fake_labels == "data")
-        if here.is_main:  # every check passed: a rewind sets the run's later checkpoints aside
-            set_aside_later(run_dir, run.step)
-            if changed is not None:
-                print(f"note: the dataset's images per class are now {changed}, but {source} was trained with "
-                      f"{run.class_counts}; the run keeps drawing its fakes' classes with the checkpoint's "
-                      f"mix. Start a new run to train with the new mix.", file=sys.stderr)  # fmt: skip
-            print(f"Resumed from {source} at step {run.step}.", file=sys.stderr)
+        resume_from(run, state, source, config, run_dir, cfg.seed, cfg.train.fake_labels == "data")
     distribute(run, cfg, device, here)
     accelerate(run, speed)
     info = provenance(device) | {"speed": speed.as_dict()}
@@ -205,10 +185,7 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
     try:
         monitor = None
         if cfg.train.monitor_every is not None and here.is_main:
-            fixed_real = to_float(data.images[: cfg.train.grid_size]).to(device)
-            fixed_real_y = data.labels[: cfg.train.grid_size].to(device) if run.classes else None
-            chain = MODELS.get(cfg.model.name).lipschitz_chain
-            monitor = Monitor.create(run.discriminator, chain, fixed_real, fixed_real_y)
+            monitor = make_monitor(run, data, cfg.model.name, cfg.train.grid_size, device)
         if source is None and here.is_main:
             rule = cfg.metrics.name if scorer is not None else None
             tracker.writer.add_custom_scalars(custom_scalars_layout(run.discriminator, rule))
@@ -217,6 +194,13 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
         return train_loop(cfg, run, data, tracker, save, stop, scorer, monitor, speed)
     finally:
         tracker.close()
+
+
+def make_monitor(run: Run, data: ImageData, model: str, grid_size: int, device: torch.device) -> Monitor:
+    """The spectral monitor, reading D's outputs on the first ``grid_size`` training images."""
+    fixed_real = to_float(data.images[:grid_size]).to(device)
+    fixed_real_y = data.labels[:grid_size].to(device) if run.classes else None
+    return Monitor.create(run.discriminator, MODELS.get(model).lipschitz_chain, fixed_real, fixed_real_y)
 
 
 def resolve_speed(cfg: TrainConfig, device: torch.device, data_bytes: int, ddp: bool) -> tuple[Speed, list[str]]:
