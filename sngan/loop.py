@@ -168,13 +168,15 @@ class Pace:
         return rate
 
 
-def log_step(tracker: Tracker, bar: tqdm, run: Run, stats: dict[str, torch.Tensor], extra: dict[str, float]) -> None:
+def log_step(
+    tracker: Tracker, bar: tqdm, run: Run, stats: dict[str, torch.Tensor], pace: Pace, rates: dict[str, float]
+) -> None:
     """Log the losses and D outputs averaged over ranks (the global batch's values), the skipped-update
-    counts and ``extra`` (rates); the progress bar shows the losses."""
+    counts, the learning ``rates`` and the speed; the progress bar shows the losses."""
     logged = {k: v for k, v in stats.items() if not k.startswith(("finite", "grad_norm"))}
-    scalars = {k: float(v) for k, v in distributed.mean_over_ranks(logged).items()}
+    scalars = {k: float(v) for k, v in distributed.mean_over_ranks(logged).items()}  # waits for the device
     scalars |= {f"nonfinite/skipped_{k[0]}": n for k, n in run.skipped.items()}  # _d, _g
-    tracker.scalars(scalars | extra, run.step)
+    tracker.scalars(scalars | rates | {"speed/g_iters_per_s": pace.rate()}, run.step)
     bar.set_postfix({k: f"{v:.3f}" for k, v in scalars.items() if k.startswith("loss")})
 
 
@@ -226,7 +228,7 @@ def train_loop(
             # Log (losses and D outputs averaged over ranks: the global batch's values).
             if due(run.step, t.log_every, t.steps):
                 rates = {"lr/g": cfg.optim.lr_g * factor, "lr/d": cfg.optim.lr_d * factor}
-                log_step(tracker, bar, run, stats, rates | {"speed/g_iters_per_s": pace.rate()})
+                log_step(tracker, bar, run, stats, pace, rates)
             # Monitor spectral norms, gradient norms and D's outputs (reads only: training is unchanged).
             if monitor is not None and monitor_due:
                 grads = {k: v for k, v in stats.items() if k.startswith("grad_norm")}
