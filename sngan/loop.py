@@ -158,13 +158,13 @@ def train_step(
 class Pace:
     """Generator iterations a second since the last reading (the logged speed)."""
 
-    def __init__(self) -> None:
-        self.since, self.steps = time.perf_counter(), 0
+    def __init__(self, step: int) -> None:
+        self.since, self.step = time.perf_counter(), step
 
-    def rate(self) -> float:
+    def rate(self, step: int) -> float:
         now = time.perf_counter()
-        rate = self.steps / max(now - self.since, 1e-9)
-        self.since, self.steps = now, 0
+        rate = (step - self.step) / max(now - self.since, 1e-9)
+        self.since, self.step = now, step
         return rate
 
 
@@ -176,7 +176,7 @@ def log_step(
     logged = {k: v for k, v in stats.items() if not k.startswith(("finite", "grad_norm"))}
     scalars = {k: float(v) for k, v in distributed.mean_over_ranks(logged).items()}  # waits for the device
     scalars |= {f"nonfinite/skipped_{k[0]}": n for k, n in run.skipped.items()}  # _d, _g
-    tracker.scalars(scalars | rates | {"speed/g_iters_per_s": pace.rate()}, run.step)
+    tracker.scalars(scalars | rates | {"speed/g_iters_per_s": pace.rate(run.step)}, run.step)
     bar.set_postfix({k: f"{v:.3f}" for k, v in scalars.items() if k.startswith("loss")})
 
 
@@ -207,7 +207,7 @@ def train_loop(
     bar = tqdm(total=t.steps, initial=run.step, disable=None if here.is_main else True, dynamic_ncols=True,
                desc="train")  # fmt: skip
     result: dict[str, float] = {}
-    pace = Pace()
+    pace = Pace(run.step)
     wall = WallClock(t.max_minutes, t.checkpoint_minutes, CLOCK)
     graphs = GraphCheck(speed)
     try:
@@ -217,7 +217,6 @@ def train_loop(
             monitor_due = monitor is not None and every is not None and due(run.step + 1, every, t.steps)
             stats, factor = train_step(cfg, run, save, speed, grad_norms=monitor_due)
             graphs.after_step()  # compile=max: a note if more updates ran without CUDA graphs
-            pace.steps += 1
             bar.update(1)
             # Agree on saving and stopping (a signal or the wall clock on any rank): every rank decides alike,
             # and a stop skips sampling and evaluation so the checkpoint is written within the scheduler's grace.
