@@ -12,6 +12,7 @@ from sngan.data import DatasetError
 from sngan.metrics.inception import InceptionError
 from sngan.outputs import OutputError, ensure_folder, output_error
 from sngan.provenance import DeviceError
+from sngan.run_lock import FolderBusy
 from sngan.scoring import MetricsError
 from sngan.speed import keep_freed_memory
 
@@ -20,7 +21,7 @@ __all__ = ["USER_ERRORS", "OutputError", "ensure_folder", "output_error", "run_o
 
 # Errors whose message is the whole story (what went wrong, what to do).
 USER_ERRORS: tuple[type[Exception], ...] = (
-    ConfigError, DatasetError, DeviceError, CheckpointError, InceptionError, MetricsError, OutputError,
+    ConfigError, DatasetError, DeviceError, CheckpointError, InceptionError, MetricsError, OutputError, FolderBusy,
 )  # fmt: skip
 
 

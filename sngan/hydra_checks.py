@@ -4,7 +4,8 @@ torchrun's other ranks from writing Hydra's files into the shared run folder.
 Hydra makes ``hydra.run.dir`` (or the sweep folder) before the application
 starts, so a folder that cannot be created would end in Hydra's own traceback.
 This callback runs first and ends the process with a one-paragraph error and
-exit code 2 instead.
+exit code 2 instead. It also takes the run folder's lock (``sngan.run_lock``) before
+Hydra writes anything into the folder.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sngan.outputs import OutputError, ensure_folder
+from sngan.run_lock import FolderBusy, hold
 
 
 def ensure_writable(folder: str, key: str) -> None:
@@ -27,9 +29,25 @@ def ensure_writable(folder: str, key: str) -> None:
         sys.exit(2)
 
 
+def hold_run_folder(folder: str) -> None:
+    """Lock the run folder before Hydra writes into it (.hydra/, the log), so that a second training
+    refused here changes nothing in it. Under torchrun, rank 0 holds it for all ranks."""
+    if int(os.environ.get("RANK", 0)) != 0:
+        return
+    try:
+        lock = hold(folder)
+    except FolderBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if lock.note:
+        print(f"note: {lock.note}", file=sys.stderr)
+        lock.note = None  # said once
+
+
 class RunFolderCheck(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         ensure_writable(str(config.hydra.run.dir), "hydra.run.dir")
+        hold_run_folder(str(config.hydra.run.dir))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         ensure_writable(str(config.hydra.sweep.dir), "hydra.sweep.dir")

@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sngan import checkpoint as ckpt
-from sngan import distributed
+from sngan import distributed, run_lock
 from sngan.cli import ensure_folder, run_or_exit
 from sngan.config import ConfigError, TrainConfig, signal_number, to_container, validate
 from sngan.data import DATASETS, NATIVE_RESOLUTION, BatchSampler, ImageData, to_float
@@ -140,7 +140,17 @@ def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, 
     first step, with a checkpoint."""
     extra = () if cfg.train.requeue_signal is None else (signal_number(cfg.train.requeue_signal),)
     with GracefulStop(extra) as stop:
-        return _start(cfg, config, run_dir, stop)
+        lock = None
+        if distributed.current().is_main:  # one training per run folder (the CLI took it already)
+            ensure_folder(run_dir)
+            lock = run_lock.hold(run_dir)
+            if lock.note:
+                print(f"note: {lock.note}", file=sys.stderr)
+        try:
+            return _start(cfg, config, run_dir, stop)
+        finally:
+            if lock is not None:
+                lock.release()
 
 
 def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: GracefulStop) -> dict[str, float]:
