@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -24,7 +25,7 @@ from sngan.monitoring import Monitor
 from sngan.scoring import Scorer
 from sngan.spectral import grad_norm
 from sngan.speed import GraphCheck, Speed
-from sngan.state import Run, update_ema
+from sngan.state import Run, rollback, snapshot, update_ema
 from sngan.step import EAGER, d_step, g_step, set_rate
 from sngan.stopping import GracefulStop, Interrupted, TimeLimit, WallClock
 from sngan.tracking import Tracker
@@ -87,21 +88,25 @@ class NonFiniteError(RuntimeError):
 
 
 def handle_nonfinite(
-    cfg: TrainConfig, run: Run, network: str, stats: dict[str, torch.Tensor], save: Callable[..., Path]
+    cfg: TrainConfig,
+    run: Run,
+    network: str,
+    stats: dict[str, torch.Tensor],
+    save: Callable[..., Path],
+    last_good: dict[str, Any] | None,
 ) -> None:
     """Count a skipped update, or save the last good state and stop.
 
-    The saved state is labelled with the last completed step and holds the failed step's other, finite
-    updates; a checkpoint written at the end of that step is the cleaner state and is kept."""
+    ``last_good`` (``state.snapshot`` taken before the step) is put back first: the failed step's other,
+    finite updates are undone, so the saved state is exactly the one after the last completed step and
+    resumes like any checkpoint (one written at the end of that step is the same state and is kept)."""
     if cfg.train.on_nonfinite == "skip":
         run.skipped[network] += 1
         return
     values = ", ".join(f"{k}={float(v):.4g}" for k, v in stats.items() if not k.startswith("finite"))
-    nets = (run.generator, run.discriminator)
-    if all(bool(torch.isfinite(p).all()) for net in nets for p in net.parameters()):
-        where = f"The last good state is saved as {save(run, 'keep')}"
-    else:
-        where = "The weights are no longer finite, so nothing was saved; resume from the newest checkpoint"
+    if last_good is not None:  # always, under on_nonfinite=stop
+        rollback(run, last_good)
+    where = f"The state after step {run.step}, the last completed one, is saved as {save(run, 'keep')}"
     raise NonFiniteError(
         f"Non-finite loss, gradient or weight in the {network} update of step {run.step + 1} ({values}); the "
         f"update was not applied. {where}. Lower the learning rate or check the data, or set "
@@ -126,6 +131,8 @@ def train_step(
     # Under torchrun the *_update wrappers all-reduce gradients; the *_read ones do not.
     g_update, g_read, d_update, d_read = run.callables()
     factor = set_lr(run, cfg)
+    # on_nonfinite=stop saves the state before this step if it fails: a copy beside the networks.
+    last_good = snapshot(run) if t.on_nonfinite == "stop" else None
     # Update D n_dis times, each on a fresh real batch and fresh fakes (this rank's share of each).
     updates = []
     for _ in range(t.n_dis):
@@ -148,7 +155,7 @@ def train_step(
     finite = torch.cat([s[f"finite/{network[0]}"] for network, s in updates]).tolist()
     for ok, (network, update_stats) in zip(finite, updates, strict=True):
         if not ok:
-            handle_nonfinite(cfg, run, network, update_stats, save)
+            handle_nonfinite(cfg, run, network, update_stats, save, last_good)
     if run.ema is not None and t.ema_decay is not None:
         update_ema(run.ema, run.generator, t.ema_decay)
     run.step += 1

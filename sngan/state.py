@@ -120,6 +120,39 @@ def state_dict(
     }
 
 
+def _copied(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copied(v) for v in value)
+    return value
+
+
+def snapshot(run: Run) -> dict[str, Any]:
+    """A copy (on the device) of everything a step changes: networks, optimizers, EMA, the data order and
+    the RNGs. ``rollback`` puts it back, so that a step that fails half-way (a finite D update, then a
+    non-finite G update) leaves exactly the state after the last completed step."""
+    return _copied({
+        "generator": run.generator.state_dict(), "discriminator": run.discriminator.state_dict(),
+        "opt_g": run.opt_g.state_dict(), "opt_d": run.opt_d.state_dict(), "sampler": run.sampler.state_dict(),
+        "ema": run.ema.state_dict() if run.ema is not None else None, "rng": ckpt.rng_state(), "step": run.step,
+    })  # fmt: skip
+
+
+def rollback(run: Run, snap: dict[str, Any]) -> None:
+    run.generator.load_state_dict(snap["generator"])
+    run.discriminator.load_state_dict(snap["discriminator"])
+    load_optimizer(run.opt_g, snap["opt_g"])
+    load_optimizer(run.opt_d, snap["opt_d"])
+    run.sampler.load_state_dict(snap["sampler"])
+    if run.ema is not None:
+        run.ema.load_state_dict(snap["ema"])
+    ckpt.set_rng_state(snap["rng"])
+    run.step = snap["step"]
+
+
 def restore(run: Run, state: dict[str, Any], path: Path, rank: int = 0, seed: int = 0) -> None:
     """Put ``state`` into ``run``. ``rank`` takes its own RNG state; a rank the saved run did not have
     (resuming at a larger world size) gets a fresh stream from (seed, rank, step) instead."""

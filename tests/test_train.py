@@ -240,6 +240,31 @@ def test_nonfinite_stop_keeps_the_checkpoint_of_the_last_step_instead_of_overwri
     assert ckpt.load(ckpt.find_latest(tmp_path))["step"] == 3
 
 
+def test_nonfinite_stop_saves_the_state_before_the_failed_step_which_resumes(tmp_path):
+    """lr 1e38: step 1's D update is finite (D's weights ~1e38), its G update is not. The saved state must be
+    the one before step 1 (not D's applied update), so that resuming it at a sane rate trains on."""
+    from helpers import compose_cfg, validated
+
+    from sngan.scoring import load_dataset
+    from sngan.train import NonFiniteError, build_run
+
+    wild = tmp_path / "wild"
+    overrides = TINY + ["train.steps=5", "optim.lr_g=1e38", "optim.lr_d=1e38", NO_MONITOR]
+    with pytest.raises(NonFiniteError, match=r"The state after step 0, the last completed one, is saved as"):
+        run_training(wild, overrides)
+    saved = ckpt.load(ckpt.find_latest(wild))
+    cfg = validated(compose_cfg(overrides))
+    initial = build_run(cfg, load_dataset(cfg.dataset), torch.device("cpu"))  # the same seeded start
+    assert saved["step"] == 0
+    for name, net in (("discriminator", initial.discriminator), ("generator", initial.generator)):
+        for key, value in net.state_dict().items():
+            assert torch.equal(saved[name][key], value), (name, key)
+    assert saved["opt_d"]["state"] == saved["opt_g"]["state"] == {}  # Adam has not stepped
+    assert saved["sampler"]["pos"] == initial.sampler.state_dict()["pos"]  # step 1's batch is drawn again
+    run_training(wild, TINY + ["train.steps=2", "resume=auto", NO_MONITOR])  # the default rate trains on
+    assert ckpt.load(ckpt.find_latest(wild))["step"] == 2
+
+
 def test_resume_from_another_run_into_a_folder_holding_checkpoints_is_refused(tmp_path):
     run_training(tmp_path / "a", TINY + ["train.steps=2"])
     run_training(tmp_path / "b", TINY + ["train.steps=2"])
