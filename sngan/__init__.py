@@ -6,6 +6,7 @@ exported ``.safetensors`` file (see ``sngan.inference``).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 __version__ = "0.1.0"
@@ -18,3 +19,12 @@ def __getattr__(name: str) -> Any:  # lazy, so `import sngan` stays light
 
         return load_generator
     raise AttributeError(f"module 'sngan' has no attribute {name!r}")
+
+
+# `python -m sngan.<command>`: while Python locates the command, sys.argv[0] is "-m" (and only then), so
+# this runs before the command's slow imports (torch): a Ctrl-C in its first second gets one line, not a
+# traceback. A program that merely imports sngan keeps its own Ctrl-C handling.
+if sys.argv[:1] == ["-m"]:
+    from sngan.stopping import answer_ctrl_c_from_the_start
+
+    answer_ctrl_c_from_the_start()

@@ -56,6 +56,22 @@ class WallClock:
         self.last_save = self.clock()
 
 
+# What a Ctrl-C outside the training steps means; the train command updates it as the run goes on.
+OUTSIDE_STEPS = ["before training started: nothing was trained or saved. Run the command again to start"]
+
+
+def _stop_outside_steps(signum: int, frame: FrameType | None) -> None:
+    print(f"\nStopped by {signal.Signals(signum).name} {OUTSIDE_STEPS[0]}.", file=sys.stderr, flush=True)
+    sys.exit(128 + signum)
+
+
+def answer_ctrl_c_from_the_start() -> None:
+    """Ctrl-C from the first moment (imports, Hydra, set-up) ends a command with one line and exit code 130,
+    not a KeyboardInterrupt traceback; the training loop's GracefulStop takes over while it runs."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _stop_outside_steps)
+
+
 class GracefulStop:
     """``extra``: more signals that stop the same way (a scheduler's requeue signal, e.g. SIGUSR1)."""
 

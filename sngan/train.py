@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from sngan import checkpoint as ckpt
-from sngan import distributed, run_lock
+from sngan import distributed, run_lock, stopping
 from sngan.cli import ensure_folder, run_or_exit
 from sngan.config import ConfigError, TrainConfig, signal_number, to_container, validate
 from sngan.data import DATASETS, NATIVE_RESOLUTION, BatchSampler, ImageData, to_float
@@ -151,6 +151,7 @@ def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, 
         finally:
             if lock is not None:
                 lock.release()
+            stopping.OUTSIDE_STEPS[0] = f"as the run ended: its checkpoints are in {run_dir / ckpt.CHECKPOINT_DIR}"
 
 
 def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: GracefulStop) -> dict[str, float]:

@@ -58,3 +58,18 @@ def test_second_sigint_exits_at_once(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     assert "Interrupted at once" in err and "Traceback" not in err
+
+
+def test_ctrl_c_at_any_moment_of_the_first_seconds_gets_one_line_and_no_traceback(tmp_path):
+    """Imports, Hydra, the lock, set-up, the first steps: each answers a real SIGINT with one line."""
+    for delay in (0.3, 0.8, 1.5, 3.0, 6.0):
+        run_dir = tmp_path / f"after_{delay}"
+        cmd = [sys.executable, "-m", "sngan.train", *LONG_RUN, "model.width=0.125", f"hydra.run.dir={run_dir}"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 128 + signal.SIGINT, (delay, err[-2000:])
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, (delay, err[-2000:])
+        assert "SIGINT" in err, (delay, err)
+        assert not (run_dir / "sngan.lock").exists()  # released on this exit too
