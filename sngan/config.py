@@ -124,6 +124,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     resume: str | None = None  # None | auto | path to a checkpoint or run folder
+    resume_force: bool = False  # resume although loss, n_dis, batches, optimizer, data or seed changed
     run_name: str = "run"
 
 

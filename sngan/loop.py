@@ -109,7 +109,8 @@ def handle_nonfinite(
     where = f"The state after step {run.step}, the last completed one, is saved as {save(run, 'keep')}"
     raise NonFiniteError(
         f"Non-finite loss, gradient or weight in the {network} update of step {run.step + 1} ({values}); the "
-        f"update was not applied. {where}. Lower the learning rate or check the data, or set "
+        f"update was not applied. {where}. Resume it with a lower learning rate (resume=auto optim.lr_g=... "
+        f"optim.lr_d=... resume_force=true), check the data, or set "
         f"train.on_nonfinite=skip to skip such updates and count them."
     )
 

@@ -94,6 +94,43 @@ def check_architecture(stored: dict[str, Any], config: dict[str, Any], path: Pat
         )
 
 
+# Settings that define the experiment: a resume that changes one no longer continues the same run.
+# Everything else (steps, cadences, speed switches, metrics, device, paths) may change, with a note.
+EXPERIMENT = ("loss.", "optim.", "train.n_dis", "train.batch_size_d", "train.batch_size_g", "train.fake_labels",
+              "dataset.", "seed")  # fmt: skip
+SAFE_IN_DATASET = ("dataset.root", "dataset.cache")  # the same images elsewhere, or decoded again
+
+
+def check_settings(stored: dict[str, Any], config: dict[str, Any], path: Path, step: int) -> list[str]:
+    """Name what a resume changes. Settings of the experiment (loss, n_dis, batch sizes, optimizer, data,
+    seed) are refused unless ``resume_force=true``; a ``train.steps`` the checkpoint has reached is
+    refused (nothing would be trained). Returns notes on the changes that are allowed."""
+    changed = [k for k in config_diff(stored, config) if k not in ("resume", "resume_force", "run_name")]
+    changed = [k for k in changed if not k.startswith("model.")]  # check_architecture's business
+    show = lambda k: f"{k}: {_get(stored, k)!r} -> {_get(config, k)!r}"  # noqa: E731
+    experiment = [k for k in changed if k.startswith(EXPERIMENT) and k not in SAFE_IN_DATASET]
+    if experiment and not config.get("resume_force"):
+        raise ckpt.CheckpointError(
+            f"Resuming '{path}' with other experiment settings than it was trained with "
+            f"({'; '.join(map(show, experiment))}) would no longer continue the same run. Resume with the "
+            f"checkpoint's settings (they are in its run folder's config.yaml), start a new run without resume, "
+            f"or add resume_force=true to continue it with the new settings anyway; nothing was changed."
+        )
+    steps = config["train"]["steps"]
+    if steps <= step:
+        raise ckpt.CheckpointError(
+            f"Checkpoint '{path}' is at step {step} and train.steps={steps}: there is nothing left to train. "
+            f"To train on, raise train.steps above {step} (the learning-rate decay follows the new total)."
+        )
+    return [show(k) for k in changed]
+
+
+def _get(config: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
+
+
 def check_classes(stored: list[str] | None, run: Run, source: Path) -> None:
     """A conditional run resumes only on the classes it was trained on, in the same order."""
     if run.classes is not None and stored != run.classes:
@@ -110,6 +147,7 @@ def resume_from(
     """Check that the checkpoint fits this run, load it, and (rank 0) set the run's later checkpoints aside."""
     here = distributed.current()
     check_architecture(state["config"], config, source)
+    notes = check_settings(state["config"], config, source, int(state["step"]))
     check_classes(state.get("classes"), run, source)
     restore(run, state, source, here.rank, seed)
     changed = keep_class_mix(run, state, data_mix)
@@ -119,4 +157,7 @@ def resume_from(
             print(f"note: the dataset's images per class are now {changed}, but {source} was trained with "
                   f"{run.class_counts}; the run keeps drawing its fakes' classes with the checkpoint's "
                   f"mix. Start a new run to train with the new mix.", file=sys.stderr)  # fmt: skip
+        if notes:
+            print(f"note: resuming with changed settings ({'; '.join(notes)}); config.yaml now records them.",
+                  file=sys.stderr)  # fmt: skip
         print(f"Resumed from {source} at step {run.step}.", file=sys.stderr)

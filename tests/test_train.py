@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 import time
@@ -103,9 +104,42 @@ def test_resume_from_another_architecture_is_refused_clearly(tmp_path):
     run_training(tmp_path / "a", TINY + ["train.steps=2"])
     with pytest.raises(ckpt.CheckpointError, match=r"another architecture \(model\.width: 0\.125 in the checkpoint"):
         run_training(tmp_path / "b", TINY + ["train.steps=4", "model.width=0.25", f"resume={tmp_path / 'a'}"])
-    # Same architecture, other data: the data order does not fit.
+    # Same architecture, other data: refused as another experiment; forced, the data order does not fit.
+    other_data = TINY + ["train.steps=4", "dataset.size=300", f"resume={tmp_path / 'a'}"]
+    with pytest.raises(ckpt.CheckpointError, match=r"dataset\.size: 200 -> 300.*resume_force=true"):
+        run_training(tmp_path / "c", other_data)
     with pytest.raises(ckpt.CheckpointError, match="does not fit this configuration"):
-        run_training(tmp_path / "c", TINY + ["train.steps=4", "dataset.size=300", f"resume={tmp_path / 'a'}"])
+        run_training(tmp_path / "c", other_data + ["resume_force=true"])
+
+
+def test_resume_names_each_changed_setting_and_refuses_those_of_the_experiment(tmp_path, capsys):
+    run_training(tmp_path, TINY + ["train.steps=2", NO_MONITOR])
+    config, before = (tmp_path / "config.yaml").read_text(), sorted(ckpt.list_checkpoints(tmp_path))
+    for change, shown in [
+        ("loss=wasserstein", "loss.name: 'hinge' -> 'wasserstein'"),
+        ("train.n_dis=3", "train.n_dis: 1 -> 3"),
+        ("train.batch_size_d=16", "train.batch_size_d: 8 -> 16"),
+        ("optim.lr_d=1e-4", "optim.lr_d: 0.002 -> 0.0001"),
+        ("dataset.modes=5", "dataset.modes: 10 -> 5"),
+    ]:
+        with pytest.raises(ckpt.CheckpointError, match=re.escape(shown) + ".*resume_force=true"):
+            run_training(tmp_path, TINY + ["train.steps=4", "resume=auto", change, NO_MONITOR])
+    assert (tmp_path / "config.yaml").read_text() == config and sorted(ckpt.list_checkpoints(tmp_path)) == before
+    capsys.readouterr()
+    run_training(tmp_path, TINY + ["train.steps=3", "resume=auto", "train.eval_every=3", NO_MONITOR])
+    assert (
+        "note: resuming with changed settings (train.eval_every: 2 -> 3; train.steps: 2 -> 3)"
+        in capsys.readouterr().err
+    )
+    run_training(tmp_path, TINY + ["train.steps=4", "resume=auto", "train.n_dis=2", "resume_force=true", NO_MONITOR])
+    assert "train.n_dis: 1 -> 2" in capsys.readouterr().err and "n_dis: 2" in (tmp_path / "config.yaml").read_text()
+
+
+def test_resume_with_steps_the_checkpoint_has_reached_says_so(tmp_path):
+    run_training(tmp_path, TINY + ["train.steps=4", NO_MONITOR])
+    for steps in (4, 2):
+        with pytest.raises(ckpt.CheckpointError, match=rf"is at step 4 and train.steps={steps}: there is nothing left"):
+            run_training(tmp_path, TINY + [f"train.steps={steps}", "resume=auto", NO_MONITOR])
 
 
 def test_fresh_start_in_a_folder_holding_a_run_is_refused(tmp_path):
@@ -261,7 +295,7 @@ def test_nonfinite_stop_saves_the_state_before_the_failed_step_which_resumes(tmp
             assert torch.equal(saved[name][key], value), (name, key)
     assert saved["opt_d"]["state"] == saved["opt_g"]["state"] == {}  # Adam has not stepped
     assert saved["sampler"]["pos"] == initial.sampler.state_dict()["pos"]  # step 1's batch is drawn again
-    run_training(wild, TINY + ["train.steps=2", "resume=auto", NO_MONITOR])  # the default rate trains on
+    run_training(wild, TINY + ["train.steps=2", "resume=auto", "resume_force=true", NO_MONITOR])  # trains on
     assert ckpt.load(ckpt.find_latest(wild))["step"] == 2
 
 
