@@ -182,7 +182,7 @@ def load_generator(path: str | Path, ema: str | bool | None = "auto", device: st
     The module's ``z_dim`` attribute gives the latent size; outputs lie in [-1, 1].
     """
     path = Path(path)
-    if path.suffix == ".safetensors":
+    if ckpt.is_export(path):  # by name, or by content where an export was renamed
         from safetensors.torch import load_file
 
         meta_path = path.with_suffix(".json")
