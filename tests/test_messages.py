@@ -17,7 +17,7 @@ from sngan import checkpoint as ckpt
 from sngan.cli import run_or_exit
 from sngan.config import to_container
 from sngan.config_tools import check_evaluate, check_export, check_fid_stats, check_sample
-from sngan.data import DATASETS
+from sngan.data import DATASETS, DatasetError, load_images
 from sngan.evaluate import evaluate
 from sngan.fid_stats import compute
 from sngan.inference import export_generator, load_generator
@@ -123,6 +123,29 @@ def test_sample_and_load_generator_take_an_export_renamed_or_not(key, files, tmp
     assert load_generator(files[key]).z_dim == 4
     with pytest.raises(ckpt.CheckpointError, match="not a training checkpoint"):
         ckpt.load(files[key])
+
+
+# ----------------------------------------------------------------- dataset.root naming a file
+
+ROOT_IS_A_FILE = [
+    ("train", OTHER_DATA + ["dataset=folder", "dataset.root={file}"]),
+    ("train", OTHER_DATA + ["dataset=cifar10", "model=cnn32", "dataset.root={file}"]),
+    ("fid_stats", ["dataset=folder", "dataset.root={file}", "dataset.resolution=32"]),
+]
+
+
+@pytest.mark.parametrize(("command", "overrides"), ROOT_IS_A_FILE, ids=["train-folder", "train-cifar10", "fid_stats"])
+def test_dataset_root_naming_a_file_says_so(command, overrides, files, with_inception, tmp_path, capsys):
+    assert run(command, overrides, files, tmp_path) == 2
+    message = one_paragraph_error(capsys)
+    assert "a_file' is a file, not a folder" in message and "dataset.root" in message, message
+    assert "does not exist" not in message and "download" not in message.split("is a file")[0]
+
+
+@pytest.mark.parametrize("name", ["folder", "cifar10", "cifar100", "stl10"])
+def test_load_images_refuses_a_file_as_root(name, files):
+    with pytest.raises(DatasetError, match="is a file, not a folder"):
+        load_images(name, str(files["file"]), 48 if name == "stl10" else 32)
 
 
 # ----------------------------------------------------------------- a checkpoint holding code
