@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import THREADS, TINY
+from helpers import THREADS, TINY, compose_cfg, validated
 from hydra import compose, initialize_config_module
 
 from sngan import checkpoint as ckpt
 from sngan.cli import run_or_exit
-from sngan.config import to_container
+from sngan.config import ConfigError, to_container
 from sngan.config_tools import check_evaluate, check_export, check_fid_stats, check_sample
 from sngan.data import DATASETS, DatasetError, load_images
 from sngan.evaluate import evaluate
@@ -146,6 +146,26 @@ def test_dataset_root_naming_a_file_says_so(command, overrides, files, with_ince
 def test_load_images_refuses_a_file_as_root(name, files):
     with pytest.raises(DatasetError, match="is a file, not a folder"):
         load_images(name, str(files["file"]), 48 if name == "stl10" else 32)
+
+
+# ----------------------------------------------------------------- inf and nan settings
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["optim.lr_g=inf", "optim.lr_d=nan", "model.width=inf", "optim.beta2=-inf", "train.ema_decay=nan",
+     "train.checkpoint_minutes=inf", "train.max_minutes=nan"],
+)  # fmt: skip
+def test_non_finite_settings_are_refused_naming_the_key(override):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"{key}=(inf|nan|-inf) is not allowed; give a finite number"):
+        validated(compose_cfg(TRAIN + [override]))
+
+
+def test_a_non_finite_learning_rate_stops_the_train_command(files, tmp_path, capsys):
+    assert run("train", TRAIN + ["optim.lr_g=inf"], files, tmp_path) == 2
+    message = one_paragraph_error(capsys)
+    assert "optim.lr_g=inf" in message and "finite" in message and not (tmp_path / "run" / "checkpoints").exists()
 
 
 # ----------------------------------------------------------------- a checkpoint holding code
