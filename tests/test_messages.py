@@ -6,6 +6,7 @@ python -m sngan.report on a run folder it cannot write to."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,63 @@ def test_a_malicious_checkpoint_is_refused_for_safety_without_torchs_advice(
     for advice in ("weights_only", "safe_globals", "add_safe_globals", "Re-running", "allowlist"):
         assert advice not in message, message
     assert not MARKER.exists()  # nothing in it ran
+
+
+# ----------------------------------------------------------------- report on a folder it cannot write
+
+
+@pytest.fixture
+def tb_run(tmp_path) -> Path:
+    """A run folder holding only TensorBoard events (what the report reads)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    run_dir = tmp_path / "run"
+    with SummaryWriter(str(run_dir / "tb")) as writer:
+        for step in (1, 2):
+            writer.add_scalar("loss/d", 1.0 / step, step)
+    return run_dir
+
+
+def report_main(argv: list[str]) -> int:
+    from sngan.report import main
+
+    try:
+        main(argv)
+    except SystemExit as stop:
+        return int(stop.code)
+    return 0
+
+
+def test_report_on_a_read_only_run_folder_names_the_out_option(tb_run, tmp_path, monkeypatch, capsys):
+    real_mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):  # tests run as root, whom file modes do not stop: simulate EROFS
+        if self == tb_run or tb_run in self.parents:
+            raise OSError(30, "Read-only file system", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    assert report_main([str(tb_run)]) == 2
+    message = one_paragraph_error(capsys)
+    assert "--out" in message and "Read-only file system" in message and "[Errno" not in message, message
+    assert report_main([str(tb_run), "--out", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "elsewhere" / "report.png").is_file()
+
+
+def test_report_blocked_by_a_file_names_the_out_option(tb_run, capsys):
+    (tb_run / "report").write_text("a file where the report folder goes")
+    assert report_main([str(tb_run)]) == 2
+    message = one_paragraph_error(capsys)
+    assert "--out" in message and "[Errno" not in message and str(tb_run / "report") in message, message
+
+
+def test_a_sweep_table_goes_where_out_says(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    (sweep / "0").mkdir(parents=True)
+    (sweep / "0" / "metrics.jsonl").write_text('{"step": 2, "synthetic/quality": 0.5}\n')
+    (sweep / "0" / "config.yaml").write_text("train:\n  steps: 2\n")
+    (sweep / "ablation.md").mkdir()  # the sweep folder's own table cannot be written
+    assert report_main([str(sweep)]) == 2
+    assert "--out" in one_paragraph_error(capsys)
+    assert report_main([str(sweep), "--out", str(tmp_path / "tables")]) == 0
+    assert (tmp_path / "tables" / "ablation.json").is_file() and os.path.isdir(sweep / "ablation.md")
