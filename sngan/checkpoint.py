@@ -121,15 +121,17 @@ def load(path: Path) -> dict[str, Any]:
         )
     if not path.is_file():
         raise CheckpointError(f"Checkpoint '{path}' does not exist. Pass resume=auto or an existing file.")
+    if is_export(path):
+        raise CheckpointError(
+            f"'{path}' is a generator exported by python -m sngan.export, not a training checkpoint: it holds "
+            f"only the generator's weights. Resuming (resume=), evaluating and exporting need a training "
+            f"checkpoint, <run>/{CHECKPOINT_DIR}/ckpt_<step>.pt or best.pt; to draw images from this export use "
+            f"python -m sngan.sample ckpt={path} or sngan.load_generator('{path}') (its .json beside it)."
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickled code refused, ...
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
-        first = next((ln for ln in lines if "WeightsUnpickler error" in ln), lines[0])
-        raise CheckpointError(
-            f"Checkpoint '{path}' cannot be read ({first}). It may be truncated or not an sngan "
-            f"checkpoint; resume from an earlier one in the same folder."
-        ) from exc
+        raise CheckpointError(_unreadable(path, exc)) from exc
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         version = state.get("format_version") if isinstance(state, dict) else None
         raise CheckpointError(
@@ -137,6 +139,41 @@ def load(path: Path) -> dict[str, Any]:
             f"{FORMAT_VERSION}. Use the sngan release that wrote it."
         )
     return state
+
+
+def is_export(path: Path) -> bool:
+    """Whether ``path`` is a safetensors file (what python -m sngan.export writes): by its name, or by its
+    header (an 8-byte little-endian length, then a JSON object), so that a renamed export is known too.
+    Checkpoints are zip files ("PK...") and never look like that."""
+    if Path(path).suffix == ".safetensors":
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+        size = os.path.getsize(path)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < size
+
+
+def _unreadable(path: Path, exc: BaseException) -> str:
+    """Why ``torch.load`` failed, in sngan's words. A weights-only refusal is never quoted: torch's text
+    advises loading with weights_only=False, which would run whatever code the file holds."""
+    text = str(exc)
+    if "Weights only load failed" in text or "WeightsUnpickler" in text:
+        named = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        what = f" ({named.group(1)})" if named else ""
+        return (
+            f"Checkpoint '{path}' cannot be read safely: it holds code or Python objects{what} that an sngan "
+            f"checkpoint never holds, so it is refused for safety and nothing in it was run. It was not "
+            f"written by sngan, or was altered since; use a checkpoint from a run you trust "
+            f"(<run>/{CHECKPOINT_DIR}/ckpt_<step>.pt)."
+        )
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()] or [type(exc).__name__]
+    return (
+        f"Checkpoint '{path}' cannot be read ({lines[0]}). It may be truncated or not an sngan "
+        f"checkpoint; resume from an earlier one in the same folder."
+    )
 
 
 # ----------------------------------------------------------------- RNG state

@@ -9,7 +9,8 @@ key, the bad value and what is allowed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import math
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -158,7 +159,7 @@ def _typed(cfg: DictConfig, schema_class: type = None) -> Any:  # type: ignore[a
     schema = OmegaConf.structured(schema_class or TrainConfig)
     try:
         merged = OmegaConf.merge(schema, cfg)
-        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+        typed = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
         value = getattr(exc, "value", None)
@@ -167,6 +168,21 @@ def _typed(cfg: DictConfig, schema_class: type = None) -> Any:  # type: ignore[a
             f"Invalid configuration: key '{key}' (value {value!r}): {reason}. "
             f"Fix the override or the YAML file; the schema is sngan/config.py."
         ) from None
+    _check_finite(typed)
+    return typed
+
+
+def _check_finite(typed: Any, prefix: str = "") -> None:
+    """Every number of a typed config (nested sections too) is finite: YAML and Hydra read inf and nan as
+    floats, which pass range checks such as lr > 0 and then wreck a run (nan) or never act (inf)."""
+    for f in fields(typed):
+        value, key = getattr(typed, f.name), f"{prefix}{f.name}"
+        if is_dataclass(value):
+            _check_finite(value, f"{key}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise _fail(
+                key, value, "give a finite number (inf and nan are refused; null turns off a setting that allows it)"
+            )
 
 
 def validate(

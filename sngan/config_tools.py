@@ -57,6 +57,7 @@ class ExportConfig:
     ckpt: str = MISSING
     out: str | None = None  # default: <checkpoint>.generator.safetensors
     ema: str = "auto"
+    overwrite: bool = False  # replace an existing out file and the .json beside it (else refused)
 
 
 def _check_ema(value: str) -> str:

@@ -50,6 +50,18 @@ class ImageData:
         return torch.bincount(self.labels, minlength=len(self.classes)).tolist()
 
 
+def check_root(root: str) -> None:
+    """``dataset.root`` names a folder, or a place to download into; a file there is a mistake of its own,
+    which "does not exist" or a failed download would hide."""
+    base = Path(root)
+    if base.exists() and not base.is_dir():
+        raise DatasetError(
+            f"dataset.root='{base.resolve()}' is a file, not a folder. Set dataset.root to the folder that holds "
+            f"the images (dataset=folder) or the dataset's files (cifar10, cifar100, stl10: downloaded into that "
+            f"folder where missing)."
+        )
+
+
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1]."""
     return images.float().div_(127.5).sub_(1.0)
@@ -170,6 +182,7 @@ def load_images(
     base = Path(root)
     if name == "synthetic":
         return make_synthetic(synthetic_size, resolution, synthetic_modes, synthetic_seed)
+    check_root(root)
     if name in ("cifar10", "cifar100"):
         if resolution != NATIVE_RESOLUTION[name]:
             raise DatasetError(

@@ -19,7 +19,7 @@ from sngan.inference import export_generator
 @hydra.main(version_base="1.3", config_path="pkg://sngan.configs", config_name="export")
 def main(raw: DictConfig) -> None:
     cfg = run_or_exit(lambda: check_export(raw))
-    weights, meta = run_or_exit(lambda: export_generator(cfg.ckpt, cfg.out, cfg.ema))
+    weights, meta = run_or_exit(lambda: export_generator(cfg.ckpt, cfg.out, cfg.ema, cfg.overwrite))
     print(f"Wrote {weights} and {meta}.", file=sys.stderr)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from sngan import image_cache
-from sngan.data import DatasetError, ImageData
+from sngan.data import DatasetError, ImageData, check_root
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 
@@ -20,6 +20,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".
 def folder_images(root: str) -> list[Path]:
     """Every image file under ``root`` (hidden files and folders left out), sorted."""
     base = Path(root)
+    check_root(root)
     if not base.is_dir():
         raise DatasetError(
             f"Image folder '{base.resolve()}' does not exist. Set dataset.root to a folder holding "

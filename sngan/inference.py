@@ -15,6 +15,7 @@ class-conditional generator.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from sngan import checkpoint as ckpt
+from sngan.config import ConfigError
 from sngan.models import MODELS, build_models
 from sngan.step import label_cdf, sample_y
 
@@ -180,7 +182,7 @@ def load_generator(path: str | Path, ema: str | bool | None = "auto", device: st
     The module's ``z_dim`` attribute gives the latent size; outputs lie in [-1, 1].
     """
     path = Path(path)
-    if path.suffix == ".safetensors":
+    if ckpt.is_export(path):  # by name, or by content where an export was renamed
         from safetensors.torch import load_file
 
         meta_path = path.with_suffix(".json")
@@ -205,17 +207,59 @@ def load_generator(path: str | Path, ema: str | bool | None = "auto", device: st
     return generator.eval().requires_grad_(False).to(device)
 
 
-def export_generator(path: Path, out: Path | None = None, ema: str | bool | None = "auto") -> tuple[Path, Path]:
-    """Write the generator of checkpoint ``path`` as ``out`` (.safetensors) and its .json; return both paths."""
-    from safetensors.torch import save_file
-
-    generator, info = generator_from_checkpoint(path, ema)
+def export_paths(path: Path, out: Path | None = None) -> tuple[Path, Path]:
+    """Where ``export_generator`` writes: ``out`` (.safetensors added where it lacks it; default
+    <checkpoint>.generator.safetensors) and the .json of the same name beside it."""
     out = Path(out) if out is not None else Path(path).with_suffix(".generator.safetensors")
     if out.suffix != ".safetensors":
         out = out.with_name(out.name + ".safetensors")
+    return out, out.with_suffix(".json")
+
+
+def refuse_existing(weights: Path, meta: Path) -> None:
+    """An export replaces two files, and the .json may be a user's own (``out=notes`` beside notes.json):
+    refused where either exists, before anything is read or written."""
+    taken = [p for p in (weights, meta) if p.exists()]
+    if taken:
+        listed = " and ".join(f"'{p}'" for p in taken)
+        raise ConfigError(
+            f"Invalid configuration: out={weights} would replace {listed}, which already "
+            f"{'exist' if len(taken) > 1 else 'exists'} (an export writes the .safetensors file and the .json "
+            f"of the same name beside it). Choose another out=, or add overwrite=true to replace them; "
+            f"nothing was written."
+        )
+
+
+def _write_atomic(files: dict[Path, bytes]) -> None:
+    """Write each file via a temporary file, fsync and rename, so a crash or a full disk leaves old files
+    whole and never a torn export; the temporary files are removed on failure."""
+    temps = {path: path.with_name(f".{path.name}.tmp") for path in files}
+    try:
+        for path, data in files.items():
+            with open(temps[path], "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+
+
+def export_generator(
+    path: Path, out: Path | None = None, ema: str | bool | None = "auto", overwrite: bool = False
+) -> tuple[Path, Path]:
+    """Write the generator of checkpoint ``path`` as ``out`` (.safetensors) and its .json; return both paths.
+    Existing files there are refused (``CheckpointError``) unless ``overwrite``."""
+    from safetensors.torch import save
+
+    out, meta = export_paths(path, out)
+    if not overwrite:
+        refuse_existing(out, meta)
+    generator, info = generator_from_checkpoint(path, ema)
     out.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.contiguous() for k, v in generator.state_dict().items()}
-    save_file(tensors, str(out), metadata={"format": EXPORT_FORMAT})
-    meta = out.with_suffix(".json")
-    meta.write_text(json.dumps({"format": EXPORT_FORMAT, **info}, indent=2) + "\n")
+    doc = json.dumps({"format": EXPORT_FORMAT, **info}, indent=2) + "\n"
+    _write_atomic({out: save(tensors, metadata={"format": EXPORT_FORMAT}), meta: doc.encode()})
     return out, meta

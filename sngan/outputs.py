@@ -13,16 +13,20 @@ class OutputError(RuntimeError):
     """An output folder cannot be created or written."""
 
 
-def output_error(path: object, exc: OSError) -> str:
+# The options that choose where the Hydra commands write (python -m sngan.report has --out instead).
+HYDRA_OUTPUTS = "out=..., inception.stats_dir=..., hydra.run.dir=..."
+
+
+def output_error(path: object, exc: OSError, options: str = HYDRA_OUTPUTS) -> str:
     return (
         f"Cannot use '{path}' ({exc.strerror or exc}). Check that its folder exists and is writable, with "
-        f"free space; for outputs pick another place (out=..., inception.stats_dir=..., hydra.run.dir=...). "
-        f"Nothing else was changed."
+        f"free space; for outputs pick another place ({options}). Nothing else was changed."
     )
 
 
-def ensure_folder(folder: Path | str) -> Path:
-    """Create ``folder`` and prove it writable before slow work whose result would go there."""
+def ensure_folder(folder: Path | str, options: str = HYDRA_OUTPUTS) -> Path:
+    """Create ``folder`` and prove it writable before slow work whose result would go there; ``options``:
+    how the command picks another place, for the message."""
     path = Path(folder)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -30,5 +34,5 @@ def ensure_folder(folder: Path | str) -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise OutputError(output_error(path, exc)) from exc
+        raise OutputError(output_error(path, exc, options)) from exc
     return path

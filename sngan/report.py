@@ -15,11 +15,15 @@ plotted series exactly as the event files hold them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
 import json
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+from sngan.outputs import OutputError, ensure_folder, output_error
 
 # (panel title, pattern on the scalar tag); the first match wins, the rest goes to "other"
 PANELS = [
@@ -70,22 +74,48 @@ def latest_grid(run_dir: Path) -> Path | None:
     return grids[-1] if grids else None
 
 
+# How the report picks another place when the run folder cannot be written (a read-only archive, say).
+OUT_OPTION = "--out FOLDER; the run folder itself is only read"
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A failed write (disk full, folder read-only) as one paragraph naming --out, not a bare errno."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(output_error(exc.filename or path, exc, OUT_OPTION)) from exc
+
+
 def write_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     run_dir = Path(run_dir)
     if not (run_dir / "tb").is_dir():
         raise FileNotFoundError(
             f"'{run_dir}' holds no tb/ folder of TensorBoard events: pass a run folder written by "
             f"python -m sngan.train."
         )
-    out_dir = Path(out_dir) if out_dir else run_dir / "report"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = ensure_folder(Path(out_dir) if out_dir else run_dir / "report", OUT_OPTION)  # before reading
     panels = group(read_scalars(run_dir))
-    grid = latest_grid(run_dir)
+    png, doc, page = out_dir / "report.png", out_dir / "report.json", out_dir / "report.html"
+    items = "".join(f"<li>{html.escape(t)}: {', '.join(map(html.escape, tags))}</li>" for t, tags in panels.items())
+    with _writing(out_dir):
+        plot(run_dir, panels, latest_grid(run_dir), png)
+        doc.write_text(json.dumps({"run": str(run_dir), "panels": panels}, indent=1) + "\n")
+        page.write_text(
+            f"<!doctype html><meta charset='utf-8'><title>sngan report: {html.escape(str(run_dir))}</title>"
+            f"<h1>{html.escape(str(run_dir))}</h1><img src='report.png' style='max-width:100%'>"
+            f"<h2>Panels</h2><ul>{items}</ul><p>Series: <a href='report.json'>report.json</a></p>\n"
+        )
+    return {"png": png, "html": page, "json": doc}
+
+
+def plot(run_dir: Path, panels: dict[str, dict[str, dict[str, list[float]]]], grid: Path | None, png: Path) -> None:
+    """A titled panel per group of series, and the latest sample grid, saved as ``png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     count = len(panels) + (grid is not None)
     cols = 3
     rows = max(1, -(-count // cols))
@@ -107,27 +137,20 @@ def write_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
         ax.axis("off")
     fig.suptitle(f"sngan run {run_dir}", fontsize=12)
     fig.tight_layout()
-    png = out_dir / "report.png"
-    fig.savefig(png, dpi=80)
-    plt.close(fig)
-    doc = out_dir / "report.json"
-    doc.write_text(json.dumps({"run": str(run_dir), "panels": panels}, indent=1) + "\n")
-    page = out_dir / "report.html"
-    items = "".join(f"<li>{html.escape(t)}: {', '.join(map(html.escape, tags))}</li>" for t, tags in panels.items())
-    page.write_text(
-        f"<!doctype html><meta charset='utf-8'><title>sngan report: {html.escape(str(run_dir))}</title>"
-        f"<h1>{html.escape(str(run_dir))}</h1><img src='report.png' style='max-width:100%'>"
-        f"<h2>Panels</h2><ul>{items}</ul><p>Series: <a href='report.json'>report.json</a></p>\n"
-    )
-    return {"png": png, "html": page, "json": doc}
+    try:
+        fig.savefig(png, dpi=80)
+    finally:
+        plt.close(fig)
 
 
-def sweep_table(sweep_dir: Path) -> tuple[list[dict], Path, Path]:
+def sweep_table(sweep_dir: Path, out_dir: Path | None = None) -> tuple[list[dict], Path, Path]:
     """One row per run of a multirun folder (e.g. experiment=ablation_sn): its overrides, final and best
     synthetic quality, modes covered, and whether it diverged (it stopped before its last step, or its
-    final quality fell below half its best). Writes ablation.md and ablation.json in ``sweep_dir``."""
+    final quality fell below half its best). Writes ablation.md and ablation.json in ``out_dir`` (default:
+    ``sweep_dir``)."""
     import yaml
 
+    out_dir = ensure_folder(Path(out_dir) if out_dir else Path(sweep_dir), OUT_OPTION)  # before reading
     rows = []
     for job in sorted((p for p in Path(sweep_dir).iterdir() if (p / "metrics.jsonl").is_file()), key=lambda p: p.name):
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) if (job / ".hydra").is_dir() else []
@@ -156,25 +179,28 @@ def sweep_table(sweep_dir: Path) -> tuple[list[dict], Path, Path]:
         f"{r['best_quality']:.3f} | {'yes' if r['diverged'] else 'no'} |\n"
         for r in rows
     )
-    md, js = Path(sweep_dir) / "ablation.md", Path(sweep_dir) / "ablation.json"
-    md.write_text(head + body)
-    js.write_text(json.dumps(rows, indent=1) + "\n")
+    md, js = out_dir / "ablation.md", out_dir / "ablation.json"
+    with _writing(out_dir):
+        md.write_text(head + body)
+        js.write_text(json.dumps(rows, indent=1) + "\n")
     return rows, md, js
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sngan.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path, help="a run folder written by python -m sngan.train")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR/report)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: RUN_DIR/report; for a multirun: RUN_DIR)"
+    )
     args = parser.parse_args(argv)
     try:
         if not (args.run_dir / "tb").is_dir() and args.run_dir.is_dir() and any(args.run_dir.glob("*/metrics.jsonl")):
-            rows, md, _ = sweep_table(args.run_dir)
+            rows, md, _ = sweep_table(args.run_dir, args.out)
             print(md.read_text())
             print(f"Wrote {md} ({len(rows)} runs) and its JSON.", file=sys.stderr)
             return
         paths = write_report(args.run_dir, args.out)
-    except OSError as exc:
+    except (OSError, OutputError) as exc:  # a missing run folder says so itself; writes name --out
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     print(f"Wrote {paths['png']}, {paths['html']} and {paths['json']}.", file=sys.stderr)
