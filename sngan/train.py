@@ -89,24 +89,39 @@ def class_names(cfg: TrainConfig, data: ImageData) -> list[str] | None:
 
 
 def check_world(cfg: TrainConfig, here: Dist, device: torch.device) -> None:
-    """What a torchrun launch needs beyond a valid config: batches that split evenly, and SyncBatchNorm only
-    where torch runs it."""
-    if not here.enabled:
-        return
-    for key in ("batch_size_d", "batch_size_g"):
+    """What this launch needs beyond a valid config: batches G's BatchNorm trains on in every process, split
+    evenly over the processes of a torchrun launch, and SyncBatchNorm only where torch runs it."""
+    smallest = MODELS.get(cfg.model.name).min_batch
+    for key in ("batch_size_d", "batch_size_g"):  # G makes batch_size_d fakes in each D update
         value = getattr(cfg.train, key)
-        if value % here.world or value // here.world < 2:
+        if here.enabled and (value % here.world or value // here.world < smallest):
             raise ConfigError(
                 f"Invalid configuration: train.{key}={value} is the global batch and must split evenly over "
-                f"the {here.world} processes of this torchrun launch, at least 2 per process (BatchNorm needs 2). "
-                f"Use a multiple of {here.world} of at least {2 * here.world}, or another --nproc-per-node / --nnodes."
+                f"the {here.world} processes of this torchrun launch, at least {smallest} per process (model "
+                f"'{cfg.model.name}': {_why_min_batch(smallest)}). Use a multiple of {here.world} of at least "
+                f"{smallest * here.world}, or another --nproc-per-node / --nnodes."
             )
+        if value < smallest:
+            raise ConfigError(
+                f"Invalid configuration: train.{key}={value} is too small for model '{cfg.model.name}': "
+                f"{_why_min_batch(smallest)}. Use train.{key}={smallest} or more, or a model that trains on "
+                f"{value} ({', '.join(n for n in MODELS.names() if MODELS.get(n).min_batch <= value)})."
+            )
+    if not here.enabled:
+        return
     if cfg.train.sync_bn and device.type != "cuda":
         raise ConfigError(
             f"Invalid configuration: train.sync_bn=true, but torch's SyncBatchNorm runs only on CUDA devices "
             f"and this launch trains on {device.type}. Set train.sync_bn=false (each rank's BatchNorm uses its "
             f"own share of the batch) or launch on GPUs."
         )
+
+
+def _why_min_batch(smallest: int) -> str:
+    return (
+        f"its generator's first BatchNorm normalizes each feature over the images of the batch, and torch "
+        f"refuses to train one on fewer than {smallest}"
+    )
 
 
 def make_saver(run_dir: Path, config: dict[str, Any], info: dict[str, Any], keep: int) -> Callable[..., Path]:
