@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from sngan.config import TrainConfig
 from sngan.data import ImageData
 from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generate
 from sngan.losses import LOSSES
+from sngan.memory import out_of_memory, what_to_lower
 from sngan.metrics import class_agreement, evaluate_synthetic
 from sngan.monitoring import Monitor
 from sngan.scoring import Scorer
@@ -210,12 +212,16 @@ def train_loop(
     pace = Pace(run.step)
     wall = WallClock(t.max_minutes, t.checkpoint_minutes, CLOCK)
     graphs = GraphCheck(speed)
+    first, fix = run.step, what_to_lower(t.batch_size_d, t.batch_size_g, cfg.model.width)
     try:
         while run.step < t.steps:
-            # Update D n_dis times and G once; skip or stop on a non-finite update; average G.
+            # Update D n_dis times and G once; skip or stop on a non-finite update; average G. Running out of
+            # memory in the first step means settings too big for this machine: an error that names them.
             every = t.monitor_every
             monitor_due = monitor is not None and every is not None and due(run.step + 1, every, t.steps)
-            stats, factor = train_step(cfg, run, save, speed, grad_norms=monitor_due)
+            guard = out_of_memory("running the first training step", fix) if run.step == first else nullcontext()
+            with guard:
+                stats, factor = train_step(cfg, run, save, speed, grad_norms=monitor_due)
             graphs.after_step()  # compile=max: a note if more updates ran without CUDA graphs
             bar.update(1)
             # Agree on saving and stopping (a signal or the wall clock on any rank): every rank decides alike,

@@ -29,6 +29,7 @@ from sngan.distributed import Dist, RankFailed
 from sngan.hydra_checks import register_resolvers
 from sngan.loop import NonFiniteError, train_loop
 from sngan.losses import LOSSES
+from sngan.memory import out_of_memory, what_to_lower
 from sngan.models import MODELS, build_models
 from sngan.monitoring import Monitor, custom_scalars_layout
 from sngan.provenance import provenance, resolve_device
@@ -59,7 +60,9 @@ def build_run(
     labels = data.labels if k else None
     sampler = BatchSampler(data.images, cfg.seed, cfg.dataset.hflip, here.rank, here.world, labels)
     if speed.data_on_device:
-        sampler.place(device)
+        fix = what_to_lower(cfg.train.batch_size_d, cfg.train.batch_size_g, cfg.model.width)
+        with out_of_memory(f"placing the training images on {device}", fix):
+            sampler.place(device)
     # The fixed grid: a square of fixed z, or (conditional) one row per class.
     per_class = max(1, cfg.train.grid_size // k) if k else 0
     fixed_y = torch.arange(k).repeat_interleave(per_class).to(device) if k else None
@@ -124,6 +127,21 @@ def _why_min_batch(smallest: int) -> str:
     )
 
 
+def check_data_size(cfg: TrainConfig, images: int) -> None:
+    """A batch of real images larger than the dataset would repeat images in one batch, and a huge one (a
+    typo) would allocate terabytes after a minute of drawing indices. Under torchrun every rank draws the
+    same global batch from all the images and keeps its share: the limit holds for the global batch."""
+    value = cfg.train.batch_size_d
+    if value > images:
+        synthetic = cfg.dataset.name == "synthetic"
+        more = ", or make the synthetic dataset larger (dataset.size)" if synthetic else ""
+        raise ConfigError(
+            f"Invalid configuration: train.batch_size_d={value} is larger than the dataset, which holds {images} "
+            f"images ('{cfg.dataset.name}', split '{cfg.dataset.split}'), and a batch of real images cannot hold "
+            f"more images than that. Use train.batch_size_d={images} or less (the paper uses 64){more}."
+        )
+
+
 def make_saver(run_dir: Path, config: dict[str, Any], info: dict[str, Any], keep: int) -> Callable[..., Path]:
     def save(r: Run, name: str | None = None) -> Path:
         """The rolling checkpoint of this step; name="keep": the same unless that file exists (then kept
@@ -172,6 +190,7 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
         distributed.main_first(lambda: find_resume(cfg.resume, run_dir, config), others=False, per_node=False)
     )
     data = distributed.main_first(lambda: load_dataset(cfg.dataset))
+    check_data_size(cfg, len(data.images))  # before the reference statistics, the networks and the placing
     scorer = distributed.main_first(
         lambda: make_scorer(cfg.metrics, cfg.inception, cfg.dataset, device, data.images, inception, here.is_main)
     )
