@@ -61,9 +61,7 @@ def evaluate(
             found = evaluate_synthetic(sampler(net), data.prototypes, n=cfg.train.eval_samples)
             if run.classes:  # classes are the prototypes: does G obey its label?
                 per_class = max(1, cfg.train.eval_samples // len(run.classes))
-                found |= class_agreement(
-                    lambda k, n, net=net: SeededSampler(net, device, seed + k, label=k)(n), data.prototypes, per_class
-                )
+                found |= class_agreement(class_streams(net, device, seed), data.prototypes, per_class)
             result |= {f"{prefix}synthetic/{k}": v for k, v in found.items()}
         if scorer is not None:  # its own sampler from the same seed: python -m sngan.evaluate reproduces it
             result |= {f"{prefix}{scorer.rule.name}/{k}": v for k, v in scorer(sampler(net)).items()}
@@ -75,6 +73,19 @@ def evaluate(
         run.best_fid, run.best_step, run.best_metric = result[key], run.step, key  # another rule: start over
         save_best(run)
     return result
+
+
+def class_streams(net: torch.nn.Module, device: torch.device, seed: int) -> Callable[[int, int], torch.Tensor]:
+    """``draw(k, n)``: the next n images of class k, from one seeded stream per class (seed + k), so that
+    drawing a class in batches gives the images one draw would."""
+    streams: dict[int, SeededSampler] = {}
+
+    def draw(k: int, n: int) -> torch.Tensor:
+        if k not in streams:
+            streams[k] = SeededSampler(net, device, seed + k, label=k)
+        return streams[k](n)
+
+    return draw
 
 
 def set_lr(run: Run, cfg: TrainConfig) -> float:
