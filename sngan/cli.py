@@ -9,6 +9,7 @@ from typing import TypeVar
 from sngan.checkpoint import CheckpointError
 from sngan.config import ConfigError
 from sngan.data import DatasetError
+from sngan.memory import OutOfMemory
 from sngan.metrics.inception import InceptionError
 from sngan.outputs import OutputError, ensure_folder, output_error
 from sngan.provenance import DeviceError
@@ -22,6 +23,7 @@ __all__ = ["USER_ERRORS", "OutputError", "ensure_folder", "output_error", "run_o
 # Errors whose message is the whole story (what went wrong, what to do).
 USER_ERRORS: tuple[type[Exception], ...] = (
     ConfigError, DatasetError, DeviceError, CheckpointError, InceptionError, MetricsError, OutputError, FolderBusy,
+    OutOfMemory,
 )  # fmt: skip
 
 

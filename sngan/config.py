@@ -138,6 +138,11 @@ _POSITIVE = [
 ]  # fmt: skip
 
 
+# A million samples put the synthetic quality's standard error below 0.0005 (sqrt(0.25 / 1e6)); more only
+# lengthen every evaluation (memory stays flat: sngan/metrics/synthetic.py scores in chunks).
+MAX_EVAL_SAMPLES = 1_000_000
+
+
 def _get(cfg: TrainConfig, dotted: str) -> Any:
     obj: Any = cfg
     for part in dotted.split("."):
@@ -200,6 +205,12 @@ def validate(
     for key in _POSITIVE:
         if not _get(typed, key) > 0:
             raise _fail(key, _get(typed, key), "it must be greater than 0")
+    if typed.train.eval_samples > MAX_EVAL_SAMPLES:
+        raise _fail(
+            "train.eval_samples", typed.train.eval_samples,
+            f"it must be at most {MAX_EVAL_SAMPLES:,}: that many samples already measure the synthetic quality to "
+            f"+-0.0005 (one standard error), and more only lengthen every evaluation",
+        )  # fmt: skip
     for key, choices in (
         ("model.name", sorted(models)),
         ("loss.name", sorted(losses)),

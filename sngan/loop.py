@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from sngan.config import TrainConfig
 from sngan.data import ImageData
 from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generate
 from sngan.losses import LOSSES
+from sngan.memory import out_of_memory, what_to_lower
 from sngan.metrics import class_agreement, evaluate_synthetic
 from sngan.monitoring import Monitor
 from sngan.scoring import Scorer
@@ -60,9 +62,7 @@ def evaluate(
             found = evaluate_synthetic(sampler(net), data.prototypes, n=cfg.train.eval_samples)
             if run.classes:  # classes are the prototypes: does G obey its label?
                 per_class = max(1, cfg.train.eval_samples // len(run.classes))
-                found |= class_agreement(
-                    lambda k, n, net=net: SeededSampler(net, device, seed + k, label=k)(n), data.prototypes, per_class
-                )
+                found |= class_agreement(class_streams(net, device, seed), data.prototypes, per_class)
             result |= {f"{prefix}synthetic/{k}": v for k, v in found.items()}
         if scorer is not None:  # its own sampler from the same seed: python -m sngan.evaluate reproduces it
             result |= {f"{prefix}{scorer.rule.name}/{k}": v for k, v in scorer(sampler(net)).items()}
@@ -74,6 +74,19 @@ def evaluate(
         run.best_fid, run.best_step, run.best_metric = result[key], run.step, key  # another rule: start over
         save_best(run)
     return result
+
+
+def class_streams(net: torch.nn.Module, device: torch.device, seed: int) -> Callable[[int, int], torch.Tensor]:
+    """``draw(k, n)``: the next n images of class k, from one seeded stream per class (seed + k), so that
+    drawing a class in batches gives the images one draw would."""
+    streams: dict[int, SeededSampler] = {}
+
+    def draw(k: int, n: int) -> torch.Tensor:
+        if k not in streams:
+            streams[k] = SeededSampler(net, device, seed + k, label=k)
+        return streams[k](n)
+
+    return draw
 
 
 def set_lr(run: Run, cfg: TrainConfig) -> float:
@@ -218,12 +231,16 @@ def train_loop(
     pace = Pace(run.step)
     wall = WallClock(t.max_minutes, t.checkpoint_minutes, CLOCK)
     graphs = GraphCheck(speed)
+    first, fix = run.step, what_to_lower(t.batch_size_d, t.batch_size_g, cfg.model.width)
     try:
         while run.step < t.steps:
-            # Update D n_dis times and G once; skip or stop on a non-finite update; average G.
+            # Update D n_dis times and G once; skip or stop on a non-finite update; average G. Running out of
+            # memory in the first step means settings too big for this machine: an error that names them.
             every = t.monitor_every
             monitor_due = monitor is not None and every is not None and due(run.step + 1, every, t.steps)
-            stats, factor = train_step(cfg, run, save, speed, grad_norms=monitor_due)
+            guard = out_of_memory("running the first training step", fix) if run.step == first else nullcontext()
+            with guard:
+                stats, factor = train_step(cfg, run, save, speed, grad_norms=monitor_due)
             graphs.after_step()  # compile=max: a note if more updates ran without CUDA graphs
             bar.update(1)
             # Agree on saving and stopping (a signal or the wall clock on any rank): every rank decides alike,

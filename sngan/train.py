@@ -29,6 +29,7 @@ from sngan.distributed import Dist, RankFailed
 from sngan.hydra_checks import register_resolvers
 from sngan.loop import NonFiniteError, train_loop
 from sngan.losses import LOSSES
+from sngan.memory import out_of_memory, what_to_lower
 from sngan.models import MODELS, build_models
 from sngan.monitoring import Monitor, custom_scalars_layout
 from sngan.provenance import provenance, resolve_device
@@ -59,7 +60,9 @@ def build_run(
     labels = data.labels if k else None
     sampler = BatchSampler(data.images, cfg.seed, cfg.dataset.hflip, here.rank, here.world, labels)
     if speed.data_on_device:
-        sampler.place(device)
+        fix = what_to_lower(cfg.train.batch_size_d, cfg.train.batch_size_g, cfg.model.width)
+        with out_of_memory(f"placing the training images on {device}", fix):
+            sampler.place(device)
     # The fixed grid: a square of fixed z, or (conditional) one row per class.
     per_class = max(1, cfg.train.grid_size // k) if k else 0
     fixed_y = torch.arange(k).repeat_interleave(per_class).to(device) if k else None
@@ -89,23 +92,53 @@ def class_names(cfg: TrainConfig, data: ImageData) -> list[str] | None:
 
 
 def check_world(cfg: TrainConfig, here: Dist, device: torch.device) -> None:
-    """What a torchrun launch needs beyond a valid config: batches that split evenly, and SyncBatchNorm only
-    where torch runs it."""
-    if not here.enabled:
-        return
-    for key in ("batch_size_d", "batch_size_g"):
+    """What this launch needs beyond a valid config: batches G's BatchNorm trains on in every process, split
+    evenly over the processes of a torchrun launch, and SyncBatchNorm only where torch runs it."""
+    smallest = MODELS.get(cfg.model.name).min_batch
+    for key in ("batch_size_d", "batch_size_g"):  # G makes batch_size_d fakes in each D update
         value = getattr(cfg.train, key)
-        if value % here.world or value // here.world < 2:
+        if here.enabled and (value % here.world or value // here.world < smallest):
             raise ConfigError(
                 f"Invalid configuration: train.{key}={value} is the global batch and must split evenly over "
-                f"the {here.world} processes of this torchrun launch, at least 2 per process (BatchNorm needs 2). "
-                f"Use a multiple of {here.world} of at least {2 * here.world}, or another --nproc-per-node / --nnodes."
+                f"the {here.world} processes of this torchrun launch, at least {smallest} per process (model "
+                f"'{cfg.model.name}': {_why_min_batch(smallest)}). Use a multiple of {here.world} of at least "
+                f"{smallest * here.world}, or another --nproc-per-node / --nnodes."
             )
+        if value < smallest:
+            raise ConfigError(
+                f"Invalid configuration: train.{key}={value} is too small for model '{cfg.model.name}': "
+                f"{_why_min_batch(smallest)}. Use train.{key}={smallest} or more, or a model that trains on "
+                f"{value} ({', '.join(n for n in MODELS.names() if MODELS.get(n).min_batch <= value)})."
+            )
+    if not here.enabled:
+        return
     if cfg.train.sync_bn and device.type != "cuda":
         raise ConfigError(
             f"Invalid configuration: train.sync_bn=true, but torch's SyncBatchNorm runs only on CUDA devices "
             f"and this launch trains on {device.type}. Set train.sync_bn=false (each rank's BatchNorm uses its "
             f"own share of the batch) or launch on GPUs."
+        )
+
+
+def _why_min_batch(smallest: int) -> str:
+    return (
+        f"its generator's first BatchNorm normalizes each feature over the images of the batch, and torch "
+        f"refuses to train one on fewer than {smallest}"
+    )
+
+
+def check_data_size(cfg: TrainConfig, images: int) -> None:
+    """A batch of real images larger than the dataset would repeat images in one batch, and a huge one (a
+    typo) would allocate terabytes after a minute of drawing indices. Under torchrun every rank draws the
+    same global batch from all the images and keeps its share: the limit holds for the global batch."""
+    value = cfg.train.batch_size_d
+    if value > images:
+        synthetic = cfg.dataset.name == "synthetic"
+        more = ", or make the synthetic dataset larger (dataset.size)" if synthetic else ""
+        raise ConfigError(
+            f"Invalid configuration: train.batch_size_d={value} is larger than the dataset, which holds {images} "
+            f"images ('{cfg.dataset.name}', split '{cfg.dataset.split}'), and a batch of real images cannot hold "
+            f"more images than that. Use train.batch_size_d={images} or less (the paper uses 64){more}."
         )
 
 
@@ -168,6 +201,7 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
         distributed.main_first(lambda: find_resume(cfg.resume, run_dir, config), others=False, per_node=False)
     )
     data = distributed.main_first(lambda: load_dataset(cfg.dataset))
+    check_data_size(cfg, len(data.images))  # before the reference statistics, the networks and the placing
     scorer = distributed.main_first(
         lambda: make_scorer(cfg.metrics, cfg.inception, cfg.dataset, device, data.images, inception, here.is_main)
     )

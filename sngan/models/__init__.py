@@ -27,6 +27,9 @@ class Architecture:
     # operator norms bounds its Lipschitz constant (not so with residual sums and sum pooling)
     lipschitz_chain: bool = False
     conditional: bool = False  # has a class-conditional version (conditional BN G, projection D)
+    # The smallest batch per process G trains on: a BatchNorm in train mode needs two values per channel
+    # (a BatchNorm2d also counts positions, so one image is enough; a BatchNorm1d needs two images)
+    min_batch: int = 1
 
 
 MODELS: Registry[Architecture] = Registry("model")

@@ -58,7 +58,7 @@ def _cnn(resolution: int) -> Architecture:
     def build(z_dim: int, width: float) -> tuple[nn.Module, nn.Module]:
         return CNNGenerator(z_dim, resolution // 8, width), CNNDiscriminator(resolution, width)
 
-    return Architecture(resolution, build, lipschitz_chain=True)
+    return Architecture(resolution, build, lipschitz_chain=True, min_batch=2)  # bn0 is a BatchNorm1d
 
 
 MODELS.register("cnn32")(_cnn(32))
