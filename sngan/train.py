@@ -201,6 +201,7 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
         distributed.main_first(lambda: find_resume(cfg.resume, run_dir, config), others=False, per_node=False)
     )
     data = distributed.main_first(lambda: load_dataset(cfg.dataset))
+    class_names(cfg, data)  # a conditional run on unlabeled data: the first thing to say
     check_data_size(cfg, len(data.images))  # before the reference statistics, the networks and the placing
     scorer = distributed.main_first(
         lambda: make_scorer(cfg.metrics, cfg.inception, cfg.dataset, device, data.images, inception, here.is_main)

@@ -218,7 +218,7 @@ def test_load_generator_and_export_round_trip(trained, tmp_path):
 
 
 def test_generator_from_checkpoint_refuses_ema_the_run_did_not_keep(tmp_path):
-    run_training(tmp_path, TINY + ["train.steps=2"])
+    run_training(tmp_path, TINY + ["train.steps=2", "train.ema_decay=null"])  # the quick start keeps one
     with pytest.raises(ckpt.CheckpointError, match="holds no EMA generator"):
         generator_from_checkpoint(ckpt.find_latest(tmp_path), ema=True)
 
