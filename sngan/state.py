@@ -141,14 +141,20 @@ def snapshot(run: Run) -> dict[str, Any]:
     })  # fmt: skip
 
 
-def rollback(run: Run, snap: dict[str, Any]) -> None:
-    run.generator.load_state_dict(snap["generator"])
-    run.discriminator.load_state_dict(snap["discriminator"])
-    load_optimizer(run.opt_g, snap["opt_g"])
-    load_optimizer(run.opt_d, snap["opt_d"])
-    run.sampler.load_state_dict(snap["sampler"])
+def _load_trained(run: Run, state: dict[str, Any]) -> None:
+    """Networks, optimizers, data order and EMA from a checkpoint or a snapshot."""
+    run.generator.load_state_dict(state["generator"])
+    run.discriminator.load_state_dict(state["discriminator"])
+    load_optimizer(run.opt_g, state["opt_g"])
+    load_optimizer(run.opt_d, state["opt_d"])
+    run.sampler.load_state_dict(state["sampler"])
     if run.ema is not None:
-        run.ema.load_state_dict(snap["ema"])
+        # A run that turns EMA on mid-way starts the average from G.
+        run.ema.load_state_dict(state["ema"] if state.get("ema") is not None else state["generator"])
+
+
+def rollback(run: Run, snap: dict[str, Any]) -> None:
+    _load_trained(run, snap)
     ckpt.set_rng_state(snap["rng"])
     run.step = snap["step"]
 
@@ -157,14 +163,7 @@ def restore(run: Run, state: dict[str, Any], path: Path, rank: int = 0, seed: in
     """Put ``state`` into ``run``. ``rank`` takes its own RNG state; a rank the saved run did not have
     (resuming at a larger world size) gets a fresh stream from (seed, rank, step) instead."""
     try:
-        run.generator.load_state_dict(state["generator"])
-        run.discriminator.load_state_dict(state["discriminator"])
-        load_optimizer(run.opt_g, state["opt_g"])
-        load_optimizer(run.opt_d, state["opt_d"])
-        run.sampler.load_state_dict(state["sampler"])
-        if run.ema is not None:
-            # A run that turns EMA on mid-way starts the average from G.
-            run.ema.load_state_dict(state["ema"] if state.get("ema") is not None else state["generator"])
+        _load_trained(run, state)
     except (KeyError, RuntimeError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0]
         raise ckpt.CheckpointError(
