@@ -35,13 +35,10 @@ def hold_run_folder(folder: str) -> None:
     if int(os.environ.get("RANK", 0)) != 0:
         return
     try:
-        lock = hold(folder)
+        hold(folder)
     except FolderBusy as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    if lock.note:
-        print(f"note: {lock.note}", file=sys.stderr)
-        lock.note = None  # said once
 
 
 class RunFolderCheck(Callback):

@@ -24,6 +24,7 @@ import json
 import os
 import secrets
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -186,8 +187,11 @@ class RunLock:
 
 
 def hold(folder: Path | str) -> RunLock:
-    """Hold ``folder`` for this process until it exits or ``release()`` is called (re-entrant)."""
+    """Hold ``folder`` for this process until it exits or ``release()`` is called (re-entrant: the Hydra
+    callback takes it, then ``start()`` finds it held). A stale lock taken over is said once, here."""
     key = Path(folder).resolve()
     if key not in _held:
         _held[key] = RunLock(key).acquire()
+        if _held[key].note:
+            print(f"note: {_held[key].note}", file=sys.stderr)
     return _held[key]

@@ -173,12 +173,9 @@ def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, 
     first step, with a checkpoint."""
     extra = () if cfg.train.requeue_signal is None else (signal_number(cfg.train.requeue_signal),)
     with GracefulStop(extra) as stop:
-        lock = None
-        if distributed.current().is_main:  # one training per run folder (the CLI took it already)
-            ensure_folder(run_dir)
-            lock = run_lock.hold(run_dir)
-            if lock.note:
-                print(f"note: {lock.note}", file=sys.stderr)
+        ensure_folder(run_dir)  # Hydra makes it for the CLI; callers of start() may not have
+        # One training per run folder (the CLI's Hydra callback took the lock already; rank 0 holds it).
+        lock = run_lock.hold(run_dir) if distributed.current().is_main else None
         try:
             return _start(cfg, config, run_dir, stop)
         finally:
@@ -191,7 +188,6 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
     here = distributed.current()
     device = resolve_device(cfg.device, here.local_rank if here.enabled else None)
     check_world(cfg, here, device)
-    ensure_folder(run_dir)  # Hydra makes it for the CLI; callers of start() may not have
     # Inception weights and resume checkpoint first: their errors come before the (slow) data load. Rank 0
     # goes first: a download or a cache file is made once, and its failure stops every rank.
     inception = None
