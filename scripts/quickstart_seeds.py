@@ -12,10 +12,10 @@ AVX2-only CPU's rounding (the first alone does not: oneDNN's convolutions choose
 instructions). Eager runs only: torch.compile's CPU code segfaults under that emulation.
 
 Prints one line per run as it ends, then the worst case of each (threads, kernels) cell and of all
-runs; ``--json FILE`` also writes every row. Judged as the quick start judges itself: the EMA
-generator's quality and modes where the run keeps an EMA, else the generator's. Rows are printed in
-the order runs finish; ``--jobs`` above 1 shares the cores, so its seconds are not the README
-command's.
+runs; ``--json FILE`` also writes every row, and ``--report FILE...`` prints saved rows as
+docs/quickstart.md's table. Judged as the quick start judges itself: the EMA generator's quality and
+modes where the run keeps an EMA, else the generator's. Rows are printed in the order runs finish;
+``--jobs`` above 1 shares the cores, so its seconds are not the README command's.
 """
 
 from __future__ import annotations
@@ -78,6 +78,28 @@ def worst(rows: list[dict]) -> str:
     )
 
 
+KERNELS = {"default": "default (AVX-512 here)", "avx2": "AVX2"}
+
+
+def markdown(rows: list[dict]) -> str:
+    """The table for docs/quickstart.md: one row per seed x threads x kernels, sorted."""
+    out = ["| seed | threads | kernels | EMA quality / modes | G quality / modes | seconds |", "|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["seed"], r["threads"], r["kernels"] != "default")):
+        out.append(
+            f"| {r['seed']} | {r['threads']} | {KERNELS[r['kernels']]} | {r['quality']:.3f} / {r['modes']} | "
+            f"{r['g_quality']:.3f} / {r['g_modes']} | {r['seconds']:.0f} |"
+        )
+    return "\n".join(out)
+
+
+def summary(rows: list[dict], threads: list[int], kernels: list[str]) -> None:
+    for t, k in itertools.product(threads, kernels):
+        cell = [r for r in rows if r["threads"] == t and r["kernels"] == k]
+        if cell:
+            print(f"{t} thread(s), {k} kernels: {worst(cell)}")
+    print(f"all {len(rows)} runs: {worst(rows)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
@@ -85,8 +107,17 @@ def main() -> None:
     parser.add_argument("--kernels", nargs="+", choices=["default", "avx2"], default=["default", "avx2"])
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (each with its own threads)")
     parser.add_argument("--json", type=Path, help="also write every row to this file")
+    parser.add_argument(
+        "--report", type=Path, nargs="+", metavar="JSON",
+        help="run nothing: print the markdown table and the worst cases of rows written by --json",
+    )  # fmt: skip
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides")
     args = parser.parse_args()
+    if args.report:
+        rows = [row for path in args.report for row in json.loads(path.read_text())]
+        print(markdown(rows) + "\n")
+        summary(rows, sorted({r["threads"] for r in rows}), ["default", "avx2"])
+        return
     cells = list(itertools.product(args.seeds, args.threads, args.kernels))
     rows = []
     with ThreadPoolExecutor(args.jobs) as pool:
@@ -97,10 +128,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
     print()
-    for threads, kernels in itertools.product(args.threads, args.kernels):
-        cell = [r for r in rows if r["threads"] == threads and r["kernels"] == kernels]
-        print(f"{threads} thread(s), {kernels} kernels: {worst(cell)}")
-    print(f"all {len(rows)} runs: {worst(rows)}")
+    summary(rows, args.threads, args.kernels)
 
 
 if __name__ == "__main__":

@@ -134,11 +134,14 @@ def snapshot(run: Run) -> dict[str, Any]:
     """A copy (on the device) of everything a step changes: networks, optimizers, EMA, the data order and
     the RNGs. ``rollback`` puts it back, so that a step that fails half-way (a finite D update, then a
     non-finite G update) leaves exactly the state after the last completed step."""
-    return _copied({
+    trained = _copied({
         "generator": run.generator.state_dict(), "discriminator": run.discriminator.state_dict(),
-        "opt_g": run.opt_g.state_dict(), "opt_d": run.opt_d.state_dict(), "sampler": run.sampler.state_dict(),
-        "ema": run.ema.state_dict() if run.ema is not None else None, "rng": ckpt.rng_state(), "step": run.step,
+        "opt_g": run.opt_g.state_dict(), "opt_d": run.opt_d.state_dict(),
+        "ema": run.ema.state_dict() if run.ema is not None else None,
     })  # fmt: skip
+    # The data order and the RNG states come back as fresh copies already (and Python's RNG state is a
+    # 625-integer tuple that copying element by element would cost more than the networks).
+    return trained | {"sampler": run.sampler.state_dict(), "rng": ckpt.rng_state(), "step": run.step}
 
 
 def _load_trained(run: Run, state: dict[str, Any]) -> None:
