@@ -83,7 +83,7 @@ KERNELS = {"default": "default (AVX-512 here)", "avx2": "AVX2"}
 
 def markdown(rows: list[dict]) -> str:
     """The table for docs/quickstart.md: one row per seed x threads x kernels, sorted."""
-    out = ["| seed | threads | kernels | EMA quality / modes | G quality / modes | seconds |", "|---|---|---|---|---|---|"]
+    out = ["| seed | threads | kernels | EMA quality / modes | G quality / modes | seconds |", "|---" * 6 + "|"]
     for r in sorted(rows, key=lambda r: (r["seed"], r["threads"], r["kernels"] != "default")):
         out.append(
             f"| {r['seed']} | {r['threads']} | {KERNELS[r['kernels']]} | {r['quality']:.3f} / {r['modes']} | "
