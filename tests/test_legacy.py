@@ -1,0 +1,47 @@
+"""Files written before the layout change (issue 23) still work: a checkpoint and an export written by
+main at commit cb20605, kept in tests/fixtures/legacy_cb20605, made with
+
+    python -m sngan.train experiment=quickstart model.width=0.0625 train.steps=2 train.batch_size_d=8 \
+        train.batch_size_g=8 train.grid_size=4 dataset.size=64 train.eval_every=2 train.eval_samples=64 \
+        train.checkpoint_every=2 train.sample_every=2 run_name=legacy hydra.run.dir=run
+    python -m sngan.export ckpt=run/checkpoints/ckpt_00000002.pt out=gen.safetensors
+
+and ``expected.pt``: four images the exported generator drew from four saved latents."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from sngan import checkpoint as ckpt
+from sngan import load_generator
+from sngan.inference import generate
+from tests.helpers import run_training
+
+LEGACY = Path(__file__).parent / "fixtures" / "legacy_cb20605"
+OVERRIDES = [
+    "experiment=quickstart", "model.width=0.0625", "train.batch_size_d=8", "train.batch_size_g=8",
+    "train.grid_size=4", "dataset.size=64", "train.eval_every=2", "train.eval_samples=64",
+    "train.checkpoint_every=2", "train.sample_every=2", "run_name=legacy",
+]  # fmt: skip
+
+
+def test_an_export_and_a_checkpoint_from_before_draw_the_same_images_as_then():
+    expected = torch.load(LEGACY / "expected.pt", weights_only=True)
+    for path in (LEGACY / "gen.safetensors", LEGACY / "ckpt_00000002.pt"):
+        images = generate(load_generator(path), expected["z"])
+        assert images.shape == (4, 3, 32, 32)
+        torch.testing.assert_close(images, expected["images"], atol=1e-5, rtol=0, msg=str(path))
+
+
+def test_a_checkpoint_from_before_resumes_and_trains_on(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    shutil.copy(LEGACY / "ckpt_00000002.pt", run_dir / "checkpoints")
+    run_training(run_dir, OVERRIDES + ["train.steps=4", "resume=auto"])
+    old, new = ckpt.load(run_dir / "checkpoints" / "ckpt_00000002.pt"), ckpt.load(ckpt.checkpoint_path(run_dir, 4))
+    assert new["step"] == 4
+    assert old["generator"].keys() == new["generator"].keys()
+    assert any(not torch.equal(old["generator"][k], new["generator"][k]) for k in old["generator"])
