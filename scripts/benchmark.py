@@ -12,7 +12,7 @@ it goes, so a time-limited run keeps what it measured.
     python scripts/benchmark.py fid --out bench.jsonl
     python scripts/benchmark.py monitor --model resnet32 --device cpu   # cost of spectral monitoring
 
-``train`` times the trainer's own step (``sngan.loop.train_step``: n_dis D updates on
+``train`` times the trainer's own step (``sngan.training.loop.train_step``: n_dis D updates on
 device-resident data, one G update, the non-finite check) for each registered model at
 the paper's batch sizes (D 64, G 128, n_dis 5), resnet32 first, for each
 precision/compile setting: generator iterations per second, milliseconds of one D and
@@ -42,12 +42,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from sngan.cli import run_or_exit
-from sngan.metrics.evaluate import MetricRule, extract, generated_batches, score
+from sngan.cli.errors import run_or_exit
+from sngan.cli.provenance import device_name, resolve_device
+from sngan.metrics.features import MetricRule, extract, generated_batches, score
 from sngan.metrics.fid import ReferenceStats
 from sngan.metrics.inception import InceptionError, InceptionFeatures, random_state_dict, resolve_weights
 from sngan.models import build_models
-from sngan.provenance import device_name, resolve_device
 
 
 def emit(record: dict[str, Any], out: Path | None) -> None:
@@ -120,12 +120,12 @@ def bench_fid(args: argparse.Namespace) -> None:
 
 def bench_monitor(args: argparse.Namespace) -> None:
     """Time of one monitoring pass against a training step, and its share at the default interval."""
-    from sngan.losses import LOSSES
     from sngan.models import MODELS
-    from sngan.monitoring import Monitor
-    from sngan.spectral import grad_norm
-    from sngan.step import d_step, g_step
-    from sngan.tracking import Tracker
+    from sngan.training.losses import LOSSES
+    from sngan.training.monitoring import Monitor
+    from sngan.training.spectral import grad_norm
+    from sngan.training.step import d_step, g_step
+    from sngan.training.tracking import Tracker
 
     device = resolve_device(args.device)
     torch.manual_seed(0)
@@ -195,7 +195,7 @@ MODEL_ORDER = ("resnet32", "cnn32", "resnet48", "cnn48")
 def train_config(model: str, name: str, device: str, overrides: list[str]) -> Any:
     from hydra import compose, initialize_config_module
 
-    from sngan.train import check_config
+    from sngan.cli.settings import check_train
 
     precision, tf32, mode = SETTINGS[name]
     with initialize_config_module(config_module="sngan.configs", version_base="1.3"):
@@ -204,7 +204,7 @@ def train_config(model: str, name: str, device: str, overrides: list[str]) -> An
             "train.batch_size_d=64", "train.batch_size_g=128", f"train.precision={precision}",
             f"train.tf32={'null' if tf32 is None else str(tf32).lower()}", f"train.compile={mode}", *overrides,
         ])  # fmt: skip
-    return check_config(raw)
+    return check_train(raw)
 
 
 def timed(fn: Any, n: int, device: torch.device) -> float:
@@ -219,13 +219,13 @@ def timed(fn: Any, n: int, device: torch.device) -> float:
 
 def measure_setting(model: str, name: str, args: argparse.Namespace) -> dict[str, Any]:
     from sngan.data import make_synthetic
-    from sngan.distributed import Dist
-    from sngan.loop import train_step
-    from sngan.losses import LOSSES
-    from sngan.speed import cudagraph_skips, resolve, set_tf32
-    from sngan.step import d_step, g_step
     from sngan.train import build_run
-    from sngan.wrappers import accelerate
+    from sngan.training.distributed import Dist
+    from sngan.training.loop import train_step
+    from sngan.training.losses import LOSSES
+    from sngan.training.speed import cudagraph_skips, resolve, set_tf32
+    from sngan.training.step import d_step, g_step
+    from sngan.training.wrappers import accelerate
 
     cfg = train_config(model, name, args.device, [f"model.width={args.width}"])
     device = resolve_device(cfg.device)
@@ -298,8 +298,9 @@ def bench_quality(args: argparse.Namespace) -> None:
 
     from hydra import compose, initialize_config_module
 
+    from sngan.cli.settings import check_train
     from sngan.config import to_container
-    from sngan.train import check_config, start
+    from sngan.train import start
 
     device = resolve_device(args.device)
     names = args.settings.split(",") if args.settings else (
@@ -316,7 +317,7 @@ def bench_quality(args: argparse.Namespace) -> None:
                 raw = compose(config_name="train", overrides=overrides)
             with tempfile.TemporaryDirectory() as tmp:
                 began = time.perf_counter()
-                result = start(check_config(raw), to_container(raw), Path(tmp))
+                result = start(check_train(raw), to_container(raw), Path(tmp))
             modes[name, seed] = result["synthetic/modes_covered"]
             emit({"bench": "quality", "setting": name, "seed": seed, "steps": args.steps,
                   "modes_covered": modes[name, seed], "quality": round(result["synthetic/quality"], 4),

@@ -25,6 +25,6 @@ def __getattr__(name: str) -> Any:  # lazy, so `import sngan` stays light
 # this runs before the command's slow imports (torch): a Ctrl-C in its first second gets one line, not a
 # traceback. A program that merely imports sngan keeps its own Ctrl-C handling.
 if sys.argv[:1] == ["-m"]:
-    from sngan.stopping import answer_ctrl_c_from_the_start
+    from sngan.training.stopping import answer_ctrl_c_from_the_start
 
     answer_ctrl_c_from_the_start()

@@ -83,7 +83,7 @@ class LoopConfig:
     sync_bn: bool = False  # under torchrun: G's BatchNorm statistics over the global batch (CUDA only)
     requeue_signal: str | None = None  # e.g. USR1 (SLURM --signal): checkpoint, `scontrol requeue`, exit
     fake_labels: str = "data"  # conditional: fakes' classes as often as in the training set | uniform
-    # Speed (sngan/speed.py): auto picks the fastest settings this device and launch support.
+    # Speed (sngan/training/speed.py): auto picks the fastest settings this device and launch support.
     precision: str = "auto"  # auto | fp32 | bf16 (autocast; spectral norm and losses stay fp32)
     tf32: bool | None = None  # None: on for Ampere and newer GPUs
     compile: str = "auto"  # auto | none | default | max (CUDA graphs)
@@ -150,11 +150,11 @@ def _get(cfg: TrainConfig, dotted: str) -> Any:
     return obj
 
 
-def _fail(key: str, value: Any, allowed: str) -> ConfigError:
+def invalid(key: str, value: Any, allowed: str) -> ConfigError:
     return ConfigError(f"Invalid configuration: {key}={value!r} is not allowed; {allowed}.")
 
 
-def _typed(cfg: DictConfig, schema_class: type = None) -> Any:  # type: ignore[assignment]
+def to_schema(cfg: DictConfig, schema_class: type = None) -> Any:  # type: ignore[assignment]
     missing = OmegaConf.missing_keys(cfg)
     if missing:
         key = sorted(missing)[0]
@@ -185,7 +185,7 @@ def _check_finite(typed: Any, prefix: str = "") -> None:
         if is_dataclass(value):
             _check_finite(value, f"{key}.")
         elif isinstance(value, float) and not math.isfinite(value):
-            raise _fail(
+            raise invalid(
                 key, value, "give a finite number (inf and nan are refused; null turns off a setting that allows it)"
             )
 
@@ -201,12 +201,12 @@ def validate(
     ``models`` maps model names to their resolution, ``datasets`` dataset names
     to their native resolution (None where it follows the model).
     """
-    typed = _typed(cfg)
+    typed = to_schema(cfg)
     for key in _POSITIVE:
         if not _get(typed, key) > 0:
-            raise _fail(key, _get(typed, key), "it must be greater than 0")
+            raise invalid(key, _get(typed, key), "it must be greater than 0")
     if typed.train.eval_samples > MAX_EVAL_SAMPLES:
-        raise _fail(
+        raise invalid(
             "train.eval_samples", typed.train.eval_samples,
             f"it must be at most {MAX_EVAL_SAMPLES:,}: that many samples already measure the synthetic quality to "
             f"+-0.0005 (one standard error), and more only lengthen every evaluation",
@@ -223,19 +223,19 @@ def validate(
         ("train.data_on", ["auto", "device", "host"]),
     ):
         if _get(typed, key) not in choices:
-            raise _fail(key, _get(typed, key), f"choose one of: {', '.join(choices)}")
+            raise invalid(key, _get(typed, key), f"choose one of: {', '.join(choices)}")
     for key in ("checkpoint_minutes", "max_minutes"):
         if getattr(typed.train, key) is not None and getattr(typed.train, key) <= 0:
-            raise _fail(f"train.{key}", getattr(typed.train, key), "it must be greater than 0, or null for off")
+            raise invalid(f"train.{key}", getattr(typed.train, key), "it must be greater than 0, or null for off")
     signame = typed.train.requeue_signal
     if signame is not None and signal_number(signame) is None:
-        raise _fail("train.requeue_signal", signame, "name a signal a scheduler sends, e.g. USR1 or USR2")
+        raise invalid("train.requeue_signal", signame, "name a signal a scheduler sends, e.g. USR1 or USR2")
     if typed.train.monitor_every is not None and typed.train.monitor_every <= 0:
-        raise _fail("train.monitor_every", typed.train.monitor_every, "it must be greater than 0, or null for off")
+        raise invalid("train.monitor_every", typed.train.monitor_every, "it must be greater than 0, or null for off")
     if typed.train.ema_decay is not None and not 0.0 < typed.train.ema_decay < 1.0:
-        raise _fail("train.ema_decay", typed.train.ema_decay, "it lies strictly between 0 and 1, or null for no EMA")
+        raise invalid("train.ema_decay", typed.train.ema_decay, "it lies strictly between 0 and 1, or null for no EMA")
     if not (0.0 <= typed.optim.beta1 < 1.0 and 0.0 <= typed.optim.beta2 < 1.0):
-        raise _fail("optim.beta1/beta2", (typed.optim.beta1, typed.optim.beta2), "Adam's betas lie in [0, 1)")
+        raise invalid("optim.beta1/beta2", (typed.optim.beta1, typed.optim.beta2), "Adam's betas lie in [0, 1)")
     if typed.model.conditional and typed.dataset.name == "stl10" and "unlabeled" in typed.dataset.split:
         raise ConfigError(
             f"Invalid configuration: model.conditional=true needs class labels, but STL-10's "
@@ -279,18 +279,18 @@ def validate_metrics(metrics: MetricsConfig, inception: InceptionConfig, dataset
     """Ranges of a metric rule, its label, and whether the dataset has the split it needs (None: the
     dataset is not known yet, as for evaluate before it reads the checkpoint; checked again then)."""
     if inception.dims not in INCEPTION_DIMS:
-        raise _fail("inception.dims", inception.dims, f"choose one of {', '.join(map(str, INCEPTION_DIMS))}")
+        raise invalid("inception.dims", inception.dims, f"choose one of {', '.join(map(str, INCEPTION_DIMS))}")
     if inception.batch_size <= 0:
-        raise _fail("inception.batch_size", inception.batch_size, "it must be greater than 0")
+        raise invalid("inception.batch_size", inception.batch_size, "it must be greater than 0")
     if metrics.name == "none":
         return
     for key in ("n_fake", "is_splits", "kid_subsets", "kid_subset_size"):
         if getattr(metrics, key) < (2 if key != "is_splits" else 1):
-            raise _fail(f"metrics.{key}", getattr(metrics, key), "it must be at least 2 (1 for is_splits)")
+            raise invalid(f"metrics.{key}", getattr(metrics, key), "it must be at least 2 (1 for is_splits)")
     if metrics.n_real is not None and metrics.n_real < 2:
-        raise _fail("metrics.n_real", metrics.n_real, "it must be at least 2, or null for the whole split")
+        raise invalid("metrics.n_real", metrics.n_real, "it must be at least 2, or null for the whole split")
     if metrics.real_split not in ("train", "test"):
-        raise _fail("metrics.real_split", metrics.real_split, "choose train (the training split) or test")
+        raise invalid("metrics.real_split", metrics.real_split, "choose train (the training split) or test")
     if metrics.real_split == "test" and dataset is not None and dataset not in WITH_TEST_SPLIT:
         raise ConfigError(
             f"Invalid configuration: metrics '{metrics.name}' compares with the test split, but dataset "

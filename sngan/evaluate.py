@@ -23,15 +23,15 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from sngan import checkpoint as ckpt
-from sngan.class_scoring import class_reference_stats, intra_class_fid
-from sngan.cli import ensure_folder, run_or_exit
+from sngan.cli.errors import ensure_folder, run_or_exit
+from sngan.cli.provenance import resolve_device
+from sngan.cli.settings import EvaluateConfig, check_evaluate, check_train
 from sngan.config import ConfigError, DatasetConfig, validate_metrics
-from sngan.config_tools import EvaluateConfig, check_evaluate
 from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generator_from_state
+from sngan.metrics.class_scoring import class_reference_stats, intra_class_fid
 from sngan.metrics.inception import InceptionFeatures, Weights
-from sngan.provenance import resolve_device
-from sngan.scoring import Scorer, load_extractor, make_scorer, split_of
+from sngan.metrics.scoring import Scorer, load_extractor, make_scorer, split_of
+from sngan.training import checkpoint as ckpt
 
 
 def checkpoints_of(target: Path) -> list[Path]:
@@ -81,9 +81,7 @@ def skip(path: Path, exc: Exception, skipped: list[str]) -> None:
 
 def run_dataset(cfg: EvaluateConfig, state: dict[str, Any]) -> DatasetConfig:
     """The dataset the checkpoint's run trained on (at ``data_root`` on this host, if given)."""
-    from sngan.train import check_config  # the stored config is a training config
-
-    run_cfg = check_config(OmegaConf.create(state["config"]))
+    run_cfg = check_train(OmegaConf.create(state["config"]))
     if cfg.data_root is not None:
         run_cfg.dataset.root = cfg.data_root
     validate_metrics(cfg.metrics, cfg.inception, run_cfg.dataset.name)

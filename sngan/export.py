@@ -11,8 +11,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from sngan.cli import run_or_exit
-from sngan.config_tools import check_export
+from sngan.cli.errors import run_or_exit
+from sngan.cli.settings import check_export
 from sngan.inference import export_generator
 
 

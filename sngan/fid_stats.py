@@ -17,12 +17,12 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from sngan.cli import run_or_exit
+from sngan.cli.errors import run_or_exit
+from sngan.cli.provenance import resolve_device
+from sngan.cli.settings import FidStatsConfig, check_fid_stats
 from sngan.config import ConfigError
-from sngan.config_tools import FidStatsConfig, check_fid_stats
 from sngan.data import DATASETS, NATIVE_RESOLUTION
-from sngan.provenance import resolve_device
-from sngan.scoring import load_extractor, reference_stats
+from sngan.metrics.scoring import load_extractor, reference_stats
 
 
 def compute(cfg: FidStatsConfig) -> tuple[Path, bool, int]:

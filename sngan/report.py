@@ -23,7 +23,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from sngan.outputs import OutputError, ensure_folder, output_error
+from sngan.cli.outputs import OutputError, ensure_folder, output_error
 
 # (panel title, pattern on the scalar tag); the first match wins, the rest goes to "other"
 PANELS = [

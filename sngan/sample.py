@@ -17,13 +17,13 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from sngan.cli import ensure_folder, run_or_exit
+from sngan.cli.errors import ensure_folder, run_or_exit
+from sngan.cli.provenance import resolve_device
+from sngan.cli.settings import SampleConfig, check_sample
 from sngan.config import ConfigError
-from sngan.config_tools import SampleConfig, check_sample
-from sngan.images import save_png
+from sngan.data.images import save_png
 from sngan.inference import generate, load_generator
-from sngan.provenance import resolve_device
-from sngan.step import label_cdf, sample_y
+from sngan.models.sampling import label_cdf, sample_y
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -20,27 +20,29 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from sngan import checkpoint as ckpt
-from sngan import distributed, run_lock, stopping
-from sngan.cli import ensure_folder, run_or_exit
-from sngan.config import ConfigError, TrainConfig, signal_number, to_container, validate
-from sngan.data import DATASETS, NATIVE_RESOLUTION, BatchSampler, ImageData, to_float
-from sngan.distributed import Dist, RankFailed
-from sngan.hydra_checks import register_resolvers
-from sngan.loop import NonFiniteError, train_loop
-from sngan.losses import LOSSES
-from sngan.memory import out_of_memory, what_to_lower
+from sngan.cli import run_lock
+from sngan.cli.errors import ensure_folder, run_or_exit
+from sngan.cli.hydra_checks import register_resolvers
+from sngan.cli.provenance import provenance, resolve_device
+from sngan.cli.settings import check_train
+from sngan.config import ConfigError, TrainConfig, signal_number, to_container
+from sngan.data import BatchSampler, ImageData, to_float
+from sngan.metrics.scoring import load_dataset, load_extractor, make_scorer
 from sngan.models import MODELS, build_models
-from sngan.monitoring import Monitor, custom_scalars_layout
-from sngan.provenance import provenance, resolve_device
-from sngan.resume import find_resume, resume_from
-from sngan.scoring import load_dataset, load_extractor, make_scorer
-from sngan.speed import Speed, memory_format, resolve, set_tf32
-from sngan.state import Run, fingerprint, make_ema, set_class_mix, state_dict
-from sngan.step import EAGER, adam
-from sngan.stopping import GracefulStop, Interrupted, TimeLimit, requeue
-from sngan.tracking import NullTracker, Tracker
-from sngan.wrappers import accelerate, distribute
+from sngan.training import checkpoint as ckpt
+from sngan.training import distributed, stopping
+from sngan.training.distributed import Dist, RankFailed
+from sngan.training.loop import NonFiniteError, train_loop
+from sngan.training.memory import out_of_memory, what_to_lower
+from sngan.training.monitoring import Monitor, custom_scalars_layout
+from sngan.training.optim import adam
+from sngan.training.resume import find_resume, resume_from
+from sngan.training.speed import Speed, memory_format, resolve, set_tf32
+from sngan.training.state import Run, fingerprint, make_ema, set_class_mix, state_dict
+from sngan.training.step import EAGER
+from sngan.training.stopping import GracefulStop, Interrupted, TimeLimit, requeue
+from sngan.training.tracking import NullTracker, Tracker
+from sngan.training.wrappers import accelerate, distribute
 
 register_resolvers()
 
@@ -250,20 +252,6 @@ def resolve_speed(cfg: TrainConfig, device: torch.device, data_bytes: int, ddp: 
     return resolve(device, t.precision, t.tf32, t.compile, t.channels_last, t.data_on, data_bytes, ddp, t.sync_bn)
 
 
-def check_config(raw: DictConfig) -> TrainConfig:
-    """Validate a composed config against the schema and the registries."""
-    models = {name: MODELS.get(name).resolution for name in MODELS.names()}
-    datasets = {name: NATIVE_RESOLUTION.get(name) for name in DATASETS}
-    cfg = validate(raw, models, LOSSES.names(), datasets)
-    if cfg.model.conditional and not MODELS.get(cfg.model.name).conditional:
-        choices = ", ".join(n for n in MODELS.names() if MODELS.get(n).conditional)
-        raise ConfigError(
-            f"Invalid configuration: model.conditional=true, but model '{cfg.model.name}' has no "
-            f"class-conditional version. Choose one that has ({choices}), or set model.conditional=false."
-        )
-    return cfg
-
-
 @hydra.main(version_base="1.3", config_path="pkg://sngan.configs", config_name="train")
 def main(raw: DictConfig) -> dict[str, float]:
     from hydra.core.hydra_config import HydraConfig
@@ -279,7 +267,7 @@ def main(raw: DictConfig) -> dict[str, float]:
     say = (lambda text: print(text, file=sys.stderr)) if here.is_main else (lambda text: None)
     resume_hint = f"the same command plus: hydra.run.dir={run_dir} resume=auto"
     try:
-        result = run_or_exit(lambda: start(check_config(raw), to_container(raw), run_dir), NonFiniteError, RankFailed)
+        result = run_or_exit(lambda: start(check_train(raw), to_container(raw), run_dir), NonFiniteError, RankFailed)
     except Interrupted as stopped:
         where = f"Training {stopped} with a checkpoint in {run_dir / ckpt.CHECKPOINT_DIR}."
         if raw.train.requeue_signal is not None and stopped.signum == signal_number(raw.train.requeue_signal):

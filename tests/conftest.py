@@ -11,7 +11,7 @@ import pytest
 import torch
 from helpers import THREADS, run_training
 
-from sngan.speed import keep_freed_memory
+from sngan.training.speed import keep_freed_memory
 
 # Each worker's share of the cores, for its own work and the commands its tests start.
 os.environ["OMP_NUM_THREADS"] = str(THREADS)

@@ -40,9 +40,9 @@ def compose_cfg(overrides: list[str]) -> DictConfig:
 
 
 def validated(raw: DictConfig) -> TrainConfig:
-    from sngan.train import check_config
+    from sngan.cli.settings import check_train
 
-    return check_config(raw)
+    return check_train(raw)
 
 
 def run_training(run_dir: Path, overrides: list[str]) -> dict[str, Any]:

@@ -19,16 +19,16 @@ from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
 from PIL import Image
 
-from sngan import checkpoint as ckpt
-from sngan.cli import run_or_exit
+from sngan.cli.errors import run_or_exit
+from sngan.cli.settings import check_evaluate, check_export, check_fid_stats, check_sample, check_train
 from sngan.config import to_container
-from sngan.config_tools import check_evaluate, check_export, check_fid_stats, check_sample
 from sngan.data import DATASETS
 from sngan.evaluate import evaluate
 from sngan.fid_stats import compute
 from sngan.inference import export_generator
 from sngan.sample import sample
-from sngan.train import NonFiniteError, check_config, start
+from sngan.train import NonFiniteError, start
+from sngan.training import checkpoint as ckpt
 
 MARKER = Path("/tmp/sngan-bad-input-marker")
 TRAIN = [o for o in TINY if not o.startswith("dataset.size")] + ["train.steps=1"]
@@ -88,7 +88,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
 def _body(command: str, raw, run_dir: Path):
     if command == "train":
-        return lambda: start(check_config(raw), to_container(raw), run_dir)
+        return lambda: start(check_train(raw), to_container(raw), run_dir)
     return {
         "evaluate": lambda: evaluate(check_evaluate(raw)),
         "sample": lambda: sample(check_sample(raw)),

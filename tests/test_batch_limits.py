@@ -9,14 +9,15 @@ import pytest
 import torch
 from helpers import THREADS, TINY, compose_cfg, validated
 
-from sngan import checkpoint as ckpt
-from sngan.cli import run_or_exit
+from sngan.cli.errors import run_or_exit
+from sngan.cli.settings import check_train
 from sngan.config import ConfigError, to_container
 from sngan.data import BatchSampler, load_images
-from sngan.distributed import Dist
-from sngan.memory import OutOfMemory
-from sngan.speed import Speed
-from sngan.train import NonFiniteError, build_run, check_config, check_world, start
+from sngan.train import NonFiniteError, build_run, check_world, start
+from sngan.training import checkpoint as ckpt
+from sngan.training.distributed import Dist
+from sngan.training.memory import OutOfMemory
+from sngan.training.speed import Speed
 
 ONE_STEP = TINY + ["train.steps=1", "train.eval_every=1", "train.checkpoint_every=1", "train.monitor_every=null"]
 RESNET = ["model=resnet32", "model.width=0.125"]
@@ -27,7 +28,7 @@ def train(run_dir: Path, overrides: list[str], capsys: pytest.CaptureFixture[str
     raw = compose_cfg(overrides)
     torch.set_num_threads(THREADS)
     try:
-        run_or_exit(lambda: start(check_config(raw), to_container(raw), run_dir), NonFiniteError)
+        run_or_exit(lambda: start(check_train(raw), to_container(raw), run_dir), NonFiniteError)
     except SystemExit as stop:
         return int(stop.code), capsys.readouterr().err
     return 0, capsys.readouterr().err
@@ -119,7 +120,7 @@ def test_every_kind_of_out_of_memory_in_the_first_step_becomes_one_paragraph(tmp
     def g_step(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr("sngan.loop.g_step", g_step)
+    monkeypatch.setattr("sngan.training.loop.g_step", g_step)
     code, err = train(tmp_path / "run", ONE_STEP, capsys)
     assert code == 2 and one_paragraph(err), err
     assert "Out of memory while running the first training step" in err and "Nothing was lost" in err
@@ -127,7 +128,7 @@ def test_every_kind_of_out_of_memory_in_the_first_step_becomes_one_paragraph(tmp
 
 
 def test_out_of_memory_after_the_first_step_and_other_errors_pass_unchanged(tmp_path, capsys, monkeypatch):
-    from sngan import loop
+    from sngan.training import loop
 
     calls = []
 
@@ -138,7 +139,7 @@ def test_out_of_memory_after_the_first_step_and_other_errors_pass_unchanged(tmp_
         return real(*args, **kwargs)
 
     real = loop.g_step
-    monkeypatch.setattr("sngan.loop.g_step", g_step)
+    monkeypatch.setattr("sngan.training.loop.g_step", g_step)
     raw = compose_cfg(ONE_STEP + ["train.steps=2"])
     with pytest.raises(torch.OutOfMemoryError):
         start(validated(raw), to_container(raw), tmp_path / "run")
@@ -146,7 +147,7 @@ def test_out_of_memory_after_the_first_step_and_other_errors_pass_unchanged(tmp_
     def broken(*args, **kwargs):
         raise RuntimeError("shape mismatch")
 
-    monkeypatch.setattr("sngan.loop.g_step", broken)
+    monkeypatch.setattr("sngan.training.loop.g_step", broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         start(validated(raw), to_container(raw), tmp_path / "other")
 

@@ -12,13 +12,15 @@ from helpers import compose_cfg, run_training, validated
 from PIL import Image
 from torch import nn
 
-from sngan import checkpoint as ckpt
 from sngan.config import ConfigError
 from sngan.data import make_synthetic
 from sngan.inference import SeededSampler, export_generator, generator_from_checkpoint, load_generator
-from sngan.losses import LOSSES
 from sngan.models import build_models
-from sngan.step import adam, d_step, g_step, label_cdf, sample_y
+from sngan.models.sampling import label_cdf, sample_y
+from sngan.training import checkpoint as ckpt
+from sngan.training.losses import LOSSES
+from sngan.training.optim import adam
+from sngan.training.step import d_step, g_step
 
 CPU = torch.device("cpu")
 COND = ["experiment=quickstart_conditional", "model.width=0.125"]
@@ -105,11 +107,11 @@ def imbalanced_run(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_the_loop_draws_by_the_mix_and_a_resumed_run_keeps_its_checkpoints_mix(tmp_path, monkeypatch, capsys):
-    import sngan.step
+    import sngan.training.step
 
     drawn = []
-    real_sample_y = sngan.step.sample_y
-    monkeypatch.setattr(sngan.step, "sample_y", lambda n, k, dev, cdf=None, rng=None: drawn.append(cdf) or
+    real_sample_y = sngan.training.step.sample_y
+    monkeypatch.setattr(sngan.training.step, "sample_y", lambda n, k, dev, cdf=None, rng=None: drawn.append(cdf) or
                         real_sample_y(n, k, dev, cdf, rng))  # fmt: skip
     args = folder_args(make_folder(tmp_path / "images")) + ["train.steps=1"]
     run_training(tmp_path / "run", args)
@@ -138,9 +140,9 @@ def test_a_conditional_run_on_an_imbalanced_folder_resumes_bit_exactly(tmp_path)
 
 
 def test_training_evaluation_samples_with_the_runs_mix(tmp_path):
-    from sngan.loop import evaluate
-    from sngan.tracking import NullTracker
     from sngan.train import build_run
+    from sngan.training.loop import evaluate
+    from sngan.training.tracking import NullTracker
 
     data = make_synthetic(16, 32, k=2)
     data.labels, data.uniform_classes = torch.tensor([0] * 12 + [1] * 4), False
@@ -193,7 +195,7 @@ def test_checkpoints_exports_and_samplers_carry_the_class_mix(imbalanced_run):
 
 
 def test_sample_draws_the_class_mix_and_old_or_damaged_counts_are_handled(imbalanced_run, tmp_path):
-    from sngan.config_tools import SampleConfig
+    from sngan.cli.settings import SampleConfig
     from sngan.sample import labels_for
 
     _, path = imbalanced_run
@@ -223,13 +225,13 @@ def test_exports_without_or_with_damaged_counts(imbalanced_run, tmp_path):
 
 
 def test_a_folders_reference_set_spreads_over_its_subfolders_and_follows_its_contents(tmp_path, monkeypatch):
-    import sngan.class_scoring
-    import sngan.scoring
-    from sngan.class_scoring import class_reference_stats
+    import sngan.metrics.class_scoring
+    import sngan.metrics.scoring
     from sngan.config import DatasetConfig, InceptionConfig
     from sngan.data import load_images
+    from sngan.metrics.class_scoring import class_reference_stats
     from sngan.metrics.inception import Weights
-    from sngan.scoring import reference_stats
+    from sngan.metrics.scoring import reference_stats
 
     embedded = []
 
@@ -238,7 +240,7 @@ def test_a_folders_reference_set_spreads_over_its_subfolders_and_follows_its_con
         embedded.append(images)
         return images.flatten(1)[:, ::700].double().numpy(), None
 
-    for module in (sngan.scoring, sngan.class_scoring):
+    for module in (sngan.metrics.scoring, sngan.metrics.class_scoring):
         monkeypatch.setattr(module, "extract", features)
     root = make_folder(tmp_path / "images")
     dataset = DatasetConfig(name="folder", root=str(root), resolution=32)

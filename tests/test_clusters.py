@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from helpers import TINY, compose_cfg, validated
 
-from sngan import checkpoint as ckpt
 from sngan.config import ConfigError
+from sngan.training import checkpoint as ckpt
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG = TINY + ["train.steps=100000", "train.checkpoint_every=100000", "train.sample_every=100000",

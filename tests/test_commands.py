@@ -16,15 +16,15 @@ from helpers import TINY, run_training
 from PIL import Image
 
 import sngan
-from sngan import checkpoint as ckpt
+from sngan.cli.settings import EvaluateConfig, SampleConfig
 from sngan.config import ConfigError, InceptionConfig, MetricsConfig
-from sngan.config_tools import EvaluateConfig, SampleConfig
 from sngan.evaluate import evaluate
 from sngan.export import main as export_main  # noqa: F401  (the entry point imports)
 from sngan.inference import export_generator, generator_from_checkpoint, load_generator
 from sngan.metrics.inception import InceptionError
 from sngan.sample import main as sample_main  # noqa: F401
 from sngan.sample import sample
+from sngan.training import checkpoint as ckpt
 
 # A small rule of our own (named, so it is never mistaken for fid_paper) on 64-d features.
 METRICS = [

@@ -17,15 +17,15 @@ from helpers import TINY, compose_cfg, run_training, validated
 from PIL import Image
 from test_data import files_exist_integrity  # noqa: F401  (a fixture)
 
-from sngan import checkpoint as ckpt
+from sngan.cli.settings import check_sample
 from sngan.config import ConfigError
-from sngan.config_tools import check_sample
 from sngan.data import load_images, make_prototypes
 from sngan.inference import SeededSampler, export_generator, generator_from_checkpoint, load_generator
 from sngan.metrics import class_agreement
 from sngan.models import build_models, is_spectrally_normalized
 from sngan.models.layers import ConditionalBatchNorm2d
 from sngan.sample import sample
+from sngan.training import checkpoint as ckpt
 
 COND = ["experiment=quickstart_conditional"]
 
@@ -264,8 +264,8 @@ def test_conditional_training_under_torchrun_keeps_replicas_identical(tmp_path):
 def test_evaluate_scores_a_conditional_generator_with_classes_drawn_uniformly(conditional_run, with_inception):
     from test_commands import TINY_METRICS
 
+    from sngan.cli.settings import EvaluateConfig
     from sngan.config import InceptionConfig
-    from sngan.config_tools import EvaluateConfig
     from sngan.evaluate import evaluate
 
     run_dir, _ = conditional_run
@@ -280,11 +280,11 @@ def test_evaluate_scores_a_conditional_generator_with_classes_drawn_uniformly(co
 def test_intra_class_fid_is_labelled_per_class_and_lower_for_the_right_labels(conditional_run, with_inception):
     from test_commands import TINY_METRICS
 
-    from sngan.class_scoring import intra_class_fid
+    from sngan.cli.settings import EvaluateConfig
     from sngan.config import InceptionConfig
-    from sngan.config_tools import EvaluateConfig
     from sngan.evaluate import evaluate, intra_class_references, scorer_for
-    from sngan.scoring import load_extractor
+    from sngan.metrics.class_scoring import intra_class_fid
+    from sngan.metrics.scoring import load_extractor
 
     run_dir, _ = conditional_run
     path = ckpt.find_latest(run_dir)
@@ -313,8 +313,8 @@ def test_intra_class_fid_is_labelled_per_class_and_lower_for_the_right_labels(co
 def test_intra_class_fid_needs_a_conditional_checkpoint(quickstart_run, with_inception):
     from test_commands import TINY_METRICS
 
+    from sngan.cli.settings import EvaluateConfig
     from sngan.config import InceptionConfig
-    from sngan.config_tools import EvaluateConfig
     from sngan.evaluate import evaluate
 
     run_dir, _ = quickstart_run

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from sngan import checkpoint as ckpt
+from sngan.training import checkpoint as ckpt
 
 
 def saved_after(run_dir, step):

@@ -218,10 +218,10 @@ def write_folder(root, n=3):
 
 
 def count_decodes(monkeypatch, name="load_folder"):
-    import sngan.data
-    import sngan.folders
+    import sngan.data.folders
+    import sngan.data.sources
 
-    module = sngan.folders if name == "load_folder" else sngan.data
+    module = sngan.data.folders if name == "load_folder" else sngan.data.sources
     calls = []
     real = getattr(module, name)
     monkeypatch.setattr(module, name, lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -275,6 +275,6 @@ def test_cifar_is_cached_beside_the_archive(tmp_path, files_exist_integrity, mon
     write_cifar10(tmp_path)
     first = load_images("cifar10", str(tmp_path), 32, "test", cache=True)
     assert [p.name.split("-")[:2] for p in (tmp_path / ".sngan_cache").iterdir()] == [["cifar10", "test"]]
-    decodes = count_decodes(monkeypatch, "_load_cifar")
+    decodes = count_decodes(monkeypatch, "load_cifar")
     again = load_images("cifar10", str(tmp_path), 32, "test", cache=True)
     assert not decodes and torch.equal(again.images, first.images) and again.classes == first.classes

@@ -20,13 +20,13 @@ import torch
 from helpers import TINY, run_training, validated
 from test_commands import METRICS, TINY_METRICS
 
-from sngan import checkpoint as ckpt
+from sngan.cli.settings import EvaluateConfig
 from sngan.config import ConfigError, InceptionConfig
-from sngan.config_tools import EvaluateConfig
 from sngan.data import BatchSampler
-from sngan.distributed import Dist, rank_seed, shard
 from sngan.evaluate import evaluate
-from sngan.metrics.evaluate import generated_batches
+from sngan.metrics.features import generated_batches
+from sngan.training import checkpoint as ckpt
+from sngan.training.distributed import Dist, rank_seed, shard
 
 DDP = TINY + METRICS + ["train.steps=4", "train.ema_decay=0.5", "inception.batch_size=8", "device=cpu"]
 
@@ -196,7 +196,7 @@ def test_ranks_take_even_contiguous_shares_of_batches_and_generated_images():
 
 
 def test_a_rank_with_an_empty_share_of_the_sample_set_contributes_empty_arrays():
-    from sngan.metrics.evaluate import extract
+    from sngan.metrics.features import extract
     from sngan.metrics.inception import LOGITS
 
     class Extractor(torch.nn.Module):
@@ -227,9 +227,9 @@ def test_d_gradients_are_all_reduced_in_the_d_update_only(tmp_path):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from sngan.losses import LOSSES
     from sngan.models import build_models
-    from sngan.step import d_step, g_step
+    from sngan.training.losses import LOSSES
+    from sngan.training.step import d_step, g_step
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
     try:

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_module
 
-from sngan import checkpoint as ckpt
-from sngan.cli import run_or_exit
-from sngan.config_tools import check_export
+from sngan.cli.errors import run_or_exit
+from sngan.cli.settings import check_export
 from sngan.inference import export_generator, load_generator
 from sngan.models import build_models
+from sngan.training import checkpoint as ckpt
 
 
 def tiny_checkpoint(path: Path) -> Path:

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from sngan.data import load_images
-from sngan.folders import folder_images
+from sngan.data.folders import folder_images
 
 
 def test_symlinked_class_folders_are_read_and_a_link_cycle_ends(tmp_path):

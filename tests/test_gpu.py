@@ -11,9 +11,9 @@ from helpers import TINY, compose_cfg, run_training, validated
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from sngan import checkpoint as ckpt
 from sngan.data import BatchSampler, make_synthetic
 from sngan.models.layers import apply_spectral_norm
+from sngan.training import checkpoint as ckpt
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA = torch.device("cuda")

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torchvision.utils import make_grid, save_image
 
-from sngan.images import grid, save_png
+from sngan.data.images import grid, save_png
 
 
 @pytest.mark.parametrize("n,nrow", [(1, 8), (3, 8), (10, 4), (64, 8), (7, 3)])
@@ -41,7 +41,9 @@ def test_the_weights_address_is_pytorch_fids():
 
 def test_commands_import_neither_torchvision_nor_pytorch_fid_until_they_need_them():
     # torchvision's import pulls in torch's compiler stack: seconds for every command, error or not.
-    modules = "sngan.train, sngan.sample, sngan.evaluate, sngan.fid_stats, sngan.tracking, sngan.scoring"
+    modules = (
+        "sngan.train, sngan.sample, sngan.evaluate, sngan.fid_stats, sngan.training.tracking, sngan.metrics.scoring"
+    )
     heavy = "{'torchvision', 'pytorch_fid'}"
     code = f"import sys, {modules}; print(sorted({{m.split('.')[0] for m in sys.modules}} & {heavy}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

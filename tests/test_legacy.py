@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from sngan import checkpoint as ckpt
 from sngan import load_generator
 from sngan.inference import generate
+from sngan.training import checkpoint as ckpt
 from tests.helpers import run_training
 
 LEGACY = Path(__file__).parent / "fixtures" / "legacy_cb20605"

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from sngan.losses import LOSSES
+from sngan.training.losses import LOSSES
 
 REAL = torch.tensor([2.0, 0.5, -1.0])
 FAKE = torch.tensor([-2.0, 0.0, 1.5])

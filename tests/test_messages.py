@@ -14,17 +14,17 @@ import torch
 from helpers import THREADS, TINY, compose_cfg, validated
 from hydra import compose, initialize_config_module
 
-from sngan import checkpoint as ckpt
-from sngan.cli import run_or_exit
+from sngan.cli.errors import run_or_exit
+from sngan.cli.settings import check_evaluate, check_export, check_fid_stats, check_sample, check_train
 from sngan.config import ConfigError, to_container
-from sngan.config_tools import check_evaluate, check_export, check_fid_stats, check_sample
 from sngan.data import DATASETS, DatasetError, load_images
 from sngan.evaluate import evaluate
 from sngan.fid_stats import compute
 from sngan.inference import export_generator, load_generator
 from sngan.models import build_models
 from sngan.sample import sample
-from sngan.train import check_config, start
+from sngan.train import start
+from sngan.training import checkpoint as ckpt
 
 MARKER = Path("/tmp/sngan-messages-marker")
 TRAIN = TINY + ["train.steps=1"]
@@ -62,7 +62,7 @@ def invoke(command: str, overrides: list[str], run_dir: Path) -> int:
         raw = compose(config_name=command, overrides=overrides)
     torch.set_num_threads(THREADS)
     body = {
-        "train": lambda: start(check_config(raw), to_container(raw), run_dir),
+        "train": lambda: start(check_train(raw), to_container(raw), run_dir),
         "evaluate": lambda: evaluate(check_evaluate(raw)),
         "sample": lambda: sample(check_sample(raw)),
         "fid_stats": lambda: compute(check_fid_stats(raw, DATASETS)),

@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 from pytorch_fid.fid_score import calculate_frechet_distance
 
-from sngan.class_scoring import class_reference_stats
 from sngan.config import DatasetConfig, InceptionConfig
 from sngan.data import load_images, make_synthetic
-from sngan.metrics.evaluate import MetricRule, extract, full_fp32, generated_batches, score, uint8_batches
+from sngan.metrics.class_scoring import class_reference_stats
+from sngan.metrics.features import MetricRule, extract, full_fp32, generated_batches, score, uint8_batches
 from sngan.metrics.fid import (
     feature_statistics,
     frechet_distance,
@@ -27,7 +27,7 @@ from sngan.metrics.fid import (
     save_reference,
 )
 from sngan.metrics.inception import InceptionError, InceptionFeatures, Weights, random_state_dict, resolve_weights
-from sngan.scoring import MetricsError, load_extractor, reference_stats
+from sngan.metrics.scoring import MetricsError, load_extractor, reference_stats
 
 
 def random_gaussian_stats(rng: np.random.Generator, d: int) -> tuple[np.ndarray, np.ndarray]:
@@ -124,7 +124,7 @@ def test_on_the_cpu_the_network_runs_channels_last_with_the_same_features(random
 def test_full_fp32_turns_tf32_off_and_restores_it_through_the_training_api():
     """Inside, TF32 is off by every getter torch has; none of them raises for a mix of the legacy and
     the newer settings (torch >= 2.9 raises so at the next cuBLAS or cuDNN call: FID after TF32 training)."""
-    from sngan.speed import set_tf32
+    from sngan.training.speed import set_tf32
 
     def tf32() -> tuple[bool, bool, bool]:
         return (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
@@ -177,7 +177,7 @@ def test_reference_statistics_round_trip_and_are_not_recomputed(random_net, tmp_
 
 
 def test_per_class_statistics_embed_the_reference_images_once_and_are_cached(random_net, tmp_path, monkeypatch, capsys):
-    import sngan.class_scoring as class_scoring
+    import sngan.metrics.class_scoring as class_scoring
 
     dataset = DatasetConfig(name="synthetic", size=40, resolution=32, modes=3)
     inc = InceptionConfig(stats_dir=str(tmp_path), batch_size=64, dims=64)
@@ -262,7 +262,7 @@ def test_fid_of_two_folders_equals_python_m_pytorch_fid(inception_home, tmp_path
 
 def test_a_published_statistics_file_replaces_the_cache(random_net, tmp_path):
     from sngan.config import MetricsConfig
-    from sngan.scoring import MetricsError, make_scorer
+    from sngan.metrics.scoring import MetricsError, make_scorer
 
     rng = np.random.default_rng(0)
     mu, sigma = random_gaussian_stats(rng, 64)

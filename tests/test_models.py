@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from sngan.losses import LOSSES
 from sngan.models import MODELS, build_models, is_spectrally_normalized
 from sngan.registry import Registry, UnknownNameError
-from sngan.step import d_step, g_step
+from sngan.training.losses import LOSSES
+from sngan.training.step import d_step, g_step
 
 ARCHS = ["cnn32", "cnn48", "resnet32", "resnet48"]
 

@@ -7,7 +7,7 @@ Margin: over seeds 0-9 x 1 and 2 threads x AVX2 and AVX-512 kernels the worst ru
 stays above both thresholds (docs/quickstart.md, made by scripts/quickstart_seeds.py),
 so rounding on another CPU does not decide this test."""
 
-from sngan import checkpoint as ckpt
+from sngan.training import checkpoint as ckpt
 
 
 def test_quickstart_writes_checkpoints_events_and_grids(quickstart_run):

@@ -1,4 +1,4 @@
-"""One training per run folder (sngan/run_lock.py): a second trainer is refused at once and changes
+"""One training per run folder (sngan/cli/run_lock.py): a second trainer is refused at once and changes
 nothing; the lock goes on every exit; a dead holder's lock is taken over, by one taker only."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from helpers import TINY
 
-from sngan import run_lock
-from sngan.run_lock import LOCK_NAME, FolderBusy, RunLock
+from sngan.cli import run_lock
+from sngan.cli.run_lock import LOCK_NAME, FolderBusy, RunLock
 
 CLI = [sys.executable, "-m", "sngan.train", *TINY, "train.log_every=50", "train.sample_every=100000",
        "train.eval_every=100000", "train.checkpoint_every=100000", "train.monitor_every=null"]  # fmt: skip

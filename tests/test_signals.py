@@ -7,7 +7,7 @@ import time
 
 from helpers import run_training
 
-from sngan import checkpoint as ckpt
+from sngan.training import checkpoint as ckpt
 
 LONG_RUN = [
     "experiment=quickstart",

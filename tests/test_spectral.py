@@ -10,9 +10,9 @@ from helpers import TINY, run_training
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from sngan import checkpoint as ckpt
 from sngan.models import build_models
-from sngan.spectral import SpectralMonitor, conv_operator_norm, exact_sigma, sn_layers
+from sngan.training import checkpoint as ckpt
+from sngan.training.spectral import SpectralMonitor, conv_operator_norm, exact_sigma, sn_layers
 
 
 def dense_matrix_of_conv(conv: nn.Conv2d, in_shape: tuple[int, int, int]) -> np.ndarray:
@@ -109,9 +109,9 @@ def test_gradient_norms_are_measured_before_the_next_update_can_reuse_their_memo
     (as a replay may) and the norms logged stay those of the updates."""
     from helpers import compose_cfg, validated
 
-    from sngan import loop
     from sngan.data import make_synthetic
     from sngan.train import build_run
+    from sngan.training import loop
 
     cfg = validated(compose_cfg(TINY + ["train.n_dis=2"]))
     run = build_run(cfg, make_synthetic(50, 32), torch.device("cpu"))

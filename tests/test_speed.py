@@ -17,12 +17,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from sngan import checkpoint as ckpt
-from sngan import speed as speed_module
 from sngan.config import ConfigError
 from sngan.models.layers import apply_spectral_norm
-from sngan.speed import Speed, resolve
-from sngan.step import _update_if_finite, adam, set_rate
+from sngan.training import checkpoint as ckpt
+from sngan.training import speed as speed_module
+from sngan.training.optim import adam, set_rate
+from sngan.training.speed import Speed, resolve
+from sngan.training.step import _update_if_finite
 
 CPU = torch.device("cpu")
 GIB = 2**30
@@ -95,16 +96,16 @@ def test_compile_without_a_compiler_trains_eagerly_and_says_how_to_fix_it(monkey
 
 @pytest.mark.parametrize("override", ["train.precision=fp16", "train.compile=fast", "train.data_on=gpu"])
 def test_unknown_speed_settings_are_refused_listing_the_choices(override):
-    from sngan.train import check_config
+    from sngan.cli.settings import check_train
 
     with pytest.raises(ConfigError, match=rf"{override.split('=')[0]}=.*choose one of: auto"):
-        check_config(compose_cfg(TINY + [override]))
+        check_train(compose_cfg(TINY + [override]))
 
 
 KEPT = """
 import torch
-from sngan.cli import run_or_exit
-from sngan.speed import KEEP_FREED_BYTES
+from sngan.cli.errors import run_or_exit
+from sngan.training.speed import KEEP_FREED_BYTES
 run_or_exit(lambda: None)  # what every command does first
 run_or_exit(lambda: None)  # a second time (export, a multirun's next job): nothing more to do or say
 def resident(): return int(open("/proc/self/statm").read().split()[1]) * 4096
@@ -171,7 +172,7 @@ def test_a_nonfinite_update_is_skipped_on_the_device_leaving_weights_and_moments
 def test_optimizer_state_of_another_implementation_or_layout_loads_into_fused_adam():
     """A checkpoint from before fused Adam (foreach, float rate) resumes, and moments saved in one memory
     format follow their parameters' format (a channels_last GPU run resumed on the CPU, or the reverse)."""
-    from sngan.step import load_optimizer
+    from sngan.training.optim import load_optimizer
 
     torch.manual_seed(0)
     old_net = nn.Conv2d(3, 4, 3)
@@ -198,8 +199,8 @@ def test_the_learning_rate_is_one_tensor_updated_in_place_to_the_schedule(tmp_pa
     from helpers import validated
 
     from sngan.data import make_synthetic
-    from sngan.loop import set_lr
     from sngan.train import build_run
+    from sngan.training.loop import set_lr
 
     cfg = validated(compose_cfg(TINY + ["train.steps=10", "optim.lr_d=1e-3"]))
     run = build_run(cfg, make_synthetic(50, 32), CPU)

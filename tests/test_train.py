@@ -9,8 +9,8 @@ import torch
 from helpers import TINY, run_training
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from sngan import checkpoint as ckpt
-from sngan.loop import lr_factor
+from sngan.training import checkpoint as ckpt
+from sngan.training.loop import lr_factor
 
 
 def scalar_steps(run_dir, tag):
@@ -243,7 +243,7 @@ def test_nonfinite_updates_are_skipped_and_counted_when_asked(tmp_path, monkeypa
 
 def test_ema_averages_parameters_and_copies_buffers():
     from sngan.models import build_models
-    from sngan.state import make_ema, update_ema
+    from sngan.training.state import make_ema, update_ema
 
     g, _ = build_models("cnn32", width=0.125)
     ema = make_ema(g)
@@ -279,7 +279,7 @@ def test_nonfinite_stop_saves_the_state_before_the_failed_step_which_resumes(tmp
     the one before step 1 (not D's applied update), so that resuming it at a sane rate trains on."""
     from helpers import compose_cfg, validated
 
-    from sngan.scoring import load_dataset
+    from sngan.metrics.scoring import load_dataset
     from sngan.train import NonFiniteError, build_run
 
     wild = tmp_path / "wild"
@@ -320,7 +320,7 @@ def test_monitoring_survives_a_diverged_discriminator_under_skip(tmp_path, monke
 
 
 def fake_clock(monkeypatch, seconds_per_call: float):
-    import sngan.loop as loop_module
+    import sngan.training.loop as loop_module
 
     now = {"t": 0.0}
 
@@ -332,7 +332,7 @@ def fake_clock(monkeypatch, seconds_per_call: float):
 
 
 def test_max_minutes_stops_with_a_checkpoint_and_the_run_resumes_to_the_end(tmp_path, monkeypatch):
-    from sngan.stopping import TimeLimit
+    from sngan.training.stopping import TimeLimit
 
     fake_clock(monkeypatch, 20.0)  # every clock read advances 20 s
     with pytest.raises(TimeLimit) as stopped:

@@ -8,9 +8,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from sngan.config import TrainConfig
-from sngan.distributed import Dist
-from sngan.speed import Speed, compiled
-from sngan.state import Run
+from sngan.training.distributed import Dist
+from sngan.training.speed import Speed, compiled
+from sngan.training.state import Run
 
 
 def distribute(run: Run, cfg: TrainConfig, device: torch.device, here: Dist) -> None:

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 
 from sngan.config import DatasetConfig, InceptionConfig
-from sngan.metrics.evaluate import extract, generated_batches, uint8_batches
+from sngan.metrics.features import extract, generated_batches, uint8_batches
 from sngan.metrics.fid import NPZ_ERRORS, feature_statistics, frechet_distance, save_npz, save_reference
 from sngan.metrics.inception import InceptionFeatures, Weights
-from sngan.scoring import (
+from sngan.metrics.scoring import (
     MetricsError,
     Scorer,
     check_enough,

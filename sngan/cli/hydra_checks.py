@@ -4,7 +4,7 @@ torchrun's other ranks from writing Hydra's files into the shared run folder.
 Hydra makes ``hydra.run.dir`` (or the sweep folder) before the application
 starts, so a folder that cannot be created would end in Hydra's own traceback.
 This callback runs first and ends the process with a one-paragraph error and
-exit code 2 instead. It also takes the run folder's lock (``sngan.run_lock``) before
+exit code 2 instead. It also takes the run folder's lock (``sngan.cli.run_lock``) before
 Hydra writes anything into the folder.
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from sngan.outputs import OutputError, ensure_folder
-from sngan.run_lock import FolderBusy, hold
+from sngan.cli.outputs import OutputError, ensure_folder
+from sngan.cli.run_lock import FolderBusy, hold
 
 
 def ensure_writable(folder: str, key: str) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sngan.distributed import shard
+from sngan.training.distributed import shard
 
 from .fid import ReferenceStats, feature_statistics, frechet_distance, inception_score, kernel_inception_distance
 from .inception import LOGITS, InceptionFeatures
@@ -28,7 +28,9 @@ class MetricRule:
     name: str
     n_fake: int
     real_split: str  # "train" (the split the model trains on) or "test"
-    n_real: int | None  # None: the whole split; else n_real of its images (which: sngan.scoring.reference_index)
+    n_real: (
+        int | None
+    )  # None: the whole split; else n_real of its images (which: sngan.metrics.scoring.reference_index)
     is_splits: int = 10
     kid_subsets: int = 100
     kid_subset_size: int = 1000
@@ -37,7 +39,7 @@ class MetricRule:
 @contextlib.contextmanager
 def full_fp32() -> Iterator[None]:
     """TF32 off (it shifts FID) and autocast off, restored afterwards. Through the same long-standing
-    setters as ``sngan.speed.set_tf32``: torch >= 2.9 raises at the next cuBLAS or cuDNN call when the
+    setters as ``sngan.training.speed.set_tf32``: torch >= 2.9 raises at the next cuBLAS or cuDNN call when the
     legacy and the newer ``fp32_precision`` settings have been mixed."""
     saved = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
     torch.set_float32_matmul_precision("highest")

@@ -14,7 +14,7 @@ a skipped update means (stop or count it). Other values are detached scalar
 tensors; the loop decides when to read them. Nothing here waits for the
 device: the check and the skip happen on it.
 
-``speed`` (sngan/speed.py) sets the networks' precision (bf16 autocast; losses
+``speed`` (sngan/training/speed.py) sets the networks' precision (bf16 autocast; losses
 from fp32 outputs, backward outside autocast) and, under compile=max, marks
 each update as a new CUDA-graph step.
 
@@ -29,9 +29,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sngan.distributed import all_agree
-from sngan.losses import Loss
-from sngan.speed import Speed, autocast, mark_step, memory_format
+from sngan.models.sampling import sample_y, sample_z
+from sngan.training.distributed import all_agree
+from sngan.training.losses import Loss
+from sngan.training.speed import Speed, autocast, mark_step, memory_format
 
 EAGER = Speed()
 
@@ -59,71 +60,6 @@ def _update_if_finite(opt: torch.optim.Optimizer, loss: torch.Tensor) -> torch.T
     elif finite:  # optimizers without the device-side skip: one host sync per update
         opt.step()
     return finite
-
-
-def adam(params: list[nn.Parameter], lr: float, betas: tuple[float, float], device: torch.device) -> torch.optim.Adam:
-    """Adam as the paper uses it; fused where torch has it (CUDA, CPU): one kernel per step, a skip on the
-    device for non-finite updates, and the learning rate a tensor, so a captured step reads the current
-    rate instead of freezing the first one."""
-    if device.type in ("cuda", "cpu"):
-        return torch.optim.Adam(params, lr=torch.tensor(lr, device=device), betas=betas, fused=True)
-    return torch.optim.Adam(params, lr=lr, betas=betas)
-
-
-def set_rate(opt: torch.optim.Optimizer, lr: float) -> None:
-    """Set the learning rate in place (a tensor rate stays the same tensor)."""
-    for group in opt.param_groups:
-        device = group["params"][0].device
-        if isinstance(group["lr"], torch.Tensor) and group["lr"].device == device:
-            group["lr"].fill_(lr)
-        elif opt.defaults.get("fused"):  # a checkpoint's rate, or one from before rates were tensors
-            group["lr"] = torch.tensor(lr, device=device)
-        else:
-            group["lr"] = lr
-
-
-def load_optimizer(opt: torch.optim.Optimizer, saved: dict) -> None:
-    """Load a checkpoint's optimizer state into ``opt`` as it was built here: the implementation flags
-    (fused, foreach) stay this optimizer's, whatever wrote the checkpoint, and Adam's moments take the
-    memory format of their parameters (a channels_last run resumed on the CPU, or the reverse)."""
-    flags = {key: opt.defaults.get(key) for key in ("fused", "foreach", "capturable") if key in opt.defaults}
-    opt.load_state_dict({"state": saved["state"], "param_groups": [g | flags for g in saved["param_groups"]]})
-    for param, state in opt.state.items():
-        for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
-            if key in state and state[key].stride() != param.stride():
-                state[key] = torch.empty_like(param).copy_(state[key])
-
-
-def sample_z(n: int, z_dim: int, device: torch.device) -> torch.Tensor:
-    return torch.randn(n, z_dim, device=device)
-
-
-def label_cdf(counts: list[int] | None, device: torch.device | str = "cpu") -> torch.Tensor | None:
-    """The cumulative class distribution that fakes' labels are drawn from, given the training set's
-    image count per class: None where every class has as many images (then labels are drawn uniformly,
-    as before class frequencies were known) or where the run is unconditional."""
-    if not counts or len(set(counts)) == 1:
-        return None
-    cdf = torch.tensor(counts, dtype=torch.float64).cumsum(0)
-    return (cdf / cdf[-1]).to(torch.float32).to(device)
-
-
-def sample_y(
-    n: int,
-    num_classes: int,
-    device: torch.device,
-    cdf: torch.Tensor | None = None,
-    rng: torch.Generator | None = None,
-) -> torch.Tensor | None:
-    """Class labels for n fakes; None when unconditional. Uniform over the classes without ``cdf``;
-    with one (``label_cdf``), each class as often as in the training set: the inverse CDF of uniform
-    draws, with no host synchronization (CUDA graphs capture it)."""
-    if not num_classes:
-        return None
-    if cdf is None:
-        return torch.randint(0, num_classes, (n,), device=device, generator=rng)
-    u = torch.rand(n, device=device, generator=rng)
-    return torch.searchsorted(cdf, u, right=True).clamp_(max=num_classes - 1)
 
 
 def call(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Typed schemas of the commands besides training: evaluate, sample, fid_stats, export.
+"""Each command's settings checked: training against the schema and the registries (``check_train``),
+and the typed schemas of evaluate, sample, fid_stats and export.
 
 Each entry point composes its own YAML (configs/<command>.yaml) and calls
 ``check_*`` here, which returns a plain dataclass or raises ``ConfigError``.
@@ -10,7 +11,34 @@ from dataclasses import dataclass, field
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from sngan.config import ConfigError, DatasetConfig, InceptionConfig, MetricsConfig, _fail, _typed, validate_metrics
+from sngan.config import (
+    ConfigError,
+    DatasetConfig,
+    InceptionConfig,
+    MetricsConfig,
+    TrainConfig,
+    invalid,
+    to_schema,
+    validate,
+    validate_metrics,
+)
+from sngan.data import DATASETS, NATIVE_RESOLUTION
+from sngan.models import MODELS
+from sngan.training.losses import LOSSES
+
+
+def check_train(raw: DictConfig) -> TrainConfig:
+    """Validate a composed training config against the schema and the registries."""
+    models = {name: MODELS.get(name).resolution for name in MODELS.names()}
+    datasets = {name: NATIVE_RESOLUTION.get(name) for name in DATASETS}
+    cfg = validate(raw, models, LOSSES.names(), datasets)
+    if cfg.model.conditional and not MODELS.get(cfg.model.name).conditional:
+        choices = ", ".join(n for n in MODELS.names() if MODELS.get(n).conditional)
+        raise ConfigError(
+            f"Invalid configuration: model.conditional=true, but model '{cfg.model.name}' has no "
+            f"class-conditional version. Choose one that has ({choices}), or set model.conditional=false."
+        )
+    return cfg
 
 
 @dataclass
@@ -62,52 +90,52 @@ class ExportConfig:
 
 def _check_ema(value: str) -> str:
     if value.lower() not in ("auto", "true", "false"):  # Hydra reads ema=true as a bool: "True"
-        raise _fail("ema", value, "choose auto, true or false")
+        raise invalid("ema", value, "choose auto, true or false")
     return value.lower()
 
 
 def check_evaluate(cfg: DictConfig) -> EvaluateConfig:
-    typed: EvaluateConfig = _typed(cfg, EvaluateConfig)
+    typed: EvaluateConfig = to_schema(cfg, EvaluateConfig)
     if typed.metrics.name == "none":
         raise ConfigError("Invalid configuration: metrics=none evaluates nothing; pick a rule such as "
                           "metrics=fid_paper, fid50k_train or fid10k_test.")  # fmt: skip
     validate_metrics(typed.metrics, typed.inception, None)  # the split is checked against the run's dataset later
     if typed.batch_size <= 0:
-        raise _fail("batch_size", typed.batch_size, "it must be greater than 0")
+        raise invalid("batch_size", typed.batch_size, "it must be greater than 0")
     return typed
 
 
 def check_sample(cfg: DictConfig) -> SampleConfig:
     plain = OmegaConf.to_container(cfg, resolve=True)
     label = plain.pop("class", None)  # `class` cannot be a dataclass field name
-    typed: SampleConfig = _typed(OmegaConf.create(plain), SampleConfig)
+    typed: SampleConfig = to_schema(OmegaConf.create(plain), SampleConfig)
     typed.label = None if label is None else str(label)
     if typed.classes not in (None, "all"):
-        raise _fail(
+        raise invalid(
             "classes", typed.classes, "classes=all draws a grid with one row per class; for one class use class=K"
         )
     if typed.classes is not None and typed.interpolate:
-        raise _fail("classes", typed.classes, "interpolations take one class (class=K) or none, not classes=all")
+        raise invalid("classes", typed.classes, "interpolations take one class (class=K) or none, not classes=all")
     if typed.classes is not None and typed.label is not None:
-        raise _fail("class", label, "give class=K (one class) or classes=all (every class), not both")
+        raise invalid("class", label, "give class=K (one class) or classes=all (every class), not both")
     for key in ("n", "frames", "batch_size"):
         if getattr(typed, key) <= 0 or (key == "frames" and typed.frames < 2):
-            raise _fail(key, getattr(typed, key), "it must be greater than 0 (frames: at least 2)")
+            raise invalid(key, getattr(typed, key), "it must be greater than 0 (frames: at least 2)")
     typed.ema = _check_ema(typed.ema)
     return typed
 
 
 def check_fid_stats(cfg: DictConfig, datasets: tuple[str, ...]) -> FidStatsConfig:
-    typed: FidStatsConfig = _typed(cfg, FidStatsConfig)
+    typed: FidStatsConfig = to_schema(cfg, FidStatsConfig)
     if typed.dataset.name not in datasets:
-        raise _fail("dataset.name", typed.dataset.name, f"choose one of: {', '.join(datasets)}")
+        raise invalid("dataset.name", typed.dataset.name, f"choose one of: {', '.join(datasets)}")
     if typed.n is not None and typed.n < 2:
-        raise _fail("n", typed.n, "it must be at least 2, or null for the whole split")
+        raise invalid("n", typed.n, "it must be at least 2, or null for the whole split")
     validate_metrics(MetricsConfig(), typed.inception, typed.dataset.name)
     return typed
 
 
 def check_export(cfg: DictConfig) -> ExportConfig:
-    typed: ExportConfig = _typed(cfg, ExportConfig)
+    typed: ExportConfig = to_schema(cfg, ExportConfig)
     typed.ema = _check_ema(typed.ema)
     return typed

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sngan import checkpoint as ckpt
-from sngan import distributed
 from sngan.config import config_diff, model_defaults
-from sngan.state import Run, keep_class_mix, restore
+from sngan.training import checkpoint as ckpt
+from sngan.training import distributed
+from sngan.training.state import Run, keep_class_mix, restore
 
 
 def find_resume(resume: str | None, run_dir: Path, config: dict[str, Any]) -> tuple[Path, dict[str, Any]] | None:

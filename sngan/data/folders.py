@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from sngan import image_cache
-from sngan.data import DatasetError, ImageData, check_root
+from sngan.data import cache as image_cache
+from sngan.data.dataset import DatasetError, ImageData, check_root
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 
@@ -62,7 +62,7 @@ def load_folder(root: str, resolution: int, paths: list[Path]) -> ImageData:
     image lies in one."""
     from PIL import Image, ImageOps
 
-    from sngan.images import to_rgb
+    from sngan.data.images import to_rgb
 
     base = Path(root)
 

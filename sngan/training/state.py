@@ -15,10 +15,11 @@ from typing import Any
 
 import torch
 
-from sngan import checkpoint as ckpt
 from sngan.data import BatchSampler
-from sngan.distributed import rank_seed
-from sngan.step import label_cdf, load_optimizer
+from sngan.models.sampling import label_cdf
+from sngan.training import checkpoint as ckpt
+from sngan.training.distributed import rank_seed
+from sngan.training.optim import load_optimizer
 
 
 @dataclass
@@ -40,7 +41,7 @@ class Run:
     fixed_y: torch.Tensor | None = None  # class of each fixed_z row (conditional runs: one grid row per class)
     classes: list[str] | None = None  # class names of a conditional run, index = label
     class_counts: list[int] | None = None  # training images per class (conditional runs)
-    fake_cdf: torch.Tensor | None = None  # fakes' class distribution (step.label_cdf); None: uniform
+    fake_cdf: torch.Tensor | None = None  # fakes' class distribution (models.sampling.label_cdf); None: uniform
     # What the updates call (DistributedDataParallel wrappers under torchrun, torch.compile'd modules
     # under train.compile; None: the modules themselves). The *_read ones are the network read by the
     # other one's update (no all-reduce): G in the D update, D in the G update.

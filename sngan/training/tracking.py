@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from sngan.images import grid, save_png
+from sngan.data.images import grid, save_png
 
 
 class Tracker:

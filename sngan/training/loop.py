@@ -16,21 +16,22 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from sngan import distributed
 from sngan.config import TrainConfig
 from sngan.data import ImageData
 from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generate
-from sngan.losses import LOSSES
-from sngan.memory import out_of_memory, what_to_lower
 from sngan.metrics import class_agreement, evaluate_synthetic
-from sngan.monitoring import Monitor
-from sngan.scoring import Scorer
-from sngan.spectral import grad_norm
-from sngan.speed import GraphCheck, Speed
-from sngan.state import Run, rollback, snapshot, update_ema
-from sngan.step import EAGER, d_step, g_step, set_rate
-from sngan.stopping import GracefulStop, Interrupted, TimeLimit, WallClock
-from sngan.tracking import Tracker
+from sngan.metrics.scoring import Scorer
+from sngan.training import distributed
+from sngan.training.losses import LOSSES
+from sngan.training.memory import out_of_memory, what_to_lower
+from sngan.training.monitoring import Monitor
+from sngan.training.optim import set_rate
+from sngan.training.spectral import grad_norm
+from sngan.training.speed import GraphCheck, Speed
+from sngan.training.state import Run, rollback, snapshot, update_ema
+from sngan.training.step import EAGER, d_step, g_step
+from sngan.training.stopping import GracefulStop, Interrupted, TimeLimit, WallClock
+from sngan.training.tracking import Tracker
 
 CLOCK = time.monotonic  # the wall clock of max_minutes / checkpoint_minutes (tests replace it)
 

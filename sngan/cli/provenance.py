@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from sngan.checkpoint import FORMAT_VERSION
+from sngan.training.checkpoint import FORMAT_VERSION
 
 
 def package_version() -> str:

@@ -6,16 +6,16 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from sngan.checkpoint import CheckpointError
+from sngan.cli.outputs import OutputError, ensure_folder, output_error
+from sngan.cli.provenance import DeviceError
+from sngan.cli.run_lock import FolderBusy
 from sngan.config import ConfigError
 from sngan.data import DatasetError
-from sngan.memory import OutOfMemory
 from sngan.metrics.inception import InceptionError
-from sngan.outputs import OutputError, ensure_folder, output_error
-from sngan.provenance import DeviceError
-from sngan.run_lock import FolderBusy
-from sngan.scoring import MetricsError
-from sngan.speed import keep_freed_memory
+from sngan.metrics.scoring import MetricsError
+from sngan.training.checkpoint import CheckpointError
+from sngan.training.memory import OutOfMemory
+from sngan.training.speed import keep_freed_memory
 
 T = TypeVar("T")
 __all__ = ["USER_ERRORS", "OutputError", "ensure_folder", "output_error", "run_or_exit"]
@@ -29,7 +29,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 
 def run_or_exit(body: Callable[[], T], *more: type[Exception]) -> T:
     """Run a command body; user errors (and ``more``) and failed writes end the process with exit code 2.
-    Large freed blocks are kept for reuse first (``sngan.speed.keep_freed_memory``)."""
+    Large freed blocks are kept for reuse first (``sngan.training.speed.keep_freed_memory``)."""
     keep_freed_memory()
     try:
         return body()

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from sngan.inference import generate
-from sngan.spectral import SpectralMonitor, sn_layers
-from sngan.step import call
-from sngan.tracking import Tracker
+from sngan.training.spectral import SpectralMonitor, sn_layers
+from sngan.training.step import call
+from sngan.training.tracking import Tracker
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Monitor:
         fixed_y: torch.Tensor | None = None,
         grad_norms: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, float]:
-        """Log the spectral norms, ``grad_norms`` ("grad_norm/d" and "/g": ``sngan.loop.train_step``
+        """Log the spectral norms, ``grad_norms`` ("grad_norm/d" and "/g": ``sngan.training.loop.train_step``
         measures them right after each network's update) and histograms of D's outputs."""
         scalars = self.spectral.measure() | {k: float(v) for k, v in (grad_norms or {}).items()}
         tracker.scalars(scalars, step)

@@ -20,18 +20,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from sngan import distributed
+from sngan.cli.outputs import OutputError, ensure_folder
 from sngan.config import DatasetConfig, InceptionConfig, MetricsConfig
 from sngan.data import ImageData, load_images
-from sngan.folders import folder_signature
-from sngan.metrics.evaluate import MetricRule, extract, generated_batches, score, uint8_batches
+from sngan.data.folders import folder_signature
+from sngan.metrics.features import MetricRule, extract, generated_batches, score, uint8_batches
 from sngan.metrics.fid import (
     ReferenceStats,
     load_reference,
     save_reference,
 )
 from sngan.metrics.inception import InceptionFeatures, Weights, resolve_weights
-from sngan.outputs import OutputError, ensure_folder
+from sngan.training import distributed
 
 
 class MetricsError(RuntimeError):
