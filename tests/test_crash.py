@@ -1,7 +1,6 @@
 """kill -9 inside a save and a full disk while saving: the newest checkpoint
 with a final name always loads, and a failed write keeps the previous one."""
 
-import os
 import resource
 import signal
 import subprocess
@@ -9,6 +8,20 @@ import sys
 import time
 
 from sngan.training import checkpoint as ckpt
+
+# ``python -m sngan.train`` with 0.3 s between writing a checkpoint and renaming it into place: the
+# window a kill -9 lands in (the child patches os.replace for files named *.tmp).
+SLOW_RENAME = """
+import os, sys, time
+real_replace = os.replace
+def slow_replace(src, dst, **kw):
+    if str(src).endswith(".tmp"):
+        time.sleep(0.3)
+    return real_replace(src, dst, **kw)
+os.replace = slow_replace
+from sngan.train import launch
+launch()
+"""
 
 
 def saved_after(run_dir, step):
@@ -18,14 +31,13 @@ def saved_after(run_dir, step):
 
 def test_kill_9_inside_saves_never_leaves_the_run_without_a_loadable_newest_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
-    env = dict(os.environ, SNGAN_TEST_SAVE_DELAY="0.3")
-    base = [sys.executable, "-m", "sngan.train", "experiment=quickstart", "train.steps=100000",
+    base = [sys.executable, "-c", SLOW_RENAME, "experiment=quickstart", "train.steps=100000",
             "train.checkpoint_every=1", "train.sample_every=100000", "train.eval_every=100000",
             "train.keep_checkpoints=2", f"hydra.run.dir={run_dir}"]  # fmt: skip
     steps = [0]
     for attempt in range(6):
         cmd = base + (["resume=auto"] if attempt else [])
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         folder = run_dir / ckpt.CHECKPOINT_DIR
         deadline = time.monotonic() + 120
         # Kill once this process has saved a checkpoint of its own and the next save is under way.
@@ -47,7 +59,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path):
     code = (
         "import sys, torch\n"
         "from pathlib import Path\n"
-        "from sngan import checkpoint as ckpt\n"
+        "from sngan.training import checkpoint as ckpt\n"
         "try:\n"
         f"    ckpt.save_atomic({{'format_version': 1, 'w': torch.zeros(1_000_000)}}, "
         f"ckpt.checkpoint_path(Path({str(tmp_path)!r}), 2), keep=1)\n"

@@ -1,3 +1,4 @@
+import functools
 import json
 import re
 import subprocess
@@ -320,7 +321,9 @@ def test_monitoring_survives_a_diverged_discriminator_under_skip(tmp_path, monke
 
 
 def fake_clock(monkeypatch, seconds_per_call: float):
+    """The loop's ``WallClock`` reads a clock that advances ``seconds_per_call`` at every read."""
     import sngan.training.loop as loop_module
+    from sngan.training.stopping import WallClock
 
     now = {"t": 0.0}
 
@@ -328,7 +331,7 @@ def fake_clock(monkeypatch, seconds_per_call: float):
         now["t"] += seconds_per_call
         return now["t"]
 
-    monkeypatch.setattr(loop_module, "CLOCK", clock)
+    monkeypatch.setattr(loop_module, "WallClock", functools.partial(WallClock, clock=clock))
 
 
 def test_max_minutes_stops_with_a_checkpoint_and_the_run_resumes_to_the_end(tmp_path, monkeypatch):

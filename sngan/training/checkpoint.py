@@ -12,7 +12,6 @@ import os
 import random
 import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ import torch
 FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^ckpt_(\d+)\.pt$")
-_TEST_DELAY = os.environ.get("SNGAN_TEST_SAVE_DELAY")  # seconds between writing and renaming
 
 
 class CheckpointError(RuntimeError):
@@ -79,8 +77,6 @@ def save_atomic(state: dict[str, Any], path: Path, keep: int | None = None) -> P
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
-        if _TEST_DELAY:  # tests widen this window to land a kill -9 inside it
-            time.sleep(float(_TEST_DELAY))
         os.replace(tmp, path)
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:

@@ -33,8 +33,6 @@ from sngan.training.step import EAGER, d_step, g_step
 from sngan.training.stopping import GracefulStop, Interrupted, TimeLimit, WallClock
 from sngan.training.tracking import Tracker
 
-CLOCK = time.monotonic  # the wall clock of max_minutes / checkpoint_minutes (tests replace it)
-
 
 def lr_factor(step: int, total: int, decay: str) -> float:
     """Learning-rate multiplier for the update that follows ``step`` updates."""
@@ -230,7 +228,7 @@ def train_loop(
                desc="train")  # fmt: skip
     result: dict[str, float] = {}
     pace = Pace(run.step)
-    wall = WallClock(t.max_minutes, t.checkpoint_minutes, CLOCK)
+    wall = WallClock(t.max_minutes, t.checkpoint_minutes)
     graphs = GraphCheck(speed)
     first, fix = run.step, what_to_lower(t.batch_size_d, t.batch_size_g, cfg.model.width)
     try:
