@@ -241,15 +241,17 @@ def measure_setting(model: str, name: str, args: argparse.Namespace) -> dict[str
     run = build_run(cfg, data, device, Dist(), speed)
     accelerate(run, speed)
 
-    def refuse(*_: Any) -> Path:
-        raise RuntimeError("a non-finite update in the benchmark")
+    def step() -> None:
+        failed = train_step(cfg, run, speed)[2]
+        if failed is not None:
+            raise RuntimeError(f"a non-finite update in the benchmark: {failed}")
 
     started = time.perf_counter()
     for _ in range(args.warmup):  # compilation, CUDA-graph recording, cuDNN autotuning
-        train_step(cfg, run, refuse, speed)
+        step()
     synchronize(device)
     warmup_s = time.perf_counter() - started
-    per_step = timed(lambda: train_step(cfg, run, refuse, speed), args.steps, device)
+    per_step = timed(step, args.steps, device)
     loss, z = LOSSES.get(cfg.loss.name), cfg.model.z_dim
     g_update, g_read, d_update, d_read = run.callables()
     n = max(1, args.steps // 2)

@@ -60,9 +60,7 @@ def load_images(
         from torchvision import datasets
 
         files = [base / f for f in archive_files(datasets.STL10)]
-        return _cached(
-            cache, base, f"stl10-{split}-{resolution}px", files, lambda: load_stl10(root, split, resolution)
-        )
+        return _cached(cache, base, f"stl10-{split}-{resolution}px", files, lambda: load_stl10(root, split, resolution))
     if name == "folder":
         paths = folders.folder_images(root)
         load = lambda: folders.load_folder(root, resolution, paths)  # noqa: E731

@@ -100,30 +100,29 @@ class NonFiniteError(RuntimeError):
 
 
 def handle_nonfinite(
-    cfg: TrainConfig,
-    run: Run,
-    network: str,
-    stats: dict[str, torch.Tensor],
-    save: Callable[..., Path],
-    last_good: dict[str, Any] | None,
-) -> None:
-    """Count a skipped update, or save the last good state and stop.
+    cfg: TrainConfig, run: Run, network: str, stats: dict[str, torch.Tensor], last_good: dict[str, Any] | None
+) -> str | None:
+    """Count a skipped update (``on_nonfinite=skip``: None), or put back the state after the last completed
+    step and say what failed (``on_nonfinite=stop``: the loop saves that state and stops).
 
-    ``last_good`` (``state.snapshot`` taken before the step) is put back first: the failed step's other,
-    finite updates are undone, so the saved state is exactly the one after the last completed step and
-    resumes like any checkpoint (one written at the end of that step is the same state and is kept)."""
+    ``last_good`` (``state.snapshot`` taken before the step) undoes the failed step's other, finite updates,
+    so the saved state is exactly the one after the last completed step and resumes like any checkpoint (one
+    written at the end of that step is the same state and is kept)."""
     if cfg.train.on_nonfinite == "skip":
         run.skipped[network] += 1
-        return
+        return None
     values = ", ".join(f"{k}={float(v):.4g}" for k, v in stats.items() if not k.startswith("finite"))
     if last_good is not None:  # always, under on_nonfinite=stop
         rollback(run, last_good)
-    where = f"The state after step {run.step}, the last completed one, is saved as {save(run, 'keep')}"
-    raise NonFiniteError(
-        f"Non-finite loss, gradient or weight in the {network} update of step {run.step + 1} ({values}); the "
-        f"update was not applied. {where}. Resume it with a lower learning rate (resume=auto optim.lr_g=... "
-        f"optim.lr_d=... resume_force=true), check the data, or set "
-        f"train.on_nonfinite=skip to skip such updates and count them."
+    return f"the {network} update of step {run.step + 1} ({values})"
+
+
+def nonfinite_error(failed: str, step: int, saved: Path) -> NonFiniteError:
+    return NonFiniteError(
+        f"Non-finite loss, gradient or weight in {failed}; the update was not applied. The state after step "
+        f"{step}, the last completed one, is saved as {saved}. Resume it with a lower learning rate (resume=auto "
+        f"optim.lr_g=... optim.lr_d=... resume_force=true), check the data, or set train.on_nonfinite=skip to "
+        f"skip such updates and count them."
     )
 
 
@@ -132,12 +131,13 @@ def due(step: int, every: int, last: int) -> bool:
 
 
 def train_step(
-    cfg: TrainConfig, run: Run, save: Callable[..., Path], speed: Speed = EAGER, grad_norms: bool = False
-) -> tuple[dict[str, torch.Tensor], float]:
+    cfg: TrainConfig, run: Run, speed: Speed = EAGER, grad_norms: bool = False
+) -> tuple[dict[str, torch.Tensor], float, str | None]:
     """One generator iteration: n_dis D updates, one G update, the non-finite check, the EMA. Returns the
     statistics of the last D update and of the G update (tensors, not yet read), with ``grad_norms`` the
     gradient norms each network's last update left ("grad_norm/d", "grad_norm/g", each measured before
-    the next update runs), and the learning-rate factor the updates used."""
+    the next update runs), the learning-rate factor the updates used, and what failed under
+    ``on_nonfinite=stop`` (None if nothing did; else the run is back at the state before this step)."""
     loss, t = LOSSES.get(cfg.loss.name), cfg.train
     device, here = run.fixed_z.device, distributed.current()
     num_classes = len(run.classes) if run.classes else 0  # 0: unconditional
@@ -167,12 +167,13 @@ def train_step(
     # Skipped updates (non-finite): the flags are read once per step, the only wait for the device.
     finite = torch.cat([s[f"finite/{network[0]}"] for network, s in updates]).tolist()
     for ok, (network, update_stats) in zip(finite, updates, strict=True):
-        if not ok:
-            handle_nonfinite(cfg, run, network, update_stats, save, last_good)
+        failed = None if ok else handle_nonfinite(cfg, run, network, update_stats, last_good)
+        if failed is not None:
+            return stats | g_stats, factor, failed
     if run.ema is not None and t.ema_decay is not None:
         update_ema(run.ema, run.generator, t.ema_decay)
     run.step += 1
-    return stats | g_stats, factor
+    return stats | g_stats, factor, None
 
 
 class Pace:
@@ -239,7 +240,9 @@ def train_loop(
             monitor_due = monitor is not None and every is not None and due(run.step + 1, every, t.steps)
             guard = out_of_memory("running the first training step", fix) if run.step == first else nullcontext()
             with guard:
-                stats, factor = train_step(cfg, run, save, speed, grad_norms=monitor_due)
+                stats, factor, failed = train_step(cfg, run, speed, grad_norms=monitor_due)
+            if failed is not None:  # on_nonfinite=stop: save the state after the last completed step, stop
+                raise nonfinite_error(failed, run.step, save(run, "keep"))
             graphs.after_step()  # compile=max: a note if more updates ran without CUDA graphs
             bar.update(1)
             # Agree on saving and stopping (a signal or the wall clock on any rank): every rank decides alike,
