@@ -1,5 +1,7 @@
 """Typed schema of the training configuration, and its validation.
 
+The values live in one place, the YAML files of configs/ (each key there, with
+its comment); the dataclasses here say only which keys exist and their types.
 This is the only module that knows OmegaConf types. ``validate`` merges the
 composed config into the dataclass schema (unknown keys, wrong types), then
 checks ranges and combinations, and returns a plain ``TrainConfig`` object.
@@ -10,10 +12,11 @@ key, the bad value and what is allowed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
+from importlib import resources
 from typing import Any
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 
@@ -23,110 +26,105 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    name: str = MISSING
-    z_dim: int = 128
-    width: float = 1.0  # channel multiplier; < 1 builds narrow versions
-    spectral_norm: bool = True
-    conditional: bool = False  # class-conditional: conditional-BN G and projection D (ResNets)
-
-
-def model_defaults() -> dict[str, Any]:
-    """The model keys' schema defaults (what a checkpoint written before a key existed meant)."""
-    return {f.name: f.default for f in fields(ModelConfig) if f.default is not MISSING}
+    name: str
+    z_dim: int
+    width: float  # channel multiplier; < 1 builds narrow versions
+    spectral_norm: bool
+    conditional: bool  # class-conditional: conditional-BN G and projection D (ResNets)
 
 
 @dataclass
 class DatasetConfig:
-    name: str = MISSING
-    root: str = "data"
-    split: str = "train"
-    resolution: int | None = None  # None: the model's resolution
-    hflip: bool = False
-    size: int = 10000  # synthetic: number of images
-    modes: int = 10  # synthetic: number of prototypes K
-    seed: int = 0  # synthetic: seed of the prototypes
-    cache: bool = True  # keep the decoded uint8 images in <root>/.sngan_cache (decoded once)
+    name: str
+    root: str
+    split: str
+    resolution: int | None  # None: the model's resolution
+    hflip: bool
+    size: int  # synthetic: number of images
+    modes: int  # synthetic: number of prototypes K
+    seed: int  # synthetic: seed of the prototypes
+    cache: bool  # keep the decoded uint8 images in <root>/.sngan_cache (decoded once)
 
 
 @dataclass
 class LossConfig:
-    name: str = MISSING
+    name: str
 
 
 @dataclass
 class OptimConfig:
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.0
-    beta2: float = 0.9
-    decay: str = "linear"  # linear (to 0 at the last step) | none
+    lr_g: float
+    lr_d: float
+    beta1: float
+    beta2: float
+    decay: str  # linear (to 0 at the last step) | none
 
 
 @dataclass
 class LoopConfig:
-    steps: int = 50000  # generator updates
-    n_dis: int = 5  # discriminator updates per generator update
-    batch_size_d: int = 64
-    batch_size_g: int = 128
-    log_every: int = 50
-    sample_every: int = 1000
-    eval_every: int = 1000  # synthetic quality measure
-    eval_samples: int = 1000
-    checkpoint_every: int = 5000
-    checkpoint_minutes: float | None = None  # also save every this many minutes of wall time
-    max_minutes: float | None = None  # stop cleanly, with a checkpoint, after this many minutes
-    keep_checkpoints: int = 3
-    grid_size: int = 64
-    monitor_every: int | None = 1000  # spectral norms, gradient norms, D output histograms; None: off
-    ema_decay: float | None = None  # e.g. 0.999: keep an EMA of G (checkpointed, sampled)
-    on_nonfinite: str = "stop"  # stop (save the last good state) | skip (drop the update, count it)
-    sync_bn: bool = False  # under torchrun: G's BatchNorm statistics over the global batch (CUDA only)
-    requeue_signal: str | None = None  # e.g. USR1 (SLURM --signal): checkpoint, `scontrol requeue`, exit
-    fake_labels: str = "data"  # conditional: fakes' classes as often as in the training set | uniform
+    steps: int  # generator updates
+    n_dis: int  # discriminator updates per generator update
+    batch_size_d: int
+    batch_size_g: int
+    log_every: int
+    sample_every: int
+    eval_every: int  # synthetic quality measure
+    eval_samples: int
+    checkpoint_every: int
+    checkpoint_minutes: float | None  # also save every this many minutes of wall time
+    max_minutes: float | None  # stop cleanly, with a checkpoint, after this many minutes
+    keep_checkpoints: int
+    grid_size: int
+    monitor_every: int | None  # spectral norms, gradient norms, D output histograms; None: off
+    ema_decay: float | None  # e.g. 0.999: keep an EMA of G (checkpointed, sampled)
+    on_nonfinite: str  # stop (save the last good state) | skip (drop the update, count it)
+    sync_bn: bool  # under torchrun: G's BatchNorm statistics over the global batch (CUDA only)
+    requeue_signal: str | None  # e.g. USR1 (SLURM --signal): checkpoint, `scontrol requeue`, exit
+    fake_labels: str  # conditional: fakes' classes as often as in the training set | uniform
     # Speed (sngan/training/speed.py): auto picks the fastest settings this device and launch support.
-    precision: str = "auto"  # auto | fp32 | bf16 (autocast; spectral norm and losses stay fp32)
-    tf32: bool | None = None  # None: on for Ampere and newer GPUs
-    compile: str = "auto"  # auto | none | default | max (CUDA graphs)
-    channels_last: bool | None = None  # None: on for CUDA and the CPU
-    data_on: str = "auto"  # auto | device (images held on the GPU) | host
+    precision: str  # auto | fp32 | bf16 (autocast; spectral norm and losses stay fp32)
+    tf32: bool | None  # None: on for Ampere and newer GPUs
+    compile: str  # auto | none | default | max (CUDA graphs)
+    channels_last: bool | None  # None: on for CUDA and the CPU
+    data_on: str  # auto | device (images held on the GPU) | host
 
 
 @dataclass
 class MetricsConfig:
     """A metric rule (config group metrics/); ``name`` labels every number it yields."""
 
-    name: str = "none"  # none | fid_paper | fid50k_train | fid10k_test | a name of your own
-    n_fake: int = 0  # generated images for FID/IS/KID
-    real_split: str = "train"  # train: the split the model trains on | test: the dataset's test split
-    n_real: int | None = None  # None: the whole split; else n_real of them (scoring.reference_index)
-    is_splits: int = 10
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
-    stats: str | None = None  # a statistics .npz to use (e.g. a published one) instead of the cache
+    name: str  # none | fid_paper | fid50k_train | fid10k_test | a name of your own
+    n_fake: int  # generated images for FID/IS/KID
+    real_split: str  # train: the split the model trains on | test: the dataset's test split
+    n_real: int | None  # None: the whole split; else n_real of them (scoring.reference_index)
+    is_splits: int
+    kid_subsets: int
+    kid_subset_size: int
+    stats: str | None  # a statistics .npz to use (e.g. a published one) instead of the cache
 
 
 @dataclass
 class InceptionConfig:
-    weights: str | None = None  # None: $TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth
-    stats_dir: str = "stats"  # cache of reference statistics
-    batch_size: int = 200
-    dims: int = 2048  # 64 | 192 | 768 | 2048 (pytorch-fid's blocks); papers use 2048
+    weights: str | None  # None: $TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth
+    stats_dir: str  # cache of reference statistics
+    batch_size: int
+    dims: int  # 64 | 192 | 768 | 2048 (pytorch-fid's blocks); papers use 2048
 
 
 @dataclass
 class TrainConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: LoopConfig = field(default_factory=LoopConfig)
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    inception: InceptionConfig = field(default_factory=InceptionConfig)
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    resume: str | None = None  # None | auto | path to a checkpoint or run folder
-    resume_force: bool = False  # resume although loss, n_dis, batches, optimizer, data or seed changed
-    run_name: str = "run"
+    model: ModelConfig
+    dataset: DatasetConfig
+    loss: LossConfig
+    optim: OptimConfig
+    train: LoopConfig
+    metrics: MetricsConfig
+    inception: InceptionConfig
+    seed: int
+    device: str  # auto | cpu | cuda | cuda:N | mps
+    resume: str | None  # None | auto | path to a checkpoint or run folder
+    resume_force: bool  # resume although loss, n_dis, batches, optimizer, data or seed changed
+    run_name: str
 
 
 _POSITIVE = [
@@ -164,6 +162,13 @@ def to_schema(cfg: DictConfig, schema_class: type = None) -> Any:  # type: ignor
     schema = OmegaConf.structured(schema_class or TrainConfig)
     try:
         merged = OmegaConf.merge(schema, cfg)
+        unset = OmegaConf.missing_keys(merged)  # the YAML files give every key; a key left out is a bug there
+        if unset:
+            key = sorted(unset)[0]
+            raise ConfigError(
+                f"Invalid configuration: {key} has no value (the config files give none); set it on the command "
+                f"line ({key}=...)."
+            )
         typed = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
@@ -266,22 +271,33 @@ def signal_number(name: str) -> int | None:
     return int(sig)
 
 
-METRIC_PRESETS = {  # name: (n_fake, real_split, n_real); the yaml files in configs/metrics/ must agree
-    "fid_paper": (5000, "train", 10000),
-    "fid50k_train": (50000, "train", None),
-    "fid10k_test": (10000, "test", 10000),
-}
+def metric_presets() -> dict[str, tuple[int, str, int | None]]:
+    """The named metric rules of configs/metrics/ (``none`` aside): name -> (n_fake, real_split, n_real). A
+    rule's name stands for its counts, so a run that changes them must rename the rule."""
+    presets = {}
+    for path in sorted(resources.files("sngan.configs.metrics").iterdir(), key=lambda p: p.name):
+        if path.name.endswith(".yaml"):
+            rule = OmegaConf.create(path.read_text())
+            if rule.name != "none":
+                presets[str(rule.name)] = (int(rule.n_fake), str(rule.real_split), rule.n_real)
+    return presets
+
+
 WITH_TEST_SPLIT = ("cifar10", "cifar100", "stl10")
 INCEPTION_DIMS = (64, 192, 768, 2048)
+
+
+def validate_inception(inception: InceptionConfig) -> None:
+    if inception.dims not in INCEPTION_DIMS:
+        raise invalid("inception.dims", inception.dims, f"choose one of {', '.join(map(str, INCEPTION_DIMS))}")
+    if inception.batch_size <= 0:
+        raise invalid("inception.batch_size", inception.batch_size, "it must be greater than 0")
 
 
 def validate_metrics(metrics: MetricsConfig, inception: InceptionConfig, dataset: str | None) -> None:
     """Ranges of a metric rule, its label, and whether the dataset has the split it needs (None: the
     dataset is not known yet, as for evaluate before it reads the checkpoint; checked again then)."""
-    if inception.dims not in INCEPTION_DIMS:
-        raise invalid("inception.dims", inception.dims, f"choose one of {', '.join(map(str, INCEPTION_DIMS))}")
-    if inception.batch_size <= 0:
-        raise invalid("inception.batch_size", inception.batch_size, "it must be greater than 0")
+    validate_inception(inception)
     if metrics.name == "none":
         return
     for key in ("n_fake", "is_splits", "kid_subsets", "kid_subset_size"):
@@ -296,7 +312,7 @@ def validate_metrics(metrics: MetricsConfig, inception: InceptionConfig, dataset
             f"Invalid configuration: metrics '{metrics.name}' compares with the test split, but dataset "
             f"'{dataset}' has none. Use a rule on the training split (metrics=fid_paper or fid50k_train)."
         )
-    preset = METRIC_PRESETS.get(metrics.name)
+    preset = metric_presets().get(metrics.name)
     if preset is not None and preset != (metrics.n_fake, metrics.real_split, metrics.n_real):
         raise ConfigError(
             f"Invalid configuration: metrics.name={metrics.name} names a fixed rule ({preset[0]} generated vs "

@@ -9,9 +9,10 @@ from typing import Any
 
 import torch
 from hydra import compose, initialize_config_module
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from sngan.config import TrainConfig, to_container
+from sngan.cli.settings import EvaluateConfig, SampleConfig, check_evaluate, check_sample
+from sngan.config import DatasetConfig, InceptionConfig, MetricsConfig, TrainConfig, to_container, to_schema
 
 # Threads per test process: the cores shared among pytest-xdist's workers (``-n auto``, pyproject), so
 # two workers on 2 cores run one thread each instead of fighting over OpenMP's spinning threads.
@@ -53,3 +54,39 @@ def run_training(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
     torch.set_num_threads(THREADS)
     run_dir.mkdir(parents=True, exist_ok=True)
     return start(validated(raw), to_container(raw), run_dir)
+
+
+# Settings as the command line builds them: the YAML files' values (the one place defaults live), then
+# ``values`` in place of some (what a user would override).
+def _composed(config_name: str, overrides: list[str] | None = None) -> DictConfig:
+    with initialize_config_module(config_module="sngan.configs", version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides or [])
+
+
+def _with(raw: DictConfig, values: dict[str, Any]) -> DictConfig:
+    for key, value in values.items():
+        raw[key] = value
+    return raw
+
+
+def evaluate_cfg(**values: Any) -> EvaluateConfig:
+    return check_evaluate(_with(_composed("evaluate"), values))
+
+
+def sample_cfg(**values: Any) -> SampleConfig:
+    return check_sample(_with(_composed("sample"), values))
+
+
+def metrics_cfg(**values: Any) -> MetricsConfig:
+    """A metric rule: configs/metrics/none.yaml with ``values`` (give ``name`` and the counts)."""
+    return to_schema(OmegaConf.merge(_composed("evaluate", ["metrics=none"]).metrics, values), MetricsConfig)
+
+
+def inception_cfg(**values: Any) -> InceptionConfig:
+    return to_schema(OmegaConf.merge(_composed("fid_stats").inception, values), InceptionConfig)
+
+
+def dataset_cfg(name: str, **values: Any) -> DatasetConfig:
+    """configs/dataset/<name>.yaml with ``values``."""
+    raw = _composed("fid_stats", [f"dataset={name}"]).dataset
+    return to_schema(OmegaConf.merge(raw, values), DatasetConfig)

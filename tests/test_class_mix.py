@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from helpers import compose_cfg, run_training, validated
+from helpers import compose_cfg, dataset_cfg, inception_cfg, run_training, sample_cfg, validated
 from PIL import Image
 from torch import nn
 
@@ -195,12 +195,11 @@ def test_checkpoints_exports_and_samplers_carry_the_class_mix(imbalanced_run):
 
 
 def test_sample_draws_the_class_mix_and_old_or_damaged_counts_are_handled(imbalanced_run, tmp_path):
-    from sngan.cli.settings import SampleConfig
     from sngan.sample import labels_for
 
     _, path = imbalanced_run
     g, _ = generator_from_checkpoint(path)
-    y = labels_for(g, SampleConfig(ckpt=str(path)), 4000, torch.Generator().manual_seed(1))
+    y = labels_for(g, sample_cfg(ckpt=str(path)), 4000, torch.Generator().manual_seed(1))
     assert (y == 1).double().mean().item() == pytest.approx(0.25, abs=0.025)
     state = ckpt.load(path)
     state.pop("class_counts")  # as sngan wrote checkpoints before it recorded the class mix: uniform
@@ -227,7 +226,6 @@ def test_exports_without_or_with_damaged_counts(imbalanced_run, tmp_path):
 def test_a_folders_reference_set_spreads_over_its_subfolders_and_follows_its_contents(tmp_path, monkeypatch):
     import sngan.metrics.class_scoring
     import sngan.metrics.scoring
-    from sngan.config import DatasetConfig, InceptionConfig
     from sngan.data import load_images
     from sngan.metrics.class_scoring import class_reference_stats
     from sngan.metrics.inception import Weights
@@ -243,8 +241,8 @@ def test_a_folders_reference_set_spreads_over_its_subfolders_and_follows_its_con
     for module in (sngan.metrics.scoring, sngan.metrics.class_scoring):
         monkeypatch.setattr(module, "extract", features)
     root = make_folder(tmp_path / "images")
-    dataset = DatasetConfig(name="folder", root=str(root), resolution=32)
-    inception = InceptionConfig(stats_dir=str(tmp_path / "stats"), batch_size=64, dims=64)
+    dataset = dataset_cfg("folder", root=str(root), resolution=32)
+    inception = inception_cfg(stats_dir=str(tmp_path / "stats"), batch_size=64, dims=64)
     weights, data = Weights(tmp_path / "w.pth", "sha"), load_images("folder", str(root), 32)
     _, path, _ = reference_stats(dataset, "train", 8, inception, None, weights, CPU)
     assert path.name.endswith("_32px_8-spread_64d.npz")  # never the name of a first-8 set cached before

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY, run_training
+from helpers import TINY, evaluate_cfg, inception_cfg, metrics_cfg, run_training, sample_cfg
 from PIL import Image
 
 import sngan
-from sngan.cli.settings import EvaluateConfig, SampleConfig
-from sngan.config import ConfigError, InceptionConfig, MetricsConfig
+from sngan.config import ConfigError
 from sngan.evaluate import evaluate
 from sngan.export import main as export_main  # noqa: F401  (the entry point imports)
 from sngan.inference import export_generator, generator_from_checkpoint, load_generator
@@ -32,7 +31,7 @@ METRICS = [
     "metrics.is_splits=2", "metrics.kid_subsets=10", "metrics.kid_subset_size=32", "inception.dims=64",
     "dataset.size=150",
 ]  # fmt: skip
-TINY_METRICS = MetricsConfig(name="tiny", n_fake=32, n_real=150, is_splits=2, kid_subsets=10, kid_subset_size=32)
+TINY_METRICS = metrics_cfg(name="tiny", n_fake=32, n_real=150, is_splits=2, kid_subsets=10, kid_subset_size=32)
 
 
 def stats_of(run_dir: Path) -> Path:
@@ -82,9 +81,9 @@ def test_evaluate_reproduces_the_in_training_numbers_and_writes_labelled_json(tr
     run_dir, _ = trained
     (stats,) = stats_of(run_dir).glob("*.npz")
     written = stats.stat().st_mtime_ns
-    inception = InceptionConfig(dims=64, stats_dir=str(stats.parent))  # the statistics training computed
+    inception = inception_cfg(dims=64, stats_dir=str(stats.parent))  # the statistics training computed
     path = run_dir / "checkpoints" / "ckpt_00000004.pt"
-    cfg = EvaluateConfig(ckpt=str(path), metrics=TINY_METRICS, inception=inception, device="cpu")
+    cfg = evaluate_cfg(ckpt=str(path), metrics=TINY_METRICS, inception=inception, device="cpu")
     doc, out = evaluate(cfg)
     assert out == run_dir / "checkpoints" / "ckpt_00000004.tiny.json"
     assert json.loads(out.read_text()) == doc
@@ -134,8 +133,8 @@ def test_evaluating_a_run_folder_skips_a_damaged_file_and_keeps_each_row_as_it_g
     for path in damaged:
         path.write_bytes(b"pruned mid-way")
     (stats,) = stats_of(run_dir).glob("*.npz")
-    inception = InceptionConfig(dims=64, stats_dir=str(stats.parent))
-    cfg = EvaluateConfig(ckpt=str(copy), metrics=TINY_METRICS, inception=inception, device="cpu", batch_size=7)
+    inception = inception_cfg(dims=64, stats_dir=str(stats.parent))
+    cfg = evaluate_cfg(ckpt=str(copy), metrics=TINY_METRICS, inception=inception, device="cpu", batch_size=7)
     doc, out = evaluate(cfg)
     assert [(Path(r["checkpoint"]).name, r["network"]) for r in doc["results"]] == [
         ("ckpt_00000004.pt", net) for net in ("g", "ema")
@@ -144,7 +143,7 @@ def test_evaluating_a_run_folder_skips_a_damaged_file_and_keeps_each_row_as_it_g
     assert all(f"{path} is left out of the table" in err for path in damaged)
     assert json.loads(out.read_text()) == doc and doc["skipped"] == [str(path) for path in damaged]
     # batch_size changes memory, not the numbers: the default batch gives the same FID
-    again, _ = evaluate(EvaluateConfig(ckpt=str(copy / "checkpoints" / "ckpt_00000004.pt"), metrics=TINY_METRICS,
+    again, _ = evaluate(evaluate_cfg(ckpt=str(copy / "checkpoints" / "ckpt_00000004.pt"), metrics=TINY_METRICS,
                                        inception=inception, device="cpu", out=str(tmp_path / "b.json")))  # fmt: skip
     assert again["results"][0]["fid"] == pytest.approx(doc["results"][0]["fid"], rel=1e-6)
     with pytest.raises(ckpt.CheckpointError):  # a single damaged file is an error
@@ -160,7 +159,7 @@ def test_evaluating_a_run_folder_skips_a_damaged_file_and_keeps_each_row_as_it_g
 
     monkeypatch.setattr(sngan.evaluate, "format_row", stop_at_the_second_row)
     with pytest.raises(KeyboardInterrupt):
-        evaluate(EvaluateConfig(ckpt=str(copy), metrics=TINY_METRICS, inception=inception, device="cpu",
+        evaluate(evaluate_cfg(ckpt=str(copy), metrics=TINY_METRICS, inception=inception, device="cpu",
                                 out=str(tmp_path / "partial.json")))  # fmt: skip
     assert len(json.loads((tmp_path / "partial.json").read_text())["results"]) == 1
 
@@ -168,21 +167,21 @@ def test_evaluating_a_run_folder_skips_a_damaged_file_and_keeps_each_row_as_it_g
 def test_sample_writes_pngs_a_grid_and_interpolations(trained, tmp_path):
     run_dir, _ = trained
     best = str(run_dir / "checkpoints" / "best.pt")
-    files = sample(SampleConfig(ckpt=best, n=5, out=str(tmp_path / "png"), device="cpu"))
+    files = sample(sample_cfg(ckpt=best, n=5, out=str(tmp_path / "png"), device="cpu"))
     assert [p.name for p in files] == [f"{i:06d}.png" for i in range(5)]
     assert Image.open(files[0]).size == (32, 32)
-    (grid,) = sample(SampleConfig(ckpt=best, n=4, out=str(tmp_path / "grid"), grid=True, device="cpu"))
+    (grid,) = sample(sample_cfg(ckpt=best, n=4, out=str(tmp_path / "grid"), grid=True, device="cpu"))
     assert grid.name == "grid.png" and Image.open(grid).size == (2 + 2 * 34, 2 + 2 * 34)
-    (strip,) = sample(SampleConfig(ckpt=best, n=2, out=str(tmp_path / "i"), interpolate=True, frames=5, device="cpu"))
+    (strip,) = sample(sample_cfg(ckpt=best, n=2, out=str(tmp_path / "i"), interpolate=True, frames=5, device="cpu"))
     assert Image.open(strip).size == (2 + 5 * 34, 2 + 2 * 34)
     # Same seed, same images.
-    again = sample(SampleConfig(ckpt=best, n=5, out=str(tmp_path / "png2"), device="cpu"))
+    again = sample(sample_cfg(ckpt=best, n=5, out=str(tmp_path / "png2"), device="cpu"))
     assert files[3].read_bytes() == again[3].read_bytes()
     # A folder holding numbered samples is not mixed into: refused, or replaced with overwrite=true.
     with pytest.raises(ConfigError, match=r"already holds 5 numbered samples .*overwrite=true"):
-        sample(SampleConfig(ckpt=best, n=3, out=str(tmp_path / "png"), device="cpu"))
+        sample(sample_cfg(ckpt=best, n=3, out=str(tmp_path / "png"), device="cpu"))
     (tmp_path / "png" / "mine.png").write_bytes(b"not ours")
-    sample(SampleConfig(ckpt=best, n=3, out=str(tmp_path / "png"), device="cpu", overwrite=True))
+    sample(sample_cfg(ckpt=best, n=3, out=str(tmp_path / "png"), device="cpu", overwrite=True))
     assert sorted(p.name for p in (tmp_path / "png").iterdir()) == [
         "000000.png",
         "000001.png",

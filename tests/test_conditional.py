@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, compose_cfg, run_training, validated
+from helpers import TINY, compose_cfg, evaluate_cfg, inception_cfg, run_training, validated
 from PIL import Image
 from test_data import files_exist_integrity  # noqa: F401  (a fixture)
 
@@ -264,13 +264,11 @@ def test_conditional_training_under_torchrun_keeps_replicas_identical(tmp_path):
 def test_evaluate_scores_a_conditional_generator_with_classes_drawn_uniformly(conditional_run, with_inception):
     from test_commands import TINY_METRICS
 
-    from sngan.cli.settings import EvaluateConfig
-    from sngan.config import InceptionConfig
     from sngan.evaluate import evaluate
 
     run_dir, _ = conditional_run
-    inception = InceptionConfig(dims=64, stats_dir=os.environ["SNGAN_STATS_DIR"], batch_size=16)
-    cfg = EvaluateConfig(ckpt=str(ckpt.find_latest(run_dir)), metrics=TINY_METRICS, inception=inception,
+    inception = inception_cfg(dims=64, stats_dir=os.environ["SNGAN_STATS_DIR"], batch_size=16)
+    cfg = evaluate_cfg(ckpt=str(ckpt.find_latest(run_dir)), metrics=TINY_METRICS, inception=inception,
                          device="cpu")  # fmt: skip
     doc, _ = evaluate(cfg)
     rows = {row["network"]: row for row in doc["results"]}
@@ -280,8 +278,6 @@ def test_evaluate_scores_a_conditional_generator_with_classes_drawn_uniformly(co
 def test_intra_class_fid_is_labelled_per_class_and_lower_for_the_right_labels(conditional_run, with_inception):
     from test_commands import TINY_METRICS
 
-    from sngan.cli.settings import EvaluateConfig
-    from sngan.config import InceptionConfig
     from sngan.evaluate import evaluate, intra_class_references, scorer_for
     from sngan.metrics.class_scoring import intra_class_fid
     from sngan.metrics.scoring import load_extractor
@@ -289,9 +285,9 @@ def test_intra_class_fid_is_labelled_per_class_and_lower_for_the_right_labels(co
     run_dir, _ = conditional_run
     path = ckpt.find_latest(run_dir)
     stats_dir = os.environ["SNGAN_STATS_DIR"]
-    inception = InceptionConfig(dims=64, stats_dir=stats_dir, batch_size=50)
+    inception = inception_cfg(dims=64, stats_dir=stats_dir, batch_size=50)
     metrics = TINY_METRICS.__class__(**{**TINY_METRICS.__dict__, "n_fake": 100, "n_real": 200})
-    cfg = EvaluateConfig(ckpt=str(path), metrics=metrics, inception=inception, device="cpu", intra_class=True)
+    cfg = evaluate_cfg(ckpt=str(path), metrics=metrics, inception=inception, device="cpu", intra_class=True)
     doc, _ = evaluate(cfg)
     row = doc["results"][0]
     per_class = [row[f"intra_fid/{k}"] for k in range(10)]
@@ -313,13 +309,11 @@ def test_intra_class_fid_is_labelled_per_class_and_lower_for_the_right_labels(co
 def test_intra_class_fid_needs_a_conditional_checkpoint(quickstart_run, with_inception):
     from test_commands import TINY_METRICS
 
-    from sngan.cli.settings import EvaluateConfig
-    from sngan.config import InceptionConfig
     from sngan.evaluate import evaluate
 
     run_dir, _ = quickstart_run
-    inception = InceptionConfig(dims=64, stats_dir=os.environ["SNGAN_STATS_DIR"])
-    cfg = EvaluateConfig(ckpt=str(ckpt.find_latest(run_dir)), metrics=TINY_METRICS, inception=inception,
+    inception = inception_cfg(dims=64, stats_dir=os.environ["SNGAN_STATS_DIR"])
+    cfg = evaluate_cfg(ckpt=str(ckpt.find_latest(run_dir)), metrics=TINY_METRICS, inception=inception,
                          device="cpu", intra_class=True)  # fmt: skip
     with pytest.raises(ConfigError, match="intra_class=true scores a class-conditional generator"):
         evaluate(cfg)

@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, run_training, validated
+from helpers import TINY, evaluate_cfg, inception_cfg, run_training, validated
 from test_commands import METRICS, TINY_METRICS
 
-from sngan.cli.settings import EvaluateConfig
-from sngan.config import ConfigError, InceptionConfig
+from sngan.config import ConfigError
 from sngan.data import BatchSampler
 from sngan.evaluate import evaluate
 from sngan.metrics.features import generated_batches
@@ -84,9 +83,9 @@ def test_fid_from_features_gathered_over_ranks_equals_the_one_process_number(ddp
     run_dir, env = ddp_run[0][0], ddp_run[1]
     logged = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     assert logged["step"] == 4
-    inception = InceptionConfig(dims=64, stats_dir=env["SNGAN_STATS_DIR"], batch_size=8)
+    inception = inception_cfg(dims=64, stats_dir=env["SNGAN_STATS_DIR"], batch_size=8)
     path = run_dir / "checkpoints" / "ckpt_00000004.pt"
-    doc, _ = evaluate(EvaluateConfig(ckpt=str(path), metrics=TINY_METRICS, inception=inception, device="cpu"))
+    doc, _ = evaluate(evaluate_cfg(ckpt=str(path), metrics=TINY_METRICS, inception=inception, device="cpu"))
     rows = {row["network"]: row for row in doc["results"]}
     for prefix, network in (("", "g"), ("ema/", "ema")):
         for key in ("fid", "is_mean", "kid_mean"):

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import dataset_cfg, inception_cfg, metrics_cfg
 from PIL import Image
 from pytorch_fid.fid_score import calculate_frechet_distance
 
-from sngan.config import DatasetConfig, InceptionConfig
 from sngan.data import load_images, make_synthetic
 from sngan.metrics.class_scoring import class_reference_stats
 from sngan.metrics.features import MetricRule, extract, full_fp32, generated_batches, score, uint8_batches
@@ -159,8 +159,8 @@ def test_score_of_a_set_against_its_own_statistics(random_net, tmp_path):
 
 
 def test_reference_statistics_round_trip_and_are_not_recomputed(random_net, tmp_path):
-    dataset = DatasetConfig(name="synthetic", size=150, resolution=32)
-    inc = InceptionConfig(stats_dir=str(tmp_path), batch_size=64, dims=64)
+    dataset = dataset_cfg("synthetic", size=150, resolution=32)
+    inc = inception_cfg(stats_dir=str(tmp_path), batch_size=64, dims=64)
     cpu = torch.device("cpu")
     weights = Weights(tmp_path / "w.pth", "sha-a")
     ref, path, computed = reference_stats(dataset, "train", 100, inc, random_net, weights, cpu)
@@ -179,8 +179,8 @@ def test_reference_statistics_round_trip_and_are_not_recomputed(random_net, tmp_
 def test_per_class_statistics_embed_the_reference_images_once_and_are_cached(random_net, tmp_path, monkeypatch, capsys):
     import sngan.metrics.class_scoring as class_scoring
 
-    dataset = DatasetConfig(name="synthetic", size=40, resolution=32, modes=3)
-    inc = InceptionConfig(stats_dir=str(tmp_path), batch_size=64, dims=64)
+    dataset = dataset_cfg("synthetic", size=40, resolution=32, modes=3)
+    inc = inception_cfg(stats_dir=str(tmp_path), batch_size=64, dims=64)
     cpu, weights = torch.device("cpu"), Weights(tmp_path / "w.pth", "sha-a")
     passes = []
     monkeypatch.setattr(class_scoring, "extract", lambda *a, **k: passes.append(1) or extract(*a, **k))
@@ -220,7 +220,7 @@ def test_missing_weights_error_names_the_file_and_where(tmp_path, monkeypatch):
     corrupt = tmp_path / "bad.pth"
     corrupt.write_bytes(b"not a checkpoint")
     with pytest.raises(InceptionError, match="cannot be loaded"):
-        load_extractor(InceptionConfig(weights=str(corrupt)))
+        load_extractor(inception_cfg(weights=str(corrupt)))
 
 
 def _write_pngs(folder: Path, images: torch.Tensor) -> None:
@@ -261,19 +261,18 @@ def test_fid_of_two_folders_equals_python_m_pytorch_fid(inception_home, tmp_path
 
 
 def test_a_published_statistics_file_replaces_the_cache(random_net, tmp_path):
-    from sngan.config import MetricsConfig
     from sngan.metrics.scoring import MetricsError, make_scorer
 
     rng = np.random.default_rng(0)
     mu, sigma = random_gaussian_stats(rng, 64)
     np.savez(tmp_path / "published.npz", mu=mu, sigma=sigma)  # what pytorch-fid --save-stats writes
-    metrics = MetricsConfig(name="t", n_fake=20, is_splits=2, stats=str(tmp_path / "published.npz"))
-    inc = InceptionConfig(stats_dir=str(tmp_path / "cache"), dims=64)
+    metrics = metrics_cfg(name="t", n_fake=20, is_splits=2, stats=str(tmp_path / "published.npz"))
+    inc = inception_cfg(stats_dir=str(tmp_path / "cache"), dims=64)
     weights = Weights(tmp_path / "w.pth", "sha")
-    dataset = DatasetConfig(name="synthetic", size=50, resolution=32)
+    dataset = dataset_cfg("synthetic", size=50, resolution=32)
     scorer = make_scorer(metrics, inc, dataset, torch.device("cpu"), extractor=(random_net, weights))
     result = scorer(lambda n: torch.rand(n, 3, 32, 32) * 2 - 1)
     assert set(result) == {"fid", "is_mean", "is_std"} and result["fid"] > 0  # no features, so no KID
     assert not (tmp_path / "cache").exists() and scorer.describe()["reference_stats"].endswith("published.npz")
     with pytest.raises(MetricsError, match="64"):
-        make_scorer(metrics, InceptionConfig(dims=192), dataset, torch.device("cpu"), extractor=(random_net, weights))
+        make_scorer(metrics, inception_cfg(dims=192), dataset, torch.device("cpu"), extractor=(random_net, weights))

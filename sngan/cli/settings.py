@@ -7,9 +7,9 @@ Each entry point composes its own YAML (configs/<command>.yaml) and calls
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from sngan.config import (
     ConfigError,
@@ -20,6 +20,7 @@ from sngan.config import (
     invalid,
     to_schema,
     validate,
+    validate_inception,
     validate_metrics,
 )
 from sngan.data import DATASETS, NATIVE_RESOLUTION
@@ -43,49 +44,49 @@ def check_train(raw: DictConfig) -> TrainConfig:
 
 @dataclass
 class EvaluateConfig:
-    ckpt: str = MISSING  # a checkpoint file, or a run folder (every checkpoint in it)
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    inception: InceptionConfig = field(default_factory=InceptionConfig)
-    data_root: str | None = None  # where the run's dataset lives on this host, if elsewhere
-    out: str | None = None  # JSON path; default: beside the checkpoint
-    seed: int | None = None  # None: the run's seed + 12345, as in training
-    batch_size: int = 250  # generated images per pass (memory only: SeededSampler's images do not depend on it)
-    device: str = "auto"
-    intra_class: bool = False  # conditional checkpoints: also intra-class FID (n_fake / K images per class)
+    ckpt: str  # a checkpoint file, or a run folder (every checkpoint in it)
+    metrics: MetricsConfig
+    inception: InceptionConfig
+    data_root: str | None  # where the run's dataset lives on this host, if elsewhere
+    out: str | None  # JSON path; default: beside the checkpoint
+    seed: int | None  # None: the run's seed + 12345, as in training
+    batch_size: int  # generated images per pass (memory only: SeededSampler's images do not depend on it)
+    device: str
+    intra_class: bool  # conditional checkpoints: also intra-class FID (n_fake / K images per class)
 
 
 @dataclass
 class SampleConfig:
-    ckpt: str = MISSING  # a checkpoint, or an exported .safetensors generator
-    n: int = 64
-    out: str = "samples"
-    grid: bool = False  # one grid image instead of one PNG per sample
-    interpolate: bool = False  # n rows of spherical interpolations between two latents
-    frames: int = 8  # images per interpolation row
-    ema: str = "auto"  # auto (the EMA generator where the checkpoint has one) | true | false
-    seed: int = 0
-    batch_size: int = 250
-    device: str = "auto"
-    classes: str | None = None  # conditional G: "all" = a grid with one row of n images per class
-    label: str | None = None  # conditional G: the `class=` option (an index or a class name)
-    overwrite: bool = False  # replace the numbered PNGs an earlier sample command left in `out`
+    ckpt: str  # a checkpoint, or an exported .safetensors generator
+    n: int
+    out: str
+    grid: bool  # one grid image instead of one PNG per sample
+    interpolate: bool  # n rows of spherical interpolations between two latents
+    frames: int  # images per interpolation row
+    ema: str  # auto (the EMA generator where the checkpoint has one) | true | false
+    seed: int
+    batch_size: int
+    device: str
+    classes: str | None  # conditional G: "all" = a grid with one row of n images per class
+    label: str | None  # conditional G: the `class=` option (an index or a class name)
+    overwrite: bool  # replace the numbered PNGs an earlier sample command left in `out`
 
 
 @dataclass
 class FidStatsConfig:
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    split: str | None = None  # None: the dataset's training split (dataset.split)
-    n: int | None = None  # None: every image of the split; else the first n in file order
-    inception: InceptionConfig = field(default_factory=InceptionConfig)
-    device: str = "auto"
+    dataset: DatasetConfig
+    split: str | None  # None: the dataset's training split (dataset.split)
+    n: int | None  # None: every image of the split; else the first n in file order
+    inception: InceptionConfig
+    device: str
 
 
 @dataclass
 class ExportConfig:
-    ckpt: str = MISSING
-    out: str | None = None  # default: <checkpoint>.generator.safetensors
-    ema: str = "auto"
-    overwrite: bool = False  # replace an existing out file and the .json beside it (else refused)
+    ckpt: str
+    out: str | None  # default: <checkpoint>.generator.safetensors
+    ema: str
+    overwrite: bool  # replace an existing out file and the .json beside it (else refused)
 
 
 def _check_ema(value: str) -> str:
@@ -108,8 +109,8 @@ def check_evaluate(cfg: DictConfig) -> EvaluateConfig:
 def check_sample(cfg: DictConfig) -> SampleConfig:
     plain = OmegaConf.to_container(cfg, resolve=True)
     label = plain.pop("class", None)  # `class` cannot be a dataclass field name
+    plain["label"] = None if label is None else str(label)
     typed: SampleConfig = to_schema(OmegaConf.create(plain), SampleConfig)
-    typed.label = None if label is None else str(label)
     if typed.classes not in (None, "all"):
         raise invalid(
             "classes", typed.classes, "classes=all draws a grid with one row per class; for one class use class=K"
@@ -131,7 +132,7 @@ def check_fid_stats(cfg: DictConfig, datasets: tuple[str, ...]) -> FidStatsConfi
         raise invalid("dataset.name", typed.dataset.name, f"choose one of: {', '.join(datasets)}")
     if typed.n is not None and typed.n < 2:
         raise invalid("n", typed.n, "it must be at least 2, or null for the whole split")
-    validate_metrics(MetricsConfig(), typed.inception, typed.dataset.name)
+    validate_inception(typed.inception)
     return typed
 
 

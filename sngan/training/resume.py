@@ -13,10 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sngan.config import config_diff, model_defaults
+from sngan.config import config_diff
 from sngan.training import checkpoint as ckpt
 from sngan.training import distributed
 from sngan.training.state import Run, keep_class_mix, restore
+
+# What a checkpoint written before a model key existed used (those keys came later, with these values).
+OLD_MODEL_KEYS = {"z_dim": 128, "width": 1.0, "spectral_norm": True, "conditional": False}
 
 
 def find_resume(resume: str | None, run_dir: Path, config: dict[str, Any]) -> tuple[Path, dict[str, Any]] | None:
@@ -84,7 +87,7 @@ def set_aside_later(run_dir: Path, step: int) -> Path | None:
 def check_architecture(stored: dict[str, Any], config: dict[str, Any], path: Path) -> None:
     """Refuse a checkpoint whose model settings differ from this run's. Keys a checkpoint predates
     (e.g. ``conditional``) count as their schema default."""
-    old, new = model_defaults() | stored.get("model", {}), config["model"]
+    old, new = OLD_MODEL_KEYS | stored.get("model", {}), config["model"]
     diff = config_diff(old, new)
     if diff:
         what = "; ".join(f"model.{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now" for k in diff)
@@ -107,6 +110,9 @@ def check_settings(stored: dict[str, Any], config: dict[str, Any], path: Path, s
     refused (nothing would be trained). Returns notes on the changes that are allowed."""
     changed = [k for k in config_diff(stored, config) if k not in ("resume", "resume_force", "run_name")]
     changed = [k for k in changed if not k.startswith("model.")]  # check_architecture's business
+    # A key the stored config lacks was not in the config files then (e.g. dataset.split of a synthetic run,
+    # which that source does not read): the checkpoint chose nothing for it.
+    changed = [k for k in changed if _has(stored, k)]
     show = lambda k: f"{k}: {_get(stored, k)!r} -> {_get(config, k)!r}"  # noqa: E731
     experiment = [k for k in changed if k.startswith(EXPERIMENT) and k not in SAFE_IN_DATASET]
     if experiment and not config.get("resume_force"):
@@ -123,6 +129,13 @@ def check_settings(stored: dict[str, Any], config: dict[str, Any], path: Path, s
             f"To train on, raise train.steps above {step} (the learning-rate decay follows the new total)."
         )
     return [show(k) for k in changed]
+
+
+def _has(config: dict[str, Any], dotted: str) -> bool:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        config = config.get(part) if isinstance(config, dict) else None
+    return isinstance(config, dict) and last in config
 
 
 def _get(config: dict[str, Any], dotted: str) -> Any:
