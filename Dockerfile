@@ -6,7 +6,7 @@
 # Overrides append to the entry point; run folders land in /outputs.
 
 # The official PyTorch CUDA runtime image; its torch 2.11 fits pyproject's range (>=2.4,<3), is the
-# version the README's GPU figures are for, and (>= 2.9) lets torchrun forward SLURM's USR1.
+# version docs/speed.md's GPU figures are for, and (>= 2.9) lets torchrun forward SLURM's USR1.
 FROM pytorch/pytorch:2.11.0-cuda12.8-cudnn9-runtime
 
 # torch.compile (train.compile, on by default on GPUs) has Triton build a small C launcher at run time

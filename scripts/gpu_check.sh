@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU measurements behind README.md's "Speed" tables, most wanted first, each phase under its own time
+# The GPU measurements behind docs/speed.md's tables, most wanted first, each phase under its own time
 # limit and every figure written as it is measured (JSON lines), so a run cut short keeps what it got:
 #
 #   bash scripts/gpu_check.sh OUT                      # all phases, about 25 minutes on one H100
