@@ -119,8 +119,10 @@ def test_metric_presets_are_read_from_the_yaml_rules():
 
     presets = metric_presets()
     assert presets == {
-        "fid_paper": (5000, "train", 10000), "fid50k_train": (50000, "train", None), "fid10k_test": (10000, "test", 10000)
-    }  # fmt: skip
+        "fid_paper": (5000, "train", 10000),
+        "fid50k_train": (50000, "train", None),
+        "fid10k_test": (10000, "test", 10000),
+    }
     assert options("metrics") == sorted([*presets, "none"])
     for name, (n_fake, split, n_real) in presets.items():
         cfg = validated(compose_cfg([f"metrics={name}"]))

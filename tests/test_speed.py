@@ -337,7 +337,7 @@ def test_the_training_benchmark_writes_one_json_line_per_measurement(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a CUDA machine the phase would measure for minutes")
 def test_the_gpu_check_script_checks_its_phases_first_and_logs_each_phase_and_its_exit(tmp_path):
-    """scripts/gpu_check.sh (the README's GPU measurements) on this CUDA-less machine: an unknown phase is
+    """scripts/gpu_check.sh (the GPU measurements of docs/speed.md) on this CUDA-less machine: an unknown phase is
     refused before anything runs; a phase that fails is logged with its exit status, and the next one runs."""
     import subprocess
     from pathlib import Path

@@ -4,7 +4,7 @@ channels_last and where the training images live.
 Each setting is asked for by name, or left to ``auto``; ``resolve`` turns the request into what this
 device and launch can do and returns one note per request it could not honour (a CPU, a GPU older
 than Ampere, a torchrun launch). ``auto`` picks the settings that should be fastest while keeping
-the mathematics (by the figures of the probe quoted in the README; not yet measured on a GPU here):
+the mathematics (by the figures of the probe quoted in docs/speed.md; not yet measured on a GPU here):
 on one CUDA GPU fp32 with TF32, compile=max (CUDA graphs) and channels_last (bf16 autocast is
 opt-in: on the synthetic quality check it covered fewer modes than fp32); under torchrun
 compile=default (CUDA graphs are not combined with DDP's gradient all-reduce here); on the CPU fp32
@@ -65,7 +65,7 @@ def resolve(
 ) -> tuple[Speed, list[str]]:
     """What this device and launch can run of the request, and a note for each fallback."""
     cuda, notes = device.type == "cuda", []
-    if precision == "auto":  # bf16 is opt-in: on the synthetic check it covered fewer modes (README, "Speed")
+    if precision == "auto":  # bf16 is opt-in: on the synthetic check it covered fewer modes (docs/speed.md)
         precision = "fp32"
     elif precision == "bf16" and not (device.type == "cpu" or _ampere(device)):
         notes.append(f"train.precision=bf16 needs an Ampere or newer GPU (or the CPU); {device} trains in fp32.")
