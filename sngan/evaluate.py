@@ -21,11 +21,11 @@ from typing import Any
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from sngan.cli.errors import ensure_folder, run_or_exit
 from sngan.cli.provenance import resolve_device
-from sngan.cli.settings import EvaluateConfig, check_evaluate, check_train
+from sngan.cli.settings import EvaluateConfig, check_evaluate, check_stored
 from sngan.config import ConfigError, DatasetConfig, validate_metrics
 from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generator_from_state
 from sngan.metrics.class_scoring import class_reference_stats, intra_class_fid
@@ -81,7 +81,7 @@ def skip(path: Path, exc: Exception, skipped: list[str]) -> None:
 
 def run_dataset(cfg: EvaluateConfig, state: dict[str, Any]) -> DatasetConfig:
     """The dataset the checkpoint's run trained on (at ``data_root`` on this host, if given)."""
-    run_cfg = check_train(OmegaConf.create(state["config"]))
+    run_cfg = check_stored(state["config"])
     if cfg.data_root is not None:
         run_cfg.dataset.root = cfg.data_root
     validate_metrics(cfg.metrics, cfg.inception, run_cfg.dataset.name)

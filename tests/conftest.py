@@ -31,6 +31,9 @@ SHARED = {
     "random_net": "metrics",
 }
 LONGEST_FIRST = ("quickstart", "conditional")
+# Tests on a shared training run are ``slow`` (``python -m pytest -m "not slow"`` leaves them out: the inner
+# loop of CONTRIBUTING.md); so are the modules marked ``pytestmark = pytest.mark.slow``.
+SLOW_FIXTURES = ("quickstart_run", "conditional_run", "trained", "ddp_run", "short_run")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist names the groups
@@ -41,6 +44,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
             groups[item.nodeid] = group
+        if any(name in item.fixturenames for name in SLOW_FIXTURES):
+            item.add_marker(pytest.mark.slow)
     rank = {g: i for i, g in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(groups.get(item.nodeid, ""), len(rank)))  # stable: the rest keep order
 

@@ -40,6 +40,7 @@ def wait_for_training(proc: subprocess.Popen, run_dir: Path) -> None:
     time.sleep(2)
 
 
+@pytest.mark.slow
 def test_requeue_signal_saves_a_checkpoint_requeues_the_job_and_exits_0(tmp_path):
     env, log = fake_scontrol(tmp_path)
     run_dir = tmp_path / "run"
@@ -54,6 +55,7 @@ def test_requeue_signal_saves_a_checkpoint_requeues_the_job_and_exits_0(tmp_path
     assert ckpt.load(ckpt.find_latest(run_dir))["step"] > 0
 
 
+@pytest.mark.slow
 def test_torchrun_forwards_the_requeue_signal_and_rank_0_requeues_once(tmp_path):
     env, log = fake_scontrol(tmp_path)
     run_dir = tmp_path / "run"
@@ -90,6 +92,7 @@ def test_the_slurm_script_asks_for_the_signal_the_trainer_handles_and_its_overri
     assert cfg.train.requeue_signal == "USR1" and cfg.resume == "auto" and cfg.train.checkpoint_minutes
 
 
+@pytest.mark.slow
 def test_submitit_local_sweep_over_n_dis_runs_one_job_per_setting(tmp_path):
     sweep = tmp_path / "sweep"
     cmd = [sys.executable, "-m", "sngan.train", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",

@@ -251,6 +251,7 @@ def _cli(module: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess
     )
 
 
+@pytest.mark.slow
 def test_commands_answer_bad_input_with_one_paragraph_and_exit_2(tmp_path, with_inception):
     tmp_path = tmp_path / "work"
     tmp_path.mkdir()

@@ -249,6 +249,7 @@ def test_resume_refuses_a_folder_whose_classes_changed(tmp_path):
         run_training(tmp_path / "run", args + ["train.steps=2", "resume=auto"])
 
 
+@pytest.mark.slow
 def test_conditional_training_under_torchrun_keeps_replicas_identical(tmp_path):
     run_dir = tmp_path / "run"
     args = COND + ["model.width=0.125", "train.steps=2", "train.checkpoint_every=2", "train.eval_every=2",

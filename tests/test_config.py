@@ -97,6 +97,7 @@ def test_unknown_group_option_lists_the_choices():
     assert set(err.value.options or []) >= {"cnn32", "resnet32"}
 
 
+@pytest.mark.slow
 def test_cli_reports_errors_and_exits_non_zero(tmp_path):
     """The real command line: a bad value and an unknown option, from another folder."""
     env = dict(os.environ, HYDRA_FULL_ERROR="0")

@@ -7,7 +7,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from sngan.training import checkpoint as ckpt
+
+pytestmark = pytest.mark.slow
 
 # ``python -m sngan.train`` with 0.3 s between writing a checkpoint and renaming it into place: the
 # window a kill -9 lands in (the child patches os.replace for files named *.tmp).

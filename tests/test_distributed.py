@@ -27,6 +27,8 @@ from sngan.metrics.features import generated_batches
 from sngan.training import checkpoint as ckpt
 from sngan.training.distributed import Dist, rank_seed, shard
 
+pytestmark = pytest.mark.slow
+
 DDP = TINY + METRICS + ["train.steps=4", "train.ema_decay=0.5", "inception.batch_size=8", "device=cpu"]
 
 

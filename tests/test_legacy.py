@@ -45,3 +45,14 @@ def test_a_checkpoint_from_before_resumes_and_trains_on(tmp_path):
     assert new["step"] == 4
     assert old["generator"].keys() == new["generator"].keys()
     assert any(not torch.equal(old["generator"][k], new["generator"][k]) for k in old["generator"])
+
+
+def test_a_checkpoint_from_before_has_its_stored_settings_completed_for_evaluate():
+    """cb20605 stored only the keys its config files had (a synthetic run: no dataset.split or cache);
+    evaluate validates the stored settings with today's files filling in the rest."""
+    from sngan.cli.settings import check_stored
+
+    stored = ckpt.load(LEGACY / "ckpt_00000002.pt")["config"]
+    assert "split" not in stored["dataset"]
+    cfg = check_stored(stored)
+    assert (cfg.dataset.name, cfg.dataset.split, cfg.model.width, cfg.train.steps) == ("synthetic", "train", 0.0625, 2)

@@ -90,6 +90,7 @@ def random_net():
     return InceptionFeatures(random_state_dict(seed=0), dims=64)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dims", [64, 192])
 def test_random_inception_features_are_usable(dims):
     net = InceptionFeatures(random_state_dict(seed=0), dims=dims, logits=False)
@@ -148,6 +149,7 @@ def test_generated_images_are_rounded_like_pngs():
     assert batch.dtype == torch.uint8 and batch.flatten().tolist() == [0, 0, 128, 191, 255, 255]
 
 
+@pytest.mark.slow
 def test_score_of_a_set_against_its_own_statistics(random_net, tmp_path):
     images = make_synthetic(80, 32, seed=1).images
     features, logits = extract(random_net, uint8_batches(images, 40), torch.device("cpu"))
@@ -158,6 +160,7 @@ def test_score_of_a_set_against_its_own_statistics(random_net, tmp_path):
     assert result["is_mean"] >= 1.0 and set(result) == {"fid", "is_mean", "is_std", "kid_mean", "kid_std"}
 
 
+@pytest.mark.slow
 def test_reference_statistics_round_trip_and_are_not_recomputed(random_net, tmp_path):
     dataset = dataset_cfg("synthetic", size=150, resolution=32)
     inc = inception_cfg(stats_dir=str(tmp_path), batch_size=64, dims=64)
@@ -238,6 +241,7 @@ def _pytorch_fid(env: dict[str, str], *paths: Path) -> float:
     return float(re.search(r"FID:\s+([-\d.eE+]+)", out.stdout).group(1))
 
 
+@pytest.mark.slow
 def test_fid_of_two_folders_equals_python_m_pytorch_fid(inception_home, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     _write_pngs(a, make_synthetic(100, 32, seed=0).images)

@@ -7,7 +7,11 @@ Margin: over seeds 0-9 x 1 and 2 threads x AVX2 and AVX-512 kernels the worst ru
 stays above both thresholds (docs/quickstart.md, made by scripts/quickstart_seeds.py),
 so rounding on another CPU does not decide this test."""
 
+import pytest
+
 from sngan.training import checkpoint as ckpt
+
+pytestmark = pytest.mark.slow
 
 
 def test_quickstart_writes_checkpoints_events_and_grids(quickstart_run):

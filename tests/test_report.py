@@ -99,6 +99,7 @@ def test_a_real_tensorboard_server_serves_the_runs_tags_and_images(short_run):
         server.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_ablation_multirun_and_its_table(tmp_path):
     tiny = ["model.width=0.125", "train.steps=2", "train.eval_every=1", "train.eval_samples=50", "dataset.size=100",
             "train.batch_size_d=8", "train.batch_size_g=8", "train.grid_size=4", "train.monitor_every=1"]  # fmt: skip

@@ -42,6 +42,7 @@ def write_lock(folder: Path, **holder) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_second_training_in_the_same_folder_is_refused_and_changes_nothing(tmp_path):
     folder = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -128,6 +129,7 @@ def _try_hold(folder: str, results) -> None:
         results.put("refused")
 
 
+@pytest.mark.slow
 def test_of_several_takers_of_a_dead_lock_exactly_one_wins(tmp_path):
     write_lock(tmp_path, pid=dead_pid(), host=RunLock(tmp_path).holder["host"])
     ctx = multiprocessing.get_context("spawn")

@@ -5,9 +5,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 from helpers import run_training
 
 from sngan.training import checkpoint as ckpt
+
+pytestmark = pytest.mark.slow
 
 LONG_RUN = [
     "experiment=quickstart",
@@ -62,6 +65,7 @@ def test_second_sigint_exits_at_once(tmp_path):
 
 def test_ctrl_c_at_any_moment_of_the_first_seconds_gets_one_line_and_no_traceback(tmp_path):
     """Imports, Hydra, the lock, set-up, the first steps: each answers a real SIGINT with one line."""
+
     for delay in (0.3, 0.8, 1.5, 3.0, 6.0):
         run_dir = tmp_path / f"after_{delay}"
         cmd = [sys.executable, "-m", "sngan.train", *LONG_RUN, "model.width=0.125", f"hydra.run.dir={run_dir}"]

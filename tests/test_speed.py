@@ -251,6 +251,7 @@ def losses_and_weights(run_dir, cancelled):
     return losses, weights
 
 
+@pytest.mark.slow
 def test_compiled_training_agrees_with_eager_over_20_steps_of_a_changing_learning_rate(tmp_path):
     """torch.compile (inductor) against eager: 20 steps, the linear decay changing the rate at each.
     Losses agree to 1e-4 of their scale and each network's weights to 1e-4 relative, leaving out the
@@ -312,6 +313,7 @@ def test_compile_max_says_once_when_torch_compile_ran_updates_without_cuda_graph
     assert speed_module.cudagraph_skips() >= 0  # inductor's counter exists in this torch
 
 
+@pytest.mark.slow
 def test_the_training_benchmark_writes_one_json_line_per_measurement(tmp_path):
     import subprocess
     import sys
@@ -335,6 +337,7 @@ def test_the_training_benchmark_writes_one_json_line_per_measurement(tmp_path):
     assert bad.returncode != 0 and "unknown setting" in bad.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a CUDA machine the phase would measure for minutes")
 def test_the_gpu_check_script_checks_its_phases_first_and_logs_each_phase_and_its_exit(tmp_path):
     """scripts/gpu_check.sh (the GPU measurements of docs/speed.md) on this CUDA-less machine: an unknown phase is

@@ -173,6 +173,7 @@ def test_resume_auto_with_only_corrupt_checkpoints_refuses_instead_of_starting_o
     assert only.read_bytes() == b"garbage"
 
 
+@pytest.mark.slow
 def test_cli_two_steps_from_another_working_directory(tmp_path):
     proc = subprocess.run(  # with the worker's OMP_NUM_THREADS (tests/conftest.py)
         [sys.executable, "-m", "sngan.train", "experiment=quickstart", "train.steps=2", "train.eval_samples=100"],
@@ -357,6 +358,7 @@ def test_checkpoint_minutes_saves_on_wall_time(tmp_path, monkeypatch):
     assert len(steps) >= 3 and steps[-1] == 8  # time-based saves in between, and the final one
 
 
+@pytest.mark.slow
 def test_max_minutes_on_the_command_line_exits_0_and_says_how_to_resume(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "sngan.train", "experiment=quickstart", "train.steps=100000", "train.max_minutes=0.001",

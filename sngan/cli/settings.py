@@ -8,6 +8,7 @@ Each entry point composes its own YAML (configs/<command>.yaml) and calls
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -40,6 +41,26 @@ def check_train(raw: DictConfig) -> TrainConfig:
             f"class-conditional version. Choose one that has ({choices}), or set model.conditional=false."
         )
     return cfg
+
+
+def check_stored(config: dict[str, Any]) -> TrainConfig:
+    """A checkpoint's stored training config, validated. Keys it predates (older versions wrote fewer, and
+    none that a source does not read) take the values of today's config files for its model, dataset and
+    loss."""
+    choices = [f"{group}={config[group]['name']}" for group in ("model", "dataset", "loss") if group in config]
+    base = _compose("train", choices)
+    OmegaConf.set_struct(base, False)  # a key since removed is the schema's to refuse, by name
+    return check_train(OmegaConf.merge(base, OmegaConf.create(config)))
+
+
+def _compose(config_name: str, overrides: list[str]) -> DictConfig:
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():  # inside a command: its search path is sngan.configs
+        return compose(config_name=config_name, overrides=overrides)
+    with initialize_config_module(config_module="sngan.configs", version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides)
 
 
 @dataclass
