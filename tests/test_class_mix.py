@@ -141,7 +141,7 @@ def test_a_conditional_run_on_an_imbalanced_folder_resumes_bit_exactly(tmp_path)
 
 def test_training_evaluation_samples_with_the_runs_mix(tmp_path):
     from sngan.train import build_run
-    from sngan.training.loop import evaluate
+    from sngan.training.loop import score
     from sngan.training.tracking import NullTracker
 
     data = make_synthetic(16, 32, k=2)
@@ -158,7 +158,7 @@ def test_training_evaluation_samples_with_the_runs_mix(tmp_path):
             return {"fid": 1.0}
 
     data.prototypes = None  # a real dataset: FID only
-    assert evaluate(cfg, run, data, NullTracker(tmp_path), Scorer(), lambda r: tmp_path) == {"rule/fid": 1.0}
+    assert score(run, data, NullTracker(tmp_path), Scorer(), cfg.seed, cfg.train.eval_samples) == {"rule/fid": 1.0}
     assert [cdf.tolist() for cdf in seen] == [[0.75, 1.0]]
 
 

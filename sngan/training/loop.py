@@ -39,17 +39,12 @@ def lr_factor(step: int, total: int, decay: str) -> float:
     return max(0.0, 1.0 - step / total) if decay == "linear" else 1.0
 
 
-def evaluate(
-    cfg: TrainConfig,
-    run: Run,
-    data: ImageData,
-    tracker: Tracker,
-    scorer: Scorer | None,
-    save_best: Callable[[Run], Path],
+def score(
+    run: Run, data: ImageData, tracker: Tracker, scorer: Scorer | None, seed: int, eval_samples: int
 ) -> dict[str, float]:
-    """Synthetic quality and FID/IS/KID of G (and of its EMA), from a fixed seed: same weights, same numbers.
-    Keeps the checkpoint with the lowest FID (the EMA's where there is one) as best.pt."""
-    device, seed = run.fixed_z.device, cfg.seed + EVAL_SEED_OFFSET
+    """Synthetic quality (``eval_samples`` images) and FID/IS/KID of G (and of its EMA), drawn from
+    ``seed`` + EVAL_SEED_OFFSET: same weights, same numbers."""
+    device, seed = run.fixed_z.device, seed + EVAL_SEED_OFFSET
     result: dict[str, float] = {}
     nets = {"": run.generator} | ({"ema/": run.ema} if run.ema is not None else {})
     main = distributed.current().is_main
@@ -58,9 +53,9 @@ def evaluate(
     distributed.sync_buffers(run.generator, run.ema)  # every rank samples with rank 0's BatchNorm statistics
     for prefix, net in nets.items():
         if data.prototypes is not None and main:  # cheap: rank 0 alone
-            found = evaluate_synthetic(sampler(net), data.prototypes, n=cfg.train.eval_samples)
+            found = evaluate_synthetic(sampler(net), data.prototypes, n=eval_samples)
             if run.classes:  # classes are the prototypes: does G obey its label?
-                per_class = max(1, cfg.train.eval_samples // len(run.classes))
+                per_class = max(1, eval_samples // len(run.classes))
                 found |= class_agreement(class_streams(net, device, seed), data.prototypes, per_class)
             result |= {f"{prefix}synthetic/{k}": v for k, v in found.items()}
         if scorer is not None:  # its own sampler from the same seed: python -m sngan.evaluate reproduces it
@@ -68,11 +63,17 @@ def evaluate(
     result = distributed.broadcast(result)  # every rank takes the same best.pt decision
     if result:
         tracker.metrics(result, run.step)
-    key = f"{'ema/' if run.ema is not None else ''}{cfg.metrics.name}/fid"
-    if key in result and (run.best_metric != key or run.best_fid is None or result[key] < run.best_fid):
-        run.best_fid, run.best_step, run.best_metric = result[key], run.step, key  # another rule: start over
-        save_best(run)
     return result
+
+
+def new_best(run: Run, result: dict[str, float], rule: str) -> bool:
+    """Whether ``result`` holds the lowest FID of rule ``rule`` yet (the EMA's where there is one); if so,
+    ``run`` records it (a run scored under another rule before starts over)."""
+    key = f"{'ema/' if run.ema is not None else ''}{rule}/fid"
+    if key in result and (run.best_metric != key or run.best_fid is None or result[key] < run.best_fid):
+        run.best_fid, run.best_step, run.best_metric = result[key], run.step, key
+        return True
+    return False
 
 
 def class_streams(net: torch.nn.Module, device: torch.device, seed: int) -> Callable[[int, int], torch.Tensor]:
@@ -100,7 +101,7 @@ class NonFiniteError(RuntimeError):
 
 
 def handle_nonfinite(
-    cfg: TrainConfig, run: Run, network: str, stats: dict[str, torch.Tensor], last_good: dict[str, Any] | None
+    policy: str, run: Run, network: str, stats: dict[str, torch.Tensor], last_good: dict[str, Any] | None
 ) -> str | None:
     """Count a skipped update (``on_nonfinite=skip``: None), or put back the state after the last completed
     step and say what failed (``on_nonfinite=stop``: the loop saves that state and stops).
@@ -108,7 +109,7 @@ def handle_nonfinite(
     ``last_good`` (``state.snapshot`` taken before the step) undoes the failed step's other, finite updates,
     so the saved state is exactly the one after the last completed step and resumes like any checkpoint (one
     written at the end of that step is the same state and is kept)."""
-    if cfg.train.on_nonfinite == "skip":
+    if policy == "skip":
         run.skipped[network] += 1
         return None
     values = ", ".join(f"{k}={float(v):.4g}" for k, v in stats.items() if not k.startswith("finite"))
@@ -167,7 +168,7 @@ def train_step(
     # Skipped updates (non-finite): the flags are read once per step, the only wait for the device.
     finite = torch.cat([s[f"finite/{network[0]}"] for network, s in updates]).tolist()
     for ok, (network, update_stats) in zip(finite, updates, strict=True):
-        failed = None if ok else handle_nonfinite(cfg, run, network, update_stats, last_good)
+        failed = None if ok else handle_nonfinite(t.on_nonfinite, run, network, update_stats, last_good)
         if failed is not None:
             return stats | g_stats, factor, failed
     if run.ema is not None and t.ema_decay is not None:
@@ -264,7 +265,9 @@ def train_loop(
                 sample_grids(tracker, run)
             # Evaluate.
             if not stopping and due(run.step, t.eval_every, t.steps):
-                result = evaluate(cfg, run, data, tracker, scorer, lambda r: save(r, "best")) or result
+                result = score(run, data, tracker, scorer, cfg.seed, t.eval_samples) or result
+                if scorer is not None and new_best(run, result, scorer.rule.name):  # keep it as best.pt
+                    save(run, "best")
             # Save on schedule, every checkpoint_minutes, on a signal (on any rank) or at max_minutes; then stop
             # if asked.
             if due(run.step, t.checkpoint_every, t.steps) or signum or save_due:
