@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from sngan.cli import run_lock
 from sngan.cli.errors import ensure_folder, run_or_exit
 from sngan.cli.hydra_checks import register_resolvers
+from sngan.cli.log_file import copied_to
 from sngan.cli.provenance import provenance, resolve_device
 from sngan.cli.settings import check_train
 from sngan.config import ConfigError, TrainConfig, signal_number, to_container
@@ -265,6 +266,11 @@ def main(raw: DictConfig) -> dict[str, float]:
         sys.exit(2)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     say = (lambda text: print(text, file=sys.stderr)) if here.is_main else (lambda text: None)
+    with copied_to(run_dir / "train.log", enabled=here.is_main):  # the run's story, after the fact
+        return _main(raw, run_dir, here, say)
+
+
+def _main(raw: DictConfig, run_dir: Path, here: Dist, say: Callable[[str], None]) -> dict[str, float]:
     resume_hint = f"the same command plus: hydra.run.dir={run_dir} resume=auto"
     try:
         result = run_or_exit(lambda: start(check_train(raw), to_container(raw), run_dir), NonFiniteError, RankFailed)

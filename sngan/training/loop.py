@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from sngan.config import TrainConfig
 from sngan.data import ImageData
@@ -26,6 +25,7 @@ from sngan.training.losses import LOSSES
 from sngan.training.memory import out_of_memory, what_to_lower
 from sngan.training.monitoring import Monitor
 from sngan.training.optim import set_rate
+from sngan.training.progress import Progress
 from sngan.training.spectral import grad_norm
 from sngan.training.speed import GraphCheck, Speed
 from sngan.training.state import Run, rollback, snapshot, update_ema
@@ -191,15 +191,20 @@ class Pace:
 
 
 def log_step(
-    tracker: Tracker, bar: tqdm, run: Run, stats: dict[str, torch.Tensor], pace: Pace, rates: dict[str, float]
+    tracker: Tracker,
+    progress: Progress,
+    run: Run,
+    stats: dict[str, torch.Tensor],
+    pace: Pace,
+    rates: dict[str, float],
 ) -> None:
     """Log the losses and D outputs averaged over ranks (the global batch's values), the skipped-update
-    counts, the learning ``rates`` and the speed; the progress bar shows the losses."""
+    counts, the learning ``rates`` and the speed; the progress bar or line shows the losses."""
     logged = {k: v for k, v in stats.items() if not k.startswith(("finite", "grad_norm"))}
     scalars = {k: float(v) for k, v in distributed.mean_over_ranks(logged).items()}  # waits for the device
     scalars |= {f"nonfinite/skipped_{k[0]}": n for k, n in run.skipped.items()}  # _d, _g
     tracker.scalars(scalars | rates | {"speed/g_iters_per_s": pace.rate(run.step)}, run.step)
-    bar.set_postfix({k: f"{v:.3f}" for k, v in scalars.items() if k.startswith("loss")})
+    progress.losses_are(scalars)
 
 
 def sample_grids(tracker: Tracker, run: Run) -> None:
@@ -226,8 +231,7 @@ def train_loop(
     speed: Speed = EAGER,
 ) -> dict[str, float]:
     t, here = cfg.train, distributed.current()
-    bar = tqdm(total=t.steps, initial=run.step, disable=None if here.is_main else True, dynamic_ncols=True,
-               desc="train")  # fmt: skip
+    progress = Progress(t.steps, run.step, shown=here.is_main)  # a bar on a terminal, else plain lines
     result: dict[str, float] = {}
     pace = Pace(run.step)
     wall = WallClock(t.max_minutes, t.checkpoint_minutes)
@@ -245,7 +249,6 @@ def train_loop(
             if failed is not None:  # on_nonfinite=stop: save the state after the last completed step, stop
                 raise nonfinite_error(failed, run.step, save(run, "keep"))
             graphs.after_step()  # compile=max: a note if more updates ran without CUDA graphs
-            bar.update(1)
             # Agree on saving and stopping (a signal or the wall clock on any rank): every rank decides alike,
             # and a stop skips sampling and evaluation so the checkpoint is written within the scheduler's grace.
             signum, save_due, out_of_time = distributed.max_over_ranks(
@@ -255,7 +258,8 @@ def train_loop(
             # Log (losses and D outputs averaged over ranks: the global batch's values).
             if due(run.step, t.log_every, t.steps):
                 rates = {"lr/g": cfg.optim.lr_g * factor, "lr/d": cfg.optim.lr_d * factor}
-                log_step(tracker, bar, run, stats, pace, rates)
+                log_step(tracker, progress, run, stats, pace, rates)
+            progress.update(run.step, log_due=due(run.step, t.log_every, t.steps))
             # Monitor spectral norms, gradient norms and D's outputs (reads only: training is unchanged).
             if monitor is not None and monitor_due:
                 grads = {k: v for k, v in stats.items() if k.startswith("grad_norm")}
@@ -265,18 +269,20 @@ def train_loop(
                 sample_grids(tracker, run)
             # Evaluate.
             if not stopping and due(run.step, t.eval_every, t.steps):
-                result = score(run, data, tracker, scorer, cfg.seed, t.eval_samples) or result
+                found = score(run, data, tracker, scorer, cfg.seed, t.eval_samples)
+                progress.scored(found, run.step)
+                result = found or result
                 if scorer is not None and new_best(run, result, scorer.rule.name):  # keep it as best.pt
                     save(run, "best")
             # Save on schedule, every checkpoint_minutes, on a signal (on any rank) or at max_minutes; then stop
             # if asked.
             if due(run.step, t.checkpoint_every, t.steps) or signum or save_due:
-                save(run)
+                progress.saved(save(run), run.step)
                 wall.saved()
             if signum:
                 raise Interrupted(signum, run.step)
             if stopping:
                 raise TimeLimit(t.max_minutes or 0.0, run.step)
     finally:
-        bar.close()
+        progress.close()
     return result
