@@ -87,6 +87,7 @@ class LoopConfig:
     compile: str  # auto | none | default | max (CUDA graphs)
     channels_last: bool | None  # None: on for CUDA and the CPU
     data_on: str  # auto | device (images held on the GPU) | host
+    dry_run: bool  # build everything, print the plan (settings, sizes, schedule, disk), train nothing
 
 
 @dataclass

@@ -28,10 +28,10 @@ from sngan.cli.provenance import provenance, resolve_device
 from sngan.cli.settings import check_train
 from sngan.config import ConfigError, TrainConfig, signal_number, to_container
 from sngan.data import BatchSampler, ImageData, to_float
-from sngan.metrics.scoring import load_dataset, load_extractor, make_scorer
+from sngan.metrics.scoring import load_dataset, load_extractor, make_scorer, split_of, stats_path
 from sngan.models import MODELS, build_models
 from sngan.training import checkpoint as ckpt
-from sngan.training import distributed, stopping
+from sngan.training import distributed, dry_run, stopping
 from sngan.training.distributed import Dist, RankFailed
 from sngan.training.loop import NonFiniteError, train_loop
 from sngan.training.memory import out_of_memory, what_to_lower
@@ -202,9 +202,11 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
     data = distributed.main_first(lambda: load_dataset(cfg.dataset))
     class_names(cfg, data)  # a conditional run on unlabeled data: the first thing to say
     check_data_size(cfg, len(data.images))  # before the reference statistics, the networks and the placing
-    scorer = distributed.main_first(
-        lambda: make_scorer(cfg.metrics, cfg.inception, cfg.dataset, device, data.images, inception, here.is_main)
-    )
+    scorer = None
+    if not cfg.train.dry_run:  # a dry run only says where the reference statistics are
+        scorer = distributed.main_first(
+            lambda: make_scorer(cfg.metrics, cfg.inception, cfg.dataset, device, data.images, inception, here.is_main)
+        )
     speed, notes = resolve_speed(cfg, device, data.images.nbytes, here.enabled)
     for note in notes if here.is_main else ():
         print(f"note: {note}", file=sys.stderr)
@@ -220,6 +222,12 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
     accelerate(run, speed)
     info = provenance(device) | {"speed": speed.as_dict()}
     info |= {"world_size": here.world, "sync_bn": cfg.train.sync_bn} if here.enabled else {}
+    if cfg.train.dry_run:
+        if here.is_main:
+            size = dry_run.checkpoint_bytes(run, config, info)
+            lines = dry_run.report(cfg, run, data, device, speed.as_dict(), reference_plan(cfg), source, size)
+            print(f"{lines[0]}\n\nresolved settings:\n{OmegaConf.to_yaml(config)}\n" + "\n".join(lines[1:]), flush=True)
+        return {}
     if here.is_main:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
         (run_dir / "provenance.json").write_text(json.dumps(info, indent=2))
@@ -239,6 +247,19 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
         return train_loop(cfg, run, data, tracker, save, stop, scorer, monitor, speed)
     finally:
         tracker.close()
+
+
+def reference_plan(cfg: TrainConfig) -> str:
+    """Where the run's reference statistics come from, without computing them."""
+    metrics = cfg.metrics
+    if metrics.name == "none":
+        return "none (metrics=none)" + ("; the synthetic quality measure" if cfg.dataset.name == "synthetic" else "")
+    if metrics.stats is not None:
+        return f"rule {metrics.name}: {metrics.n_fake:,} generated images against {metrics.stats}"
+    split = split_of(cfg.dataset, metrics.real_split)
+    path = stats_path(cfg.inception.stats_dir, cfg.dataset, split, metrics.n_real, cfg.inception.dims)
+    state = "cached" if path.is_file() else f"computed at start from {metrics.n_real or 'all':,} {split} images"
+    return f"rule {metrics.name}: {metrics.n_fake:,} generated images against {path} ({state})"
 
 
 def make_monitor(run: Run, data: ImageData, model: str, grid_size: int, device: torch.device) -> Monitor:
