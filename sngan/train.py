@@ -320,10 +320,15 @@ def _main(raw: DictConfig, run_dir: Path, here: Dist, say: Callable[[str], None]
 def launch() -> None:
     """The command line: under torchrun, join the other ranks first (they share rank 0's run folder)."""
     distributed.setup()
+    clean = False
     try:
         main()
+        clean = True
+    except SystemExit as exc:
+        clean = exc.code in (None, 0)  # every rank stops alike (a requeue, a time limit)
+        raise
     finally:
-        distributed.teardown()
+        distributed.teardown(clean)
 
 
 if __name__ == "__main__":
