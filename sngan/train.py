@@ -28,7 +28,7 @@ from sngan.cli.provenance import provenance, resolve_device
 from sngan.cli.settings import check_train
 from sngan.config import ConfigError, TrainConfig, signal_number, to_container
 from sngan.data import BatchSampler, ImageData, to_float
-from sngan.metrics.scoring import load_dataset, load_extractor, make_scorer, split_of, stats_path
+from sngan.metrics.scoring import describe_reference, load_dataset, load_extractor, make_scorer
 from sngan.models import MODELS, build_models
 from sngan.training import checkpoint as ckpt
 from sngan.training import distributed, dry_run, stopping
@@ -225,7 +225,16 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
     if cfg.train.dry_run:
         if here.is_main:
             size = dry_run.checkpoint_bytes(run, config, info)
-            lines = dry_run.report(cfg, run, data, device, speed.as_dict(), reference_plan(cfg), source, size)
+            lines = dry_run.report(
+                cfg,
+                run,
+                data,
+                device,
+                speed.as_dict(),
+                describe_reference(cfg.metrics, cfg.inception, cfg.dataset),
+                source,
+                size,
+            )
             print(f"{lines[0]}\n\nresolved settings:\n{OmegaConf.to_yaml(config)}\n" + "\n".join(lines[1:]), flush=True)
         return {}
     if here.is_main:
@@ -247,19 +256,6 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
         return train_loop(cfg, run, data, tracker, save, stop, scorer, monitor, speed)
     finally:
         tracker.close()
-
-
-def reference_plan(cfg: TrainConfig) -> str:
-    """Where the run's reference statistics come from, without computing them."""
-    metrics = cfg.metrics
-    if metrics.name == "none":
-        return "none (metrics=none)" + ("; the synthetic quality measure" if cfg.dataset.name == "synthetic" else "")
-    if metrics.stats is not None:
-        return f"rule {metrics.name}: {metrics.n_fake:,} generated images against {metrics.stats}"
-    split = split_of(cfg.dataset, metrics.real_split)
-    path = stats_path(cfg.inception.stats_dir, cfg.dataset, split, metrics.n_real, cfg.inception.dims)
-    state = "cached" if path.is_file() else f"computed at start from {metrics.n_real or 'all':,} {split} images"
-    return f"rule {metrics.name}: {metrics.n_fake:,} generated images against {path} ({state})"
 
 
 def make_monitor(run: Run, data: ImageData, model: str, grid_size: int, device: torch.device) -> Monitor:

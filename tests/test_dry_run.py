@@ -52,3 +52,16 @@ def test_a_fresh_dry_run_estimates_adams_moments_too(tmp_path, capsys):
     run_training(tmp_path / "real", TINY + ["train.steps=2"])
     real = ckpt.checkpoint_path(tmp_path / "real", 2).stat().st_size
     assert abs(estimate - real) / real < 0.1, (estimate, real)
+
+
+def test_the_reference_statistics_are_described_for_every_rule_without_computing_them(tmp_path):
+    from helpers import compose_cfg, validated
+
+    from sngan.metrics.scoring import describe_reference
+
+    stats = tmp_path / "stats"
+    for rule, count in (("fid_paper", "10,000 train images"), ("fid50k_train", "all train images")):
+        cfg = validated(compose_cfg(["dataset=cifar10", f"metrics={rule}", f"inception.stats_dir={stats}"]))
+        said = describe_reference(cfg.metrics, cfg.inception, cfg.dataset)
+        assert said.startswith(f"rule {rule}: ") and said.endswith(f"(computed at start from {count})"), said
+    assert not stats.exists()

@@ -194,6 +194,19 @@ class Scorer:
         }
 
 
+def describe_reference(metrics: MetricsConfig, inception: InceptionConfig, dataset: DatasetConfig) -> str:
+    """Where ``make_scorer`` takes the reference statistics from, said without computing them (the dry run)."""
+    if metrics.name == "none":
+        return "none (metrics=none)" + ("; the synthetic quality measure" if dataset.name == "synthetic" else "")
+    if metrics.stats is not None:
+        return f"rule {metrics.name}: {metrics.n_fake:,} generated images against {metrics.stats}"
+    split = split_of(dataset, metrics.real_split)
+    path = stats_path(inception.stats_dir, dataset, split, metrics.n_real, inception.dims)
+    count = "all" if metrics.n_real is None else f"{metrics.n_real:,}"
+    state = "cached" if path.is_file() else f"computed at start from {count} {split} images"
+    return f"rule {metrics.name}: {metrics.n_fake:,} generated images against {path} ({state})"
+
+
 def make_scorer(
     metrics: MetricsConfig,
     inception: InceptionConfig,
