@@ -256,10 +256,11 @@ def train_loop(
             )
             stopping = bool(signum) or (bool(out_of_time) and run.step < t.steps)
             # Log (losses and D outputs averaged over ranks: the global batch's values).
-            if due(run.step, t.log_every, t.steps):
+            log_due = due(run.step, t.log_every, t.steps)
+            if log_due:
                 rates = {"lr/g": cfg.optim.lr_g * factor, "lr/d": cfg.optim.lr_d * factor}
                 log_step(tracker, progress, run, stats, pace, rates)
-            progress.update(run.step, log_due=due(run.step, t.log_every, t.steps))
+            progress.update(run.step, log_due)
             # Monitor spectral norms, gradient norms and D's outputs (reads only: training is unchanged).
             if monitor is not None and monitor_due:
                 grads = {k: v for k, v in stats.items() if k.startswith("grad_norm")}

@@ -131,16 +131,16 @@ def check_settings(stored: dict[str, Any], config: dict[str, Any], path: Path, s
     return [show(k) for k in changed]
 
 
+_ABSENT = object()
+
+
 def _has(config: dict[str, Any], dotted: str) -> bool:
-    *parents, last = dotted.split(".")
-    for part in parents:
-        config = config.get(part) if isinstance(config, dict) else None
-    return isinstance(config, dict) and last in config
+    return _get(config, dotted, _ABSENT) is not _ABSENT
 
 
-def _get(config: dict[str, Any], dotted: str) -> Any:
+def _get(config: dict[str, Any], dotted: str, absent: Any = None) -> Any:
     for part in dotted.split("."):
-        config = config.get(part) if isinstance(config, dict) else None
+        config = config.get(part, absent) if isinstance(config, dict) else absent
     return config
 
 
