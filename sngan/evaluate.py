@@ -32,6 +32,7 @@ from sngan.metrics.class_scoring import class_reference_stats, intra_class_fid
 from sngan.metrics.inception import InceptionFeatures, Weights
 from sngan.metrics.scoring import Scorer, load_extractor, make_scorer, split_of
 from sngan.training import checkpoint as ckpt
+from sngan.training.memory import out_of_memory
 
 
 def checkpoints_of(target: Path) -> list[Path]:
@@ -141,31 +142,40 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     if cfg.intra_class:
         check_intra_class(first)  # before the slow part
     extractor = load_extractor(cfg.inception)
-    # Per-class statistics first: their feature pass also writes the reference statistics the scorer reads.
-    references = intra_class_references(cfg, first, extractor, device) if cfg.intra_class else None
-    scorer = scorer_for(cfg, first, device, extractor)
-    per_class = max(2, cfg.metrics.n_fake // len(references)) if references is not None else 0
-    seed = cfg.seed if cfg.seed is not None else int(first["config"].get("seed", 0)) + EVAL_SEED_OFFSET
-    rows: list[dict[str, Any]] = []
-    classes = first["classes"] if references is not None else None
-    for path in paths:
-        try:
-            nets = first_nets if path == first_path else networks_of(path)[1]  # each file read once
-        except ckpt.CheckpointError as exc:  # a run folder's file pruned or damaged meanwhile: the rest count
-            skip(path, exc, skipped)
-            continue
-        for generator, info in nets:
-            row = {"checkpoint": str(path), "step": info["step"], "network": "ema" if info["ema"] else "g"}
-            generator = generator.to(device)
-            row |= scorer(SeededSampler(generator, device, seed))
-            if references is not None:
-                row |= intra_class_fid(
-                    scorer, references, lambda k, g=generator: SeededSampler(g, device, seed + k, label=k), per_class
-                )
-            rows.append(row)
-            print(format_row(scorer.rule.name, rows[-1]), file=sys.stderr)
-            write_results(out, scorer, seed, rows, classes, per_class, skipped)
-    return write_results(out, scorer, seed, rows, classes, per_class, skipped), out  # with files skipped last
+    fix = (
+        f"Generate and embed fewer images at once (batch_size={cfg.batch_size}, inception.batch_size="
+        f"{cfg.inception.batch_size}, e.g. half), or score on another device (device=cpu)"
+    )
+    kept = f"Nothing was lost: each checkpoint's numbers are written to {out} as soon as it is scored."
+    with out_of_memory(f"scoring on {device}", fix, device, kept):
+        # Per-class statistics first: their feature pass also writes the reference statistics the scorer reads.
+        references = intra_class_references(cfg, first, extractor, device) if cfg.intra_class else None
+        scorer = scorer_for(cfg, first, device, extractor)
+        per_class = max(2, cfg.metrics.n_fake // len(references)) if references is not None else 0
+        seed = cfg.seed if cfg.seed is not None else int(first["config"].get("seed", 0)) + EVAL_SEED_OFFSET
+        rows: list[dict[str, Any]] = []
+        classes = first["classes"] if references is not None else None
+        for path in paths:
+            try:
+                nets = first_nets if path == first_path else networks_of(path)[1]  # each file read once
+            except ckpt.CheckpointError as exc:  # a run folder's file pruned or damaged meanwhile: the rest count
+                skip(path, exc, skipped)
+                continue
+            for generator, info in nets:
+                row = {"checkpoint": str(path), "step": info["step"], "network": "ema" if info["ema"] else "g"}
+                generator = generator.to(device)
+                row |= scorer(SeededSampler(generator, device, seed))
+                if references is not None:
+                    row |= intra_class_fid(
+                        scorer,
+                        references,
+                        lambda k, g=generator: SeededSampler(g, device, seed + k, label=k),
+                        per_class,
+                    )
+                rows.append(row)
+                print(format_row(scorer.rule.name, rows[-1]), file=sys.stderr)
+                write_results(out, scorer, seed, rows, classes, per_class, skipped)
+        return write_results(out, scorer, seed, rows, classes, per_class, skipped), out  # with files skipped last
 
 
 def write_results(

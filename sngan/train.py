@@ -43,7 +43,7 @@ from sngan.training.state import Run, fingerprint, make_ema, set_class_mix, stat
 from sngan.training.step import EAGER
 from sngan.training.stopping import GracefulStop, Interrupted, TimeLimit, requeue
 from sngan.training.tracking import NullTracker, Tracker
-from sngan.training.wrappers import accelerate, distribute
+from sngan.training.wrappers import CompileFailed, accelerate, distribute
 
 register_resolvers()
 
@@ -290,7 +290,9 @@ def main(raw: DictConfig) -> dict[str, float]:
 def _main(raw: DictConfig, run_dir: Path, here: Dist, say: Callable[[str], None]) -> dict[str, float]:
     resume_hint = f"the same command plus: hydra.run.dir={run_dir} resume=auto"
     try:
-        result = run_or_exit(lambda: start(check_train(raw), to_container(raw), run_dir), NonFiniteError, RankFailed)
+        result = run_or_exit(
+            lambda: start(check_train(raw), to_container(raw), run_dir), NonFiniteError, RankFailed, CompileFailed
+        )
     except Interrupted as stopped:
         where = f"Training {stopped} with a checkpoint in {run_dir / ckpt.CHECKPOINT_DIR}."
         if raw.train.requeue_signal is not None and stopped.signum == signal_number(raw.train.requeue_signal):

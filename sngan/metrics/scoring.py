@@ -32,6 +32,7 @@ from sngan.metrics.fid import (
 )
 from sngan.metrics.inception import InceptionFeatures, Weights, resolve_weights
 from sngan.training import distributed
+from sngan.training.memory import EvaluationOutOfMemory, noted
 
 
 class MetricsError(RuntimeError):
@@ -167,14 +168,28 @@ class Scorer:
         """FID, IS and KID of ``rule.n_fake`` images from ``sample_fn`` (in [-1, 1])."""
         here = distributed.current()
         batches = generated_batches(sample_fn, self.rule.n_fake, self.batch_size, here.rank, here.world)
-        shares = distributed.gather(extract(self.extractor, batches, self.device))
-        result = None
+        # Out of memory on any rank: every rank still meets the others, then all raise it together.
+        failures: list[str] = []
+        mine = None
+        with noted(failures, self.device):
+            mine = extract(self.extractor, batches, self.device)
+        shares = distributed.gather(failures[0] if failures else mine)
+        outcome: dict[str, float] | str | None = None
         if shares is not None:
-            assert self.reference is not None, "rank 0 holds the reference statistics"
-            features = np.concatenate([f for f, _ in shares])
-            logits = None if shares[0][1] is None else np.concatenate([lg for _, lg in shares])
-            result = score(features, logits, self.reference, self.rule, self.device)
-        return distributed.broadcast(result)
+            failed = [f"rank {rank}: {share}" for rank, share in enumerate(shares) if isinstance(share, str)]
+            if failed:
+                outcome = failed[0] if here.enabled else failed[0].removeprefix("rank 0: ")
+            else:
+                assert self.reference is not None, "rank 0 holds the reference statistics"
+                features = np.concatenate([f for f, _ in shares])
+                logits = None if shares[0][1] is None else np.concatenate([lg for _, lg in shares])
+                with noted(failures, self.device):
+                    outcome = score(features, logits, self.reference, self.rule, self.device)
+                outcome = failures[0] if failures else outcome
+        outcome = distributed.broadcast(outcome)
+        if isinstance(outcome, str):
+            raise EvaluationOutOfMemory(outcome)
+        return outcome
 
     def describe(self) -> dict[str, Any]:
         """What a number computed by this scorer means: stored beside every saved result."""

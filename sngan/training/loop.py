@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from sngan.metrics import class_agreement, evaluate_synthetic
 from sngan.metrics.scoring import Scorer
 from sngan.training import distributed
 from sngan.training.losses import LOSSES
-from sngan.training.memory import out_of_memory, what_to_lower
+from sngan.training.memory import EvaluationOutOfMemory, noted, out_of_memory, what_to_lower
 from sngan.training.monitoring import Monitor
 from sngan.training.optim import set_rate
 from sngan.training.progress import Progress
@@ -32,6 +33,7 @@ from sngan.training.state import Run, rollback, snapshot, update_ema
 from sngan.training.step import EAGER, d_step, g_step
 from sngan.training.stopping import GracefulStop, Interrupted, TimeLimit, WallClock
 from sngan.training.tracking import Tracker
+from sngan.training.wrappers import CompileTrial
 
 
 def lr_factor(step: int, total: int, decay: str) -> float:
@@ -51,16 +53,20 @@ def score(
     # Conditional: classes as often as in the training set (the real side's mix), whatever train.fake_labels.
     sampler = lambda net: SeededSampler(net, device, seed, class_counts=run.class_counts)  # noqa: E731
     distributed.sync_buffers(run.generator, run.ema)  # every rank samples with rank 0's BatchNorm statistics
+    failures: list[str] = []  # out of memory in the synthetic check (rank 0): said to every rank at the end
     for prefix, net in nets.items():
-        if data.prototypes is not None and main:  # cheap: rank 0 alone
-            found = evaluate_synthetic(sampler(net), data.prototypes, n=eval_samples)
-            if run.classes:  # classes are the prototypes: does G obey its label?
-                per_class = max(1, eval_samples // len(run.classes))
-                found |= class_agreement(class_streams(net, device, seed), data.prototypes, per_class)
-            result |= {f"{prefix}synthetic/{k}": v for k, v in found.items()}
+        if data.prototypes is not None and main and not failures:  # cheap: rank 0 alone
+            with noted(failures, device):
+                found = evaluate_synthetic(sampler(net), data.prototypes, n=eval_samples)
+                if run.classes:  # classes are the prototypes: does G obey its label?
+                    per_class = max(1, eval_samples // len(run.classes))
+                    found |= class_agreement(class_streams(net, device, seed), data.prototypes, per_class)
+                result |= {f"{prefix}synthetic/{k}": v for k, v in found.items()}
         if scorer is not None:  # its own sampler from the same seed: python -m sngan.evaluate reproduces it
             result |= {f"{prefix}{scorer.rule.name}/{k}": v for k, v in scorer(sampler(net)).items()}
-    result = distributed.broadcast(result)  # every rank takes the same best.pt decision
+    result, failed = distributed.broadcast((result, failures))  # every rank takes the same best.pt decision
+    if failed:
+        raise EvaluationOutOfMemory(failed[0])
     if result:
         tracker.metrics(result, run.step)
     return result
@@ -74,6 +80,15 @@ def new_best(run: Run, result: dict[str, float], rule: str) -> bool:
         run.best_fid, run.best_step, run.best_metric = result[key], run.step, key
         return True
     return False
+
+
+def skipped_evaluation(step: int, why: str, batch_size: int) -> str:
+    return (
+        f"warning: the evaluation at step {step} ran out of memory ({why}) and is skipped; training goes on "
+        f"and the next evaluation runs as scheduled. To fit it, embed fewer images at once "
+        f"(inception.batch_size={batch_size}, e.g. {max(1, batch_size // 2)}), keep the training images in host "
+        f"memory (train.data_on=host), or score the saved checkpoints afterwards with python -m sngan.evaluate."
+    )
 
 
 def class_streams(net: torch.nn.Module, device: torch.device, seed: int) -> Callable[[int, int], torch.Tensor]:
@@ -236,6 +251,7 @@ def train_loop(
     pace = Pace(run.step)
     wall = WallClock(t.max_minutes, t.checkpoint_minutes)
     graphs = GraphCheck(speed)
+    trial = CompileTrial(run, speed, t.compile, save)  # a failing compile: eager (compile=auto) or an error
     first, fix = run.step, what_to_lower(t.batch_size_d, t.batch_size_g, cfg.model.width)
     try:
         while run.step < t.steps:
@@ -243,9 +259,12 @@ def train_loop(
             # memory in the first step means settings too big for this machine: an error that names them.
             every = t.monitor_every
             monitor_due = monitor is not None and every is not None and due(run.step + 1, every, t.steps)
-            guard = out_of_memory("running the first training step", fix) if run.step == first else nullcontext()
+            device = run.fixed_z.device
+            guard = (
+                out_of_memory("running the first training step", fix, device) if run.step == first else nullcontext()
+            )
             with guard:
-                stats, factor, failed = train_step(cfg, run, speed, grad_norms=monitor_due)
+                stats, factor, failed = trial.step(partial(train_step, cfg, run, grad_norms=monitor_due))
             if failed is not None:  # on_nonfinite=stop: save the state after the last completed step, stop
                 raise nonfinite_error(failed, run.step, save(run, "keep"))
             graphs.after_step()  # compile=max: a note if more updates ran without CUDA graphs
@@ -268,12 +287,16 @@ def train_loop(
             # Sample a grid from the fixed z.
             if here.is_main and not stopping and due(run.step, t.sample_every, t.steps):
                 sample_grids(tracker, run)
-            # Evaluate.
+            # Evaluate (one that runs out of memory is skipped with a warning: a long run trains on).
             if not stopping and due(run.step, t.eval_every, t.steps):
-                found = score(run, data, tracker, scorer, cfg.seed, t.eval_samples)
+                try:
+                    found = score(run, data, tracker, scorer, cfg.seed, t.eval_samples)
+                except EvaluationOutOfMemory as exc:
+                    found = {}
+                    progress.write(skipped_evaluation(run.step, str(exc), cfg.inception.batch_size))
                 progress.scored(found, run.step)
                 result = found or result
-                if scorer is not None and new_best(run, result, scorer.rule.name):  # keep it as best.pt
+                if scorer is not None and new_best(run, found, scorer.rule.name):  # keep it as best.pt
                     save(run, "best")
             # Save on schedule, every checkpoint_minutes, on a signal (on any rank) or at max_minutes; then stop
             # if asked.
