@@ -136,6 +136,19 @@ def worker_pids(parent: int) -> list[int]:
     return [int(pid) for pid in out.stdout.split()]
 
 
+def test_an_evaluation_out_of_memory_on_one_rank_is_skipped_by_every_rank(tmp_path, inception_home):
+    """Rank 1 alone runs out in the step-2 evaluation: no rank waits for it; all skip it and train on."""
+    env = {"TORCH_HOME": str(inception_home), "SNGAN_STATS_DIR": str(tmp_path / "stats"), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--standalone",
+           str(Path(__file__).with_name("ddp_oom_worker.py")), *DDP, f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    out = subprocess.run(cmd, env=os.environ | env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("warning: the evaluation at step 2")]
+    assert len(warnings) == 1 and "(rank 1: CUDA out of memory. Tried to allocate 7.00 GiB." in warnings[0], out.stderr
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [4] and "ema/tiny/fid" in lines[0]
+
+
 def test_a_failure_on_rank_0_before_training_stops_every_rank_with_its_message(tmp_path):
     args = TINY + METRICS + ["train.steps=2", f"inception.weights={tmp_path}/none.pth", f"hydra.run.dir={tmp_path}/run"]
     out = torchrun(args, {"OMP_NUM_THREADS": "1", "TORCH_HOME": str(tmp_path / "empty")})
