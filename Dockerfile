@@ -17,6 +17,9 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc g++ libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 
+# A --user uid the image does not know has no name: torch 2.11's inductor asks for one (getpass.getuser)
+# to name its cache folder and fails at the first compiled step (pytorch#140765). USER and LOGNAME
+# answer getpass first, and the inductor cache gets a folder of its own in the container.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -26,7 +29,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SNGAN_STATS_DIR=/cache/stats \
     TORCH_HOME=/cache/torch \
     MPLCONFIGDIR=/tmp/matplotlib \
-    HOME=/tmp
+    HOME=/tmp \
+    USER=sngan \
+    LOGNAME=sngan \
+    TORCHINDUCTOR_CACHE_DIR=/tmp/torchinductor
 
 WORKDIR /opt/sngan
 COPY pyproject.toml README.md LICENSE ./

@@ -59,6 +59,39 @@ def test_dockerfile_base_user_volumes_entrypoint():
     assert {".git", "outputs", "data", "multirun"} <= set(ignored)
 
 
+def image_env() -> dict[str, str]:
+    """The variables the Dockerfile's ENV instructions set."""
+    pairs = [item.split("=", 1) for word, args in instructions() if word == "ENV" for item in args.split()]
+    return dict(pairs)
+
+
+UNKNOWN_UID = """
+import getpass, pwd
+def unknown(uid):
+    raise KeyError(f"getpwuid(): uid not found: {uid}")
+pwd.getpwuid = unknown  # what `docker run --user "$(id -u):$(id -g)"` gives a uid the image lacks
+print(getpass.getuser())
+from torch._inductor.runtime.cache_dir_utils import cache_dir
+print(cache_dir())
+"""
+
+
+def test_a_uid_the_image_does_not_know_can_still_compile(tmp_path):
+    """torch 2.11's inductor names its cache folder after getpass.getuser(), which raises for such a uid
+    (pytorch#140765) unless USER or LOGNAME is set: the image sets them, and a cache folder of its own."""
+    env = {k: v for k, v in os.environ.items() if k not in ("USER", "LOGNAME", "LNAME", "USERNAME")}
+    env.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    bare = subprocess.run([sys.executable, "-c", UNKNOWN_UID], env=env, capture_output=True, text=True, timeout=120)
+    assert bare.returncode != 0 and "uid not found" in bare.stderr  # the emulation shows the failure
+    image = image_env()
+    assert image["USER"] and image["LOGNAME"] and image["TORCHINDUCTOR_CACHE_DIR"].startswith("/tmp/")
+    here = image | {"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}  # /tmp/... is the container's
+    proc = subprocess.run([sys.executable, "-c", UNKNOWN_UID], env=env | here, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [image["USER"], str(tmp_path / "inductor")]
+
+
 def bare_venv_over_this_environment(venv: Path) -> dict[str, str]:
     """A venv with nothing of its own that sees this test's environment (what the README's install command
     installed: torch, pip, setuptools >= 70.1 from the dev extra) through a path file, never the system

@@ -51,9 +51,10 @@ class Backend:
     CUDA-graph capture failing when it records, at the second call of a graph)."""
 
     def __init__(self, fail_at: int) -> None:
-        self.fail_at, self.calls = fail_at, 0
+        self.fail_at, self.calls, self.compiled = fail_at, 0, []
 
     def __call__(self, gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]):
+        self.compiled.append(gm)
         if self.fail_at == 0:
             raise RuntimeError("Triton: no usable C compiler for this GPU\nsecond line, not shown")
 
@@ -263,3 +264,21 @@ def test_evaluation_out_of_memory_counts_as_out_of_memory():
     from sngan.training.memory import is_out_of_memory
 
     assert is_out_of_memory(EvaluationOutOfMemory("anything"))
+
+
+# ---------------------------------------------------------------- many compiled runs in one process
+
+
+@pytest.mark.slow
+def test_every_compiled_run_in_one_process_compiles_its_networks(tmp_path, capsys, failing_compile):
+    """Spectral norm gives each freshly built D's layers classes of their own, so each run's D is a new
+    compile for dynamo, which stops compiling a function after a few (silently: eager from then on). Each
+    run starts from a fresh dynamo cache: the fifth run of a sweep compiles as many graphs as the first."""
+    failing_compile.fail_at = -1  # never fails; counts the graphs it is given
+    graphs = []
+    for run in range(5):
+        failing_compile.calls, before = 0, len(failing_compile.compiled)
+        code, err = train(tmp_path / f"run{run}", STEPS + ["train.steps=1", "train.compile=default"], capsys)
+        assert code == 0, err
+        graphs.append(len(failing_compile.compiled) - before)
+    assert graphs[0] >= 4 and graphs == graphs[:1] * 5, graphs  # G and D, each read and updated

@@ -40,6 +40,10 @@ def accelerate(run: Run, speed: Speed) -> None:
     monitoring, evaluation and checkpoints use them). A module reached two ways shares one compiled copy."""
     if speed.compile == "none":
         return
+    # A fresh cache for each run: spectral norm gives a new D's layers classes of their own, so every run's D
+    # is a new compile of the same functions, and after dynamo's limit (8 per function: 2 a run) it would
+    # silently run eagerly from the fifth run of a process on (a sweep, benchmark.py, the GPU tests).
+    torch._dynamo.reset()
     g_read, d_read = compiled(run.generator, speed.compile), compiled(run.discriminator, speed.compile)
     run.g_update = compiled(run.g_update, speed.compile) if run.g_update is not None else g_read
     run.d_update = compiled(run.d_update, speed.compile) if run.d_update is not None else d_read
