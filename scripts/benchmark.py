@@ -223,7 +223,7 @@ def measure_setting(model: str, name: str, args: argparse.Namespace) -> dict[str
     from sngan.training.distributed import Dist
     from sngan.training.loop import train_step
     from sngan.training.losses import LOSSES
-    from sngan.training.speed import cudagraph_skips, resolve, set_tf32
+    from sngan.training.speed import cudagraph_skips, resolve, set_backends
     from sngan.training.step import d_step, g_step
     from sngan.training.wrappers import accelerate
 
@@ -232,7 +232,7 @@ def measure_setting(model: str, name: str, args: argparse.Namespace) -> dict[str
     data = make_synthetic(args.images, cfg.dataset.resolution)
     t = cfg.train
     speed, notes = resolve(device, t.precision, t.tf32, t.compile, t.channels_last, "auto", data.images.nbytes)
-    set_tf32(speed.tf32)
+    set_backends(speed, device)
     torch._dynamo.reset()
     skips = cudagraph_skips()
     if device.type == "cuda":

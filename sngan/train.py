@@ -38,7 +38,7 @@ from sngan.training.memory import out_of_memory, what_to_lower
 from sngan.training.monitoring import Monitor, custom_scalars_layout
 from sngan.training.optim import adam
 from sngan.training.resume import find_resume, resume_from
-from sngan.training.speed import Speed, memory_format, resolve, set_tf32
+from sngan.training.speed import Speed, memory_format, resolve, set_backends
 from sngan.training.state import Run, fingerprint, make_ema, set_class_mix, state_dict
 from sngan.training.step import EAGER
 from sngan.training.stopping import GracefulStop, Interrupted, TimeLimit, requeue
@@ -210,7 +210,7 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
     speed, notes = resolve_speed(cfg, device, data.images.nbytes, here.enabled)
     for note in notes if here.is_main else ():
         print(f"note: {note}", file=sys.stderr)
-    set_tf32(speed.tf32)
+    set_backends(speed, device)
     run = build_run(cfg, data, device, here, speed)
     if here.rank > 0:  # each rank its own noise; rank 0 goes on from its initialisation's stream
         torch.manual_seed(distributed.rank_seed(cfg.seed, here.rank))

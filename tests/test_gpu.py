@@ -40,11 +40,13 @@ def test_device_resident_batches_equal_host_batches():
     data = make_synthetic(100, 32)
     host = BatchSampler(data.images, seed=3, hflip=True, labels=data.labels)
     device = BatchSampler(data.images, seed=3, hflip=True, labels=data.labels)
+    cpu = BatchSampler(data.images, seed=3, hflip=True, labels=data.labels)
     device.place(CUDA)
     assert device.images.device.type == "cuda"
-    for _ in range(5):
-        (xh, yh), (xd, yd) = host.next(32, CUDA), device.next(32, CUDA)
+    for _ in range(20):  # more than PinnedUploads.SLOTS: every pinned buffer refilled
+        (xh, yh), (xd, yd), (xc, yc) = host.next(32, CUDA), device.next(32, CUDA), cpu.next(32, torch.device("cpu"))
         assert torch.equal(xh, xd) and torch.equal(yh, yd)
+        assert torch.equal(xh.cpu(), xc) and torch.equal(yh.cpu(), yc)
 
 
 def test_captured_updates_read_the_scheduled_learning_rate(tmp_path):

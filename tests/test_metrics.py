@@ -122,7 +122,7 @@ def test_on_the_cpu_the_network_runs_channels_last_with_the_same_features(random
     torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)  # sums in another order, same features
 
 
-def test_full_fp32_turns_tf32_off_and_restores_it_through_the_training_api():
+def test_full_fp32_turns_tf32_and_cudnn_timing_off_and_restores_them_through_the_training_api():
     """Inside, TF32 is off by every getter torch has; none of them raises for a mix of the legacy and
     the newer settings (torch >= 2.9 raises so at the next cuBLAS or cuDNN call: FID after TF32 training)."""
     from sngan.training.speed import set_tf32
@@ -131,16 +131,17 @@ def test_full_fp32_turns_tf32_off_and_restores_it_through_the_training_api():
         return (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
                 torch._C._get_cublas_allow_tf32())  # fmt: skip
 
-    before = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
+    before = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
     try:
         set_tf32(True)
+        torch.backends.cudnn.benchmark = True  # what training sets on a GPU (speed.set_backends)
         with full_fp32():
-            assert tf32() == (False, False, False)
+            assert tf32() == (False, False, False) and not torch.backends.cudnn.benchmark
             assert torch.get_float32_matmul_precision() == "highest"
-        assert tf32() == (True, True, True)
+        assert tf32() == (True, True, True) and torch.backends.cudnn.benchmark
     finally:  # this process's settings as they were
         torch.set_float32_matmul_precision(before[0])
-        torch.backends.cudnn.allow_tf32 = before[1]
+        torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = before[1:]
 
 
 def test_generated_images_are_rounded_like_pngs():

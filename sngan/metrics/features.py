@@ -38,18 +38,20 @@ class MetricRule:
 
 @contextlib.contextmanager
 def full_fp32() -> Iterator[None]:
-    """TF32 off (it shifts FID) and autocast off, restored afterwards. Through the same long-standing
-    setters as ``sngan.training.speed.set_tf32``: torch >= 2.9 raises at the next cuBLAS or cuDNN call when the
-    legacy and the newer ``fp32_precision`` settings have been mixed."""
-    saved = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
+    """TF32 off (it shifts FID), autocast off and cuDNN's algorithm timing off (training turns it on: the
+    fastest algorithm it times may differ from process to process, and with it the last digits of FID),
+    restored afterwards. Through the same long-standing setters as ``sngan.training.speed.set_tf32``:
+    torch >= 2.9 raises at the next cuBLAS or cuDNN call when the legacy and the newer ``fp32_precision``
+    settings have been mixed."""
+    saved = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
     torch.set_float32_matmul_precision("highest")
-    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = torch.backends.cudnn.benchmark = False
     try:
         with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False):
             yield
     finally:
         torch.set_float32_matmul_precision(saved[0])
-        torch.backends.cudnn.allow_tf32 = saved[1]
+        torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = saved[1:]
 
 
 def uint8_batches(images: torch.Tensor, batch: int) -> Iterator[torch.Tensor]:

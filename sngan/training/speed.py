@@ -131,6 +131,14 @@ def set_tf32(enabled: bool) -> None:
     torch.backends.cudnn.allow_tf32 = enabled
 
 
+def set_backends(speed: Speed, device: torch.device) -> None:
+    """TF32 as resolved, and on a CUDA device cuDNN's algorithm timing: a run's batch shapes are fixed, so
+    timing each convolution's algorithms once (at the first steps) and keeping the fastest pays off.
+    FID and IS turn both off for themselves (``sngan.metrics.features.full_fp32``)."""
+    set_tf32(speed.tf32)
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+
+
 def autocast(speed: Speed, device: torch.device) -> contextlib.AbstractContextManager[Any]:
     """The networks' precision: bf16 autocast, or nothing."""
     if speed.precision == "bf16":

@@ -70,8 +70,11 @@ def update_ema(ema: torch.nn.Module, generator: torch.nn.Module, decay: float) -
     if len(averaged) != len(current):
         raise ValueError("the EMA and the generator have different parameters")
     torch._foreach_lerp_(averaged, current, 1.0 - decay)  # one kernel for all of them
-    for avg_b, b in zip(ema.buffers(), generator.buffers(), strict=True):
-        avg_b.copy_(b)
+    kept, now = list(ema.buffers()), list(generator.buffers())
+    if len(kept) != len(now):
+        raise ValueError("the EMA and the generator have different buffers")
+    if kept:
+        torch._foreach_copy_(kept, now)  # as few kernels as the dtypes allow, not one a buffer
 
 
 def fingerprint(run: Run) -> dict[str, str]:
