@@ -67,9 +67,9 @@ def peak_mib(device: torch.device) -> int | None:
     return round(torch.cuda.max_memory_allocated(device) / 2**20) if device.type == "cuda" else None
 
 
-def load_inception(weights: str | None) -> tuple[InceptionFeatures, str]:
+def load_inception(weights: str | None, download: bool = True) -> tuple[InceptionFeatures, str]:
     try:
-        found = resolve_weights(weights, download=weights is None)
+        found = resolve_weights(weights, download=download and weights is None)
         return InceptionFeatures.from_file(found), "real"
     except InceptionError as exc:
         reason = str(exc).split(". Download")[0]
@@ -82,7 +82,7 @@ def bench_fid(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     generator, _ = build_models(args.model, args.z_dim, args.width)
     generator = generator.to(device).eval()
-    extractor, kind = load_inception(args.weights)
+    extractor, kind = load_inception(args.weights, download=not args.offline)
     extractor = extractor.place(device)
     rng = np.random.default_rng(0)
     reference = ReferenceStats(np.zeros(2048), np.eye(2048), rng.normal(size=(2000, 2048)).astype(np.float32))
@@ -217,34 +217,44 @@ def timed(fn: Any, n: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / n
 
 
-def measure_setting(model: str, name: str, args: argparse.Namespace) -> dict[str, Any]:
+def prepare(model: str, name: str, device_name_: str, width: float, images: int) -> tuple[Any, ...]:
+    """A run of ``model`` under setting ``name`` as training builds it: (cfg, device, speed, notes, run, step),
+    ``step()`` one generator iteration (raising on a non-finite update)."""
     from sngan.data import make_synthetic
     from sngan.train import build_run
     from sngan.training.distributed import Dist
     from sngan.training.loop import train_step
-    from sngan.training.losses import LOSSES
-    from sngan.training.speed import cudagraph_skips, resolve, set_backends
-    from sngan.training.step import d_step, g_step
+    from sngan.training.speed import resolve, set_backends
     from sngan.training.wrappers import accelerate
 
-    cfg = train_config(model, name, args.device, [f"model.width={args.width}"])
+    cfg = train_config(model, name, device_name_, [f"model.width={width}"])
     device = resolve_device(cfg.device)
-    data = make_synthetic(args.images, cfg.dataset.resolution)
+    data = make_synthetic(images, cfg.dataset.resolution)
     t = cfg.train
     speed, notes = resolve(device, t.precision, t.tf32, t.compile, t.channels_last, "auto", data.images.nbytes)
     set_backends(speed, device)
-    torch._dynamo.reset()
-    skips = cudagraph_skips()
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     run = build_run(cfg, data, device, Dist(), speed)
-    accelerate(run, speed)
+    accelerate(run, speed)  # a fresh dynamo cache for each setting
 
     def step() -> None:
         failed = train_step(cfg, run, speed)[2]
         if failed is not None:
             raise RuntimeError(f"a non-finite update in the benchmark: {failed}")
+
+    return cfg, device, speed, notes, run, step
+
+
+def measure_setting(model: str, name: str, args: argparse.Namespace) -> dict[str, Any]:
+    from sngan.training.losses import LOSSES
+    from sngan.training.speed import cudagraph_skips
+    from sngan.training.step import d_step, g_step
+
+    cfg, device, speed, notes, run, step = prepare(model, name, args.device, args.width, args.images)
+    skips = cudagraph_skips()  # after accelerate's dynamo reset; nothing is compiled before the first step
+    t = cfg.train
 
     started = time.perf_counter()
     for _ in range(args.warmup):  # compilation, CUDA-graph recording, cuDNN autotuning
@@ -343,6 +353,7 @@ def main(argv: list[str] | None = None) -> None:
     fid.add_argument("--device", default="auto")
     fid.add_argument("--weights", default=None, help="Inception weights file (default: $TORCH_HOME's)")
     fid.add_argument("--repeats", type=int, default=2)
+    fid.add_argument("--offline", action="store_true", help="never try to download the Inception weights")
     fid.add_argument("--out", type=Path, default=None, help="also append the JSON lines to this file")
     mon = sub.add_parser("monitor", help="cost of train.monitor_every against training steps")
     mon.add_argument("--model", default="resnet32")

@@ -2,26 +2,28 @@
 # The GPU measurements behind docs/speed.md's tables, most wanted first, each phase under its own time
 # limit and every figure written as it is measured (JSON lines), so a run cut short keeps what it got:
 #
-#   bash scripts/gpu_check.sh OUT                      # all phases, about 25 minutes on one H100
+#   bash scripts/gpu_check.sh OUT                      # the default phases: within 8 minutes of an H100/H200
 #   bash scripts/gpu_check.sh OUT resnet32 tests       # some phases, in the order given
 #
-# Phases: resnet32 (the fp32+TF32 eager, compile=max and bf16+max steps), tests (tests/test_gpu.py),
-# fid (FID of 10,000 samples), others (cnn32, resnet48, cnn48 at the GPU default), quality (2,000-step
-# mode coverage of bf16 and compiled training against fp32 eager, seeds 0 and 1). OUT gets env.txt (card,
-# driver, torch), one log per phase and train.jsonl, fid.jsonl, quality.jsonl. Needs the project
-# installed (pip install -e ".[dev]"; PYTHON=... names the interpreter if it is not `python`) and a CUDA
-# GPU; without the real Inception weights the FID phase times the same network with seeded random
-# weights and says so.
+# Default phases, in order: resnet32 (training speed of bf16 + compile=max, then fp32 + TF32 + max, then
+# fp32 + TF32 eager; short warm-ups and steps), tests (tests/test_gpu.py), profile (one profiler trace of a
+# few compiled iterations: host time a step, waits for the GPU, launches), fid (FID of 5,000 samples;
+# never downloads: without the real Inception weights in $TORCH_HOME it times the same network with
+# seeded random weights and says so). Named only: others (cnn32, resnet48, cnn48 at the GPU default),
+# quality (2,000-step mode coverage of bf16 and compiled training against fp32 eager, seeds 0 and 1).
+# OUT gets env.txt (card, driver, torch), one log per phase, train.jsonl, profile.jsonl, trace.json,
+# fid.jsonl, quality.jsonl. Needs the project installed (pip install -e ".[dev]"; PYTHON=... names the
+# interpreter if it is not `python`) and a CUDA GPU.
 set -uo pipefail
 if [ $# -lt 1 ]; then
-    echo "usage: bash scripts/gpu_check.sh OUT [tests|resnet32|fid|others|quality ...]" >&2
+    echo "usage: bash scripts/gpu_check.sh OUT [resnet32|tests|profile|fid|others|quality ...]" >&2
     exit 2
 fi
 out=$1
 shift
-known=(resnet32 tests fid others quality) # the order of a run without phases named
+known=(resnet32 tests profile fid others quality)
 phases=("$@")
-[ ${#phases[@]} -gt 0 ] || phases=("${known[@]}")
+[ ${#phases[@]} -gt 0 ] || phases=(resnet32 tests profile fid) # the default run, most wanted first
 for phase in "${phases[@]}"; do
     found=0
     for k in "${known[@]}"; do [ "$phase" = "$k" ] && found=1; done
@@ -52,10 +54,12 @@ run_phase() {  # run_phase NAME SECONDS COMMAND...: the command's output goes to
 
 for phase in "${phases[@]}"; do
     case $phase in
-    tests) run_phase tests 420 "$py" -m pytest -n0 -q -p no:cacheprovider tests/test_gpu.py ;;
-    resnet32) run_phase resnet32 300 "${bench[@]}" train --models resnet32 --device cuda \
-        --settings fp32-tf32,fp32-tf32-max,bf16-max --out "$out/train.jsonl" ;;
-    fid) run_phase fid 120 "${bench[@]}" fid --device cuda --repeats 2 --out "$out/fid.jsonl" ;;
+    resnet32) run_phase resnet32 200 "${bench[@]}" train --models resnet32 --device cuda --warmup 5 --steps 20 \
+        --settings bf16-max,fp32-tf32-max,fp32-tf32 --out "$out/train.jsonl" ;;
+    tests) run_phase tests 180 "$py" -m pytest -n0 -q -p no:cacheprovider tests/test_gpu.py ;;
+    profile) run_phase profile 60 "$py" scripts/profile_step.py --device cuda --setting bf16-max --steps 5 \
+        --out "$out/profile.jsonl" --trace "$out/trace.json" ;;
+    fid) run_phase fid 60 "${bench[@]}" fid --device cuda --n 5000 --repeats 2 --offline --out "$out/fid.jsonl" ;;
     others) run_phase others 240 "${bench[@]}" train --models cnn32,resnet48,cnn48 --device cuda \
         --settings fp32-tf32-max --out "$out/train.jsonl" ;;
     quality) run_phase quality 420 "${bench[@]}" quality --device cuda --out "$out/quality.jsonl" ;;
