@@ -338,6 +338,29 @@ def test_the_training_benchmark_writes_one_json_line_per_measurement(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_step_profile_says_the_host_time_and_the_waits_and_writes_a_trace(tmp_path):
+    """scripts/profile_step.py on the CPU: the finite flags are read once a step at least (a wait on a GPU)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "profile_step.py"
+    out, trace = tmp_path / "profile.jsonl", tmp_path / "trace.json"
+    args = [sys.executable, str(script), "--device", "cpu", "--model", "cnn32", "--width", "0.0625",
+            "--setting", "fp32", "--steps", "2", "--warmup", "1", "--images", "300",
+            "--out", str(out), "--trace", str(trace)]  # fmt: skip
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["bench"] == "profile" and record["setting"] == "fp32" and record["steps"] == 2
+    assert 0 < record["host_ms_per_step"] <= record["ms_per_step"] * 1.01
+    assert record["waits_per_step"]["aten::_local_scalar_dense"] >= 1
+    assert json.loads(trace.read_text())["traceEvents"]
+    bad = subprocess.run(args[:2] + ["--setting", "fp8"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "unknown setting 'fp8'" in bad.stderr
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a CUDA machine the phase would measure for minutes")
 def test_the_gpu_check_script_checks_its_phases_first_and_logs_each_phase_and_its_exit(tmp_path):
     """scripts/gpu_check.sh (the GPU measurements of docs/speed.md) on this CUDA-less machine: an unknown phase is
