@@ -113,6 +113,18 @@ class InceptionConfig:
 
 
 @dataclass
+class LoggerConfig:
+    """Where a run's numbers go besides TensorBoard and metrics.jsonl (config group logger/)."""
+
+    name: str  # tensorboard | wandb | mlflow
+    project: str  # wandb project; mlflow experiment
+    entity: str | None  # wandb team or user
+    mode: str  # wandb: online | offline | disabled
+    tags: list[str]
+    tracking_uri: str | None  # mlflow; None: $MLFLOW_TRACKING_URI or MLflow's default
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig
     dataset: DatasetConfig
@@ -121,6 +133,7 @@ class TrainConfig:
     train: LoopConfig
     metrics: MetricsConfig
     inception: InceptionConfig
+    logger: LoggerConfig
     seed: int
     device: str  # auto | cpu | cuda | cuda:N | mps
     resume: str | None  # None | auto | path to a checkpoint or run folder
@@ -227,6 +240,8 @@ def validate(
         ("train.precision", ["auto", "fp32", "bf16"]),
         ("train.compile", ["auto", "none", "default", "max"]),
         ("train.data_on", ["auto", "device", "host"]),
+        ("logger.name", ["tensorboard", "wandb", "mlflow"]),
+        ("logger.mode", ["online", "offline", "disabled"]),
     ):
         if _get(typed, key) not in choices:
             raise invalid(key, _get(typed, key), f"choose one of: {', '.join(choices)}")

@@ -42,6 +42,7 @@ from sngan.training.speed import Speed, memory_format, resolve, set_backends
 from sngan.training.state import Run, fingerprint, make_ema, set_class_mix, state_dict
 from sngan.training.step import EAGER
 from sngan.training.stopping import GracefulStop, Interrupted, TimeLimit, requeue
+from sngan.training.trackers import check_installed, open_mirror
 from sngan.training.tracking import NullTracker, Tracker
 from sngan.training.wrappers import CompileFailed, accelerate, distribute
 
@@ -191,6 +192,7 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
     here = distributed.current()
     device = resolve_device(cfg.device, here.local_rank if here.enabled else None)
     check_world(cfg, here, device)
+    check_installed(cfg.logger.name)  # logger=wandb|mlflow without its package: said before anything loads
     # Inception weights and resume checkpoint first: their errors come before the (slow) data load. Rank 0
     # goes first: a download or a cache file is made once, and its failure stops every rank.
     inception = None
@@ -242,8 +244,13 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
         (run_dir / "provenance.json").write_text(json.dumps(info, indent=2))
     # Events after the checkpoint were written by the interrupted run: purge them.
     purge = run.step + 1 if source is not None else None
-    tracker = Tracker(run_dir, purge_step=purge) if here.is_main else NullTracker(run_dir)
+    tracker: Tracker = NullTracker(run_dir)
+    if here.is_main:  # W&B or MLflow beside TensorBoard: a resumed run continues its tracker run
+        mirror = open_mirror(cfg.logger, cfg.run_name, config, run_dir, run.tracker_run)
+        run.tracker_run = {"logger": mirror.name, "id": mirror.run_id} if mirror is not None else run.tracker_run
+        tracker = Tracker(run_dir, purge_step=purge, mirror=mirror)
     save = make_saver(run_dir, config, info, cfg.train.keep_checkpoints)
+    ok = False
     try:
         monitor = None
         if cfg.train.monitor_every is not None and here.is_main:
@@ -253,9 +260,11 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
             tracker.writer.add_custom_scalars(custom_scalars_layout(run.discriminator, rule))
             tracker.text("config", "```\n" + OmegaConf.to_yaml(config) + "\n```")
             tracker.images("data/real", to_float(data.images[: cfg.train.grid_size]), 0)
-        return train_loop(cfg, run, data, tracker, save, stop, scorer, monitor, speed)
+        result = train_loop(cfg, run, data, tracker, save, stop, scorer, monitor, speed)
+        ok = True
+        return result
     finally:
-        tracker.close()
+        tracker.close(ok)
 
 
 def make_monitor(run: Run, data: ImageData, model: str, grid_size: int, device: torch.device) -> Monitor:

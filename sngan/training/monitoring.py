@@ -58,7 +58,7 @@ class Monitor:
                 values = out.float().cpu()
                 values = values[torch.isfinite(values)]  # a diverging D (on_nonfinite=skip) must not stop the run
                 if len(values):
-                    tracker.writer.add_histogram(f"d_out_hist/{name}", values, step)
+                    tracker.histogram(f"d_out_hist/{name}", values, step)
         finally:
             discriminator.train(d_mode)
         return scalars

@@ -42,6 +42,7 @@ class Run:
     classes: list[str] | None = None  # class names of a conditional run, index = label
     class_counts: list[int] | None = None  # training images per class (conditional runs)
     fake_cdf: torch.Tensor | None = None  # fakes' class distribution (models.sampling.label_cdf); None: uniform
+    tracker_run: dict[str, str] | None = None  # {"logger": "wandb", "id": ...}: the tracker run a resume continues
     # What the updates call (DistributedDataParallel wrappers under torchrun, torch.compile'd modules
     # under train.compile; None: the modules themselves). The *_read ones are the network read by the
     # other one's update (no all-reduce): G in the D update, D in the G update.
@@ -116,6 +117,7 @@ def state_dict(
         "skipped": dict(run.skipped),
         "ema": run.ema.state_dict() if run.ema is not None else None,
         "best": {"metric": run.best_metric, "fid": run.best_fid, "step": run.best_step},
+        "tracker_run": dict(run.tracker_run) if run.tracker_run is not None else None,
         "rng": rngs[0],
         "rng_ranks": rngs if len(rngs) > 1 else None,
         "replicas": replicas if replicas and len(replicas) > 1 else None,
@@ -184,6 +186,7 @@ def restore(run: Run, state: dict[str, Any], path: Path, rank: int = 0, seed: in
     run.skipped = dict(state["skipped"])
     best = state.get("best") or {}
     run.best_fid, run.best_step, run.best_metric = best.get("fid"), best.get("step"), best.get("metric")
+    run.tracker_run = state.get("tracker_run")
     ranks = state.get("rng_ranks") or [state["rng"]]
     if rank < len(ranks):
         ckpt.set_rng_state(ranks[rank])

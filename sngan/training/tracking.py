@@ -1,4 +1,5 @@
-"""One TensorBoard writer per run, plus the run's ``metrics.jsonl``.
+"""One TensorBoard writer per run, plus the run's ``metrics.jsonl``, and optionally a tracker beside them
+(W&B or MLflow: ``sngan.training.trackers``) that receives the same scalars, grids and histograms.
 
 Named ``tracking`` rather than ``logging`` so it cannot shadow the standard
 library. On resume, ``purge_step`` drops events at or after the resumed step
@@ -17,19 +18,28 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from sngan.data.images import grid, save_png
+from sngan.training.trackers import Mirror
 
 
 class Tracker:
-    def __init__(self, run_dir: Path, purge_step: int | None = None) -> None:
+    def __init__(self, run_dir: Path, purge_step: int | None = None, mirror: Mirror | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
         self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.mirror = mirror
         if purge_step is not None:
             purge_rows(self.metrics_path, purge_step)
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         for name, value in values.items():
             self.writer.add_scalar(name, float(value), step)
+        if self.mirror is not None:
+            self.mirror.scalars(values, step)
+
+    def histogram(self, name: str, values: torch.Tensor, step: int) -> None:
+        self.writer.add_histogram(name, values, step)
+        if self.mirror is not None:
+            self.mirror.histogram(name, values.numpy(), step)
 
     def metrics(self, values: Mapping[str, float], step: int) -> None:
         """Scalars to TensorBoard and one JSON line to ``metrics.jsonl``."""
@@ -44,7 +54,10 @@ class Tracker:
         a PNG."""
         images = images.detach().float().cpu().add(1).div(2).clamp(0, 1)
         nrow = nrow or max(1, int(len(images) ** 0.5))
-        self.writer.add_image(name, grid(images, nrow=nrow), step)
+        tiled = grid(images, nrow=nrow)
+        self.writer.add_image(name, tiled, step)
+        if self.mirror is not None:
+            self.mirror.image(name, tiled.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy(), step)
         if png is not None:
             png.parent.mkdir(parents=True, exist_ok=True)
             save_png(images, png, nrow=nrow)
@@ -55,8 +68,11 @@ class Tracker:
     def flush(self) -> None:
         self.writer.flush()
 
-    def close(self) -> None:
+    def close(self, ok: bool = True) -> None:
+        """Close TensorBoard's writer and the tracker beside it (``ok``: the run ended without an error)."""
         self.writer.close()
+        if self.mirror is not None:
+            self.mirror.close(ok)
 
 
 def purge_rows(path: Path, step: int) -> None:
@@ -83,9 +99,10 @@ def purge_rows(path: Path, step: int) -> None:
 class NullTracker(Tracker):
     """What torchrun's other ranks log to: nothing (rank 0 writes the run's files)."""
 
-    def __init__(self, run_dir: Path, purge_step: int | None = None) -> None:
+    def __init__(self, run_dir: Path, purge_step: int | None = None, mirror: Mirror | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.mirror = None
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         pass
@@ -98,11 +115,14 @@ class NullTracker(Tracker):
     ) -> None:
         pass
 
+    def histogram(self, name: str, values: torch.Tensor, step: int) -> None:
+        pass
+
     def text(self, name: str, text: str, step: int = 0) -> None:
         pass
 
     def flush(self) -> None:
         pass
 
-    def close(self) -> None:
+    def close(self, ok: bool = True) -> None:
         pass
