@@ -1,0 +1,42 @@
+"""``torchrun ... tests/ddp_faults.py <overrides>``: ``python -m sngan.train`` with a fault a GPU could meet,
+chosen by ``FAULT`` (this test helper's own variable; the product reads no test hooks):
+
+- ``oom``: rank 1's second Inception feature pass (its share of the first evaluation's fakes) runs out of
+  memory;
+- ``compile``: torch.compile's backend raises when it compiles (a broken inductor or Triton), on every rank,
+  and ``train.compile=auto`` resolves to compile=default as it does on GPUs under torchrun.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from sngan import train
+from sngan.metrics import scoring
+from sngan.training import speed, wrappers
+
+fault = os.environ["FAULT"]
+if fault == "oom":
+    real_extract, calls = scoring.extract, []
+
+    def extract(*args, **kwargs):
+        calls.append(1)
+        if os.environ["RANK"] == "1" and len(calls) == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 7.00 GiB.")
+        return real_extract(*args, **kwargs)
+
+    scoring.extract = extract
+elif fault == "compile":
+
+    def backend(gm, example_inputs):
+        raise RuntimeError("Triton: no usable C compiler for this GPU")
+
+    real_resolve = train.resolve
+    speed.compiler_for = lambda device: True  # the backend needs no compiler
+    wrappers.compiled = lambda net, mode: net if mode == "none" else torch.compile(net, backend=backend)
+    train.resolve = lambda device, precision, tf32, compile, *rest: real_resolve(
+        device, precision, tf32, "default" if compile == "auto" else compile, *rest
+    )
+train.launch()
