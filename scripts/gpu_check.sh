@@ -2,7 +2,7 @@
 # The GPU measurements behind docs/speed.md's tables, most wanted first, each phase under its own time
 # limit and every figure written as it is measured (JSON lines), so a run cut short keeps what it got:
 #
-#   bash scripts/gpu_check.sh OUT                      # the default phases: within 8 minutes of an H100/H200
+#   bash scripts/gpu_check.sh OUT                      # the default phases: at most 470 s (8 minutes)
 #   bash scripts/gpu_check.sh OUT resnet32 tests       # some phases, in the order given
 #
 # Default phases, in order: resnet32 (training speed of bf16 + compile=max, then fp32 + TF32 + max, then
@@ -54,12 +54,12 @@ run_phase() {  # run_phase NAME SECONDS COMMAND...: the command's output goes to
 
 for phase in "${phases[@]}"; do
     case $phase in
-    resnet32) run_phase resnet32 200 "${bench[@]}" train --models resnet32 --device cuda --warmup 5 --steps 20 \
+    resnet32) run_phase resnet32 180 "${bench[@]}" train --models resnet32 --device cuda --warmup 5 --steps 20 \
         --settings bf16-max,fp32-tf32-max,fp32-tf32 --out "$out/train.jsonl" ;;
     tests) run_phase tests 180 "$py" -m pytest -n0 -q -p no:cacheprovider tests/test_gpu.py ;;
     profile) run_phase profile 60 "$py" scripts/profile_step.py --device cuda --setting bf16-max --steps 5 \
         --out "$out/profile.jsonl" --trace "$out/trace.json" ;;
-    fid) run_phase fid 60 "${bench[@]}" fid --device cuda --n 5000 --repeats 2 --offline --out "$out/fid.jsonl" ;;
+    fid) run_phase fid 50 "${bench[@]}" fid --device cuda --n 5000 --repeats 2 --offline --out "$out/fid.jsonl" ;;
     others) run_phase others 240 "${bench[@]}" train --models cnn32,resnet48,cnn48 --device cuda \
         --settings fp32-tf32-max --out "$out/train.jsonl" ;;
     quality) run_phase quality 420 "${bench[@]}" quality --device cuda --out "$out/quality.jsonl" ;;
