@@ -117,6 +117,33 @@ def test_an_export_given_as_a_checkpoint_is_named_as_one(command, overrides, fil
     assert "format version" not in message and "release that wrote it" not in message
 
 
+MISSING = [
+    ("train", TRAIN + ["resume={missing}"], "resume=auto"),
+    ("evaluate", ["ckpt={missing}"], "or a run folder"),
+    ("sample", ["ckpt={missing}"], "checkpoints/ckpt_<step>.pt and best.pt"),
+    ("export", ["ckpt={missing}"], "checkpoints/ckpt_<step>.pt and best.pt"),
+]
+
+
+@pytest.mark.parametrize(("command", "overrides", "advice"), MISSING, ids=[c for c, _, _ in MISSING])
+def test_a_missing_checkpoint_gets_the_advice_of_its_command(command, overrides, advice, files, tmp_path, capsys):
+    """Only train takes resume=: the other commands' message used to tell users to pass it."""
+    files = files | {"missing": tmp_path / "nowhere" / "ckpt_00000004.pt"}
+    assert run(command, overrides, files, tmp_path) == 2
+    message = one_paragraph_error(capsys)
+    assert "does not exist" in message and advice in message, message
+    assert command == "train" or "resume=" not in message
+
+
+def test_a_missing_checkpoint_through_the_python_api_names_where_checkpoints_are(tmp_path):
+    from sngan.inference import generator_from_checkpoint
+
+    with pytest.raises(ckpt.CheckpointError) as caught:
+        generator_from_checkpoint(tmp_path / "ckpt_00000004.pt")
+    assert "does not exist" in str(caught.value) and "<run>/checkpoints/ckpt_<step>.pt" in str(caught.value)
+    assert "resume=" not in str(caught.value)
+
+
 @pytest.mark.parametrize("key", ["export", "renamed"])
 def test_sample_and_load_generator_take_an_export_renamed_or_not(key, files, tmp_path, capsys):
     assert run("sample", [f"ckpt={{{key}}}", "n=2"], files, tmp_path) == 0, capsys.readouterr().err

@@ -107,8 +107,12 @@ def _write_failure(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def load(path: Path) -> dict[str, Any]:
-    """Load a checkpoint on the CPU with ``weights_only=True``."""
+MISSING_HINT = f"Check the path: a run's checkpoints are <run>/{CHECKPOINT_DIR}/ckpt_<step>.pt and best.pt."
+
+
+def load(path: Path, missing_hint: str = MISSING_HINT) -> dict[str, Any]:
+    """Load a checkpoint on the CPU with ``weights_only=True``; ``missing_hint`` ends the message for a path
+    that does not exist (what this command accepts instead)."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(
@@ -116,7 +120,7 @@ def load(path: Path) -> dict[str, Any]:
             f"{path / CHECKPOINT_DIR / 'best.pt'} or the newest {path / CHECKPOINT_DIR}/ckpt_<step>.pt."
         )
     if not path.is_file():
-        raise CheckpointError(f"Checkpoint '{path}' does not exist. Pass resume=auto or an existing file.")
+        raise CheckpointError(f"Checkpoint '{path}' does not exist. {missing_hint}")
     if is_export(path):
         raise CheckpointError(
             f"'{path}' is a generator exported by python -m sngan.export, not a training checkpoint: it holds "

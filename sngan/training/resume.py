@@ -50,7 +50,8 @@ def find_resume(resume: str | None, run_dir: Path, config: dict[str, Any]) -> tu
                 f"nothing was changed."
             )
     if resume != "auto" and not Path(resume).is_dir():
-        return Path(resume), ckpt.load(Path(resume))
+        hint = "Pass resume=auto (the newest checkpoint of this run folder), a run folder or an existing file."
+        return Path(resume), ckpt.load(Path(resume), hint)
     folder = run_dir if resume == "auto" else Path(resume)
     found = ckpt.newest_loadable(folder)
     if found is None and (resume != "auto" or ckpt.list_checkpoints(folder)):
