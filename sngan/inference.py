@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,7 @@ def load_generator(path: str | Path, ema: str | bool | None = "auto", device: st
     """
     path = Path(path)
     if ckpt.is_export(path):  # by name, or by content where an export was renamed
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
         meta_path = path.with_suffix(".json")
@@ -199,8 +201,15 @@ def load_generator(path: str | Path, ema: str | bool | None = "auto", device: st
         generator = _build(model, path, meta.get("classes"), meta.get("class_counts"))
         try:
             weights = load_file(str(path))
+            stamp = safe_open(str(path), "pt").metadata().get("export_id")
         except Exception as exc:  # SafetensorError: truncated or not a safetensors file
             raise ckpt.CheckpointError(f"'{path}' is not a readable safetensors file ({exc}).") from exc
+        if stamp != meta.get("export_id"):  # exports before the stamp carry it in neither file
+            raise ckpt.CheckpointError(
+                f"'{meta_path}' describes another export than '{path}' (their export ids differ: one file was "
+                f"replaced without the other, e.g. an export stopped between its two writes). Export the "
+                f"checkpoint again: python -m sngan.export ckpt=<checkpoint> out={path} overwrite=true."
+            )
         _load_weights(generator, weights, path)
     else:
         generator, _ = generator_from_checkpoint(path, ema)
@@ -260,6 +269,7 @@ def export_generator(
     generator, info = generator_from_checkpoint(path, ema)
     out.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.contiguous() for k, v in generator.state_dict().items()}
-    doc = json.dumps({"format": EXPORT_FORMAT, **info}, indent=2) + "\n"
-    _write_atomic({out: save(tensors, metadata={"format": EXPORT_FORMAT}), meta: doc.encode()})
+    stamp = uuid.uuid4().hex  # in both files: a pair torn by a crash between the two renames is refused
+    doc = json.dumps({"format": EXPORT_FORMAT, "export_id": stamp, **info}, indent=2) + "\n"
+    _write_atomic({out: save(tensors, metadata={"format": EXPORT_FORMAT, "export_id": stamp}), meta: doc.encode()})
     return out, meta

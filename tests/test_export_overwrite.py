@@ -91,6 +91,28 @@ def test_a_failed_export_write_leaves_the_old_files_whole(checkpoint, tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.json", "g.safetensors"]  # temp files removed
 
 
+def test_a_pair_torn_between_its_two_renames_is_refused_when_loaded(checkpoint, tmp_path, monkeypatch):
+    """overwrite=true replaces two files one after the other: stopped between the two, the new weights sit
+    beside the old .json. Both carry the export's id, so the mismatch is named instead of loaded."""
+    export_generator(checkpoint, tmp_path / "g.safetensors")
+    real, calls = os.replace, []
+
+    def stopped_after_one(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device", str(dst))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", stopped_after_one)
+    with pytest.raises(OSError, match="No space"):
+        export_generator(checkpoint, tmp_path / "g.safetensors", overwrite=True)
+    monkeypatch.setattr(os, "replace", real)
+    with pytest.raises(ckpt.CheckpointError, match=r"describes another export than .*overwrite=true"):
+        load_generator(tmp_path / "g.safetensors")
+    export_generator(checkpoint, tmp_path / "g.safetensors", overwrite=True)  # what the message says to do
+    assert load_generator(tmp_path / "g.safetensors").z_dim == 4
+
+
 def test_export_command_line_refuses_with_exit_code_2(checkpoint, tmp_path):
     (tmp_path / "notes.json").write_text("mine")
     proc = subprocess.run(
