@@ -125,6 +125,19 @@ class LoggerConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """What D sees of every image (config group augment/; sngan/training/augment.py)."""
+
+    name: str  # none | diffaugment | ada
+    p: float  # probability each transform applies (ada: the start)
+    policy: list[str]  # diffaugment's transforms
+    adaptive: bool  # ada: p follows r_t toward target
+    target: float
+    interval: int  # D updates between adjustments
+    speed_kimg: float  # thousands of real images for p to move by 1
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig
     dataset: DatasetConfig
@@ -134,6 +147,7 @@ class TrainConfig:
     metrics: MetricsConfig
     inception: InceptionConfig
     logger: LoggerConfig
+    augment: AugmentConfig
     seed: int
     device: str  # auto | cpu | cuda | cuda:N | mps
     resume: str | None  # None | auto | path to a checkpoint or run folder
@@ -242,6 +256,7 @@ def validate(
         ("train.data_on", ["auto", "device", "host"]),
         ("logger.name", ["tensorboard", "wandb", "mlflow"]),
         ("logger.mode", ["online", "offline", "disabled"]),
+        ("augment.name", ["none", "diffaugment", "ada"]),
     ):
         if _get(typed, key) not in choices:
             raise invalid(key, _get(typed, key), f"choose one of: {', '.join(choices)}")
@@ -263,6 +278,7 @@ def validate(
             f"'{typed.dataset.split}' split holds unlabeled images. Use dataset.split=train (5,000 labeled "
             f"images) or train the unconditional model (model.conditional=false)."
         )
+    validate_augment(typed.augment)
     validate_metrics(typed.metrics, typed.inception, typed.dataset.name)
     model_res = models[typed.model.name]
     data_res = typed.dataset.resolution or datasets[typed.dataset.name] or model_res
@@ -301,6 +317,22 @@ def metric_presets() -> dict[str, tuple[int, str, int | None]]:
 
 WITH_TEST_SPLIT = ("cifar10", "cifar100", "stl10")
 INCEPTION_DIMS = (64, 192, 768, 2048)
+
+
+AUGMENT_POLICIES = ("color", "translation", "cutout")
+
+
+def validate_augment(augment: AugmentConfig) -> None:
+    unknown = [name for name in augment.policy if name not in AUGMENT_POLICIES]
+    if unknown or not augment.policy:
+        raise invalid("augment.policy", augment.policy, f"list one or more of: {', '.join(AUGMENT_POLICIES)}")
+    if not 0.0 <= augment.p <= 1.0:
+        raise invalid("augment.p", augment.p, "it is a probability: between 0 and 1")
+    if not 0.0 < augment.target < 1.0:
+        raise invalid("augment.target", augment.target, "r_t's target lies strictly between 0 and 1 (ADA: 0.6)")
+    for key in ("interval", "speed_kimg"):
+        if not getattr(augment, key) > 0:
+            raise invalid(f"augment.{key}", getattr(augment, key), "it must be greater than 0")
 
 
 def validate_inception(inception: InceptionConfig) -> None:

@@ -32,6 +32,7 @@ from sngan.metrics.scoring import describe_reference, load_dataset, load_extract
 from sngan.models import MODELS, build_models
 from sngan.training import checkpoint as ckpt
 from sngan.training import distributed, dry_run, stopping
+from sngan.training.augment import Augment
 from sngan.training.distributed import Dist, RankFailed
 from sngan.training.loop import NonFiniteError, train_loop
 from sngan.training.memory import out_of_memory, what_to_lower
@@ -74,6 +75,9 @@ def build_run(
     fixed_z = torch.randn(n, cfg.model.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
     ema = make_ema(g) if cfg.train.ema_decay is not None else None
     run = Run(g, d, opt_g, opt_d, sampler, fixed_z.to(device), ema=ema, fixed_y=fixed_y, classes=classes)
+    a = cfg.augment
+    if a.name != "none":  # what D sees; the generator, its samples and the evaluations never augment
+        run.augment = Augment(a.name, device, a.p, a.policy, a.adaptive, a.target, a.interval, a.speed_kimg)
     if labels is not None:  # fakes' classes: as often as the training set's (balanced sets: uniform)
         set_class_mix(run, data.class_counts(), cfg.train.fake_labels == "data")
     return run

@@ -168,6 +168,17 @@ def test_an_evaluation_out_of_memory_on_one_rank_is_skipped_by_every_rank(tmp_pa
     assert [line["step"] for line in lines] == [4] and "ema/tiny/fid" in lines[0]
 
 
+def test_ada_keeps_one_p_on_every_rank(tmp_path):
+    """The heuristic's sums are added over ranks before each adjustment: both ranks move p alike."""
+    args = TINY + ["train.steps=4", "augment=ada", "augment.speed_kimg=0.05", "augment.interval=1", "device=cpu",
+                   f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
+    out = torchrun(args, {"OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    state = ckpt.load(ckpt.find_latest(tmp_path / "run"))
+    assert state["augment"]["p"].item() > 0 and state["replicas"][0]["augment"] == state["replicas"][1]["augment"]
+    assert state["replicas"][0] == state["replicas"][1]
+
+
 def test_a_failure_on_rank_0_before_training_stops_every_rank_with_its_message(tmp_path):
     args = TINY + METRICS + ["train.steps=2", f"inception.weights={tmp_path}/none.pth", f"hydra.run.dir={tmp_path}/run"]
     out = torchrun(args, {"OMP_NUM_THREADS": "1", "TORCH_HOME": str(tmp_path / "empty")})

@@ -16,7 +16,7 @@ from sngan.training.progress import Progress
 
 LINE = re.compile(
     r"^step (\d+)/(\d+) (\d+)% \| [0-9.e+]+ it/s \| eta (\d+h\d\dm|\d+m\d\ds)"
-    r"( \| loss/d=\S+ loss/g=\S+)?( \| \S+=\S+ @\d+)?$"
+    r"( \| loss/d=\S+ loss/g=\S+( augment/p=\S+)?( augment/rt=\S+)?)?( \| \S+=\S+ @\d+)?$"
 )
 
 

@@ -144,6 +144,14 @@ def all_agree(flag: torch.Tensor) -> torch.Tensor:
     return t.bool()
 
 
+def sum_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """``values`` added over ranks (one all-reduce, on their own device); a copy."""
+    t = values.detach().clone()
+    if current().enabled:
+        dist.all_reduce(t)
+    return t
+
+
 def mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Scalar tensors averaged over ranks (one all-reduce): what is logged is the global batch's value."""
     if not current().enabled or not values:

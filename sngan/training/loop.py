@@ -167,7 +167,17 @@ def train_step(
     for _ in range(t.n_dis):
         real, real_y = run.sampler.next(t.batch_size_d, device)
         stats = d_step(
-            g_read, d_update, run.opt_d, loss, real, cfg.model.z_dim, real_y, num_classes, speed, run.fake_cdf
+            g_read,
+            d_update,
+            run.opt_d,
+            loss,
+            real,
+            cfg.model.z_dim,
+            real_y,
+            num_classes,
+            speed,
+            run.fake_cdf,
+            run.augment,
         )
         updates.append(("discriminator", stats))
     if grad_norms:  # now: under compile=max the G update's graphs may reuse the memory of D's gradients
@@ -175,7 +185,17 @@ def train_step(
     # Update G once; D is read without the all-reduce wrapper, so its gradients are not all-reduced.
     batch_g = t.batch_size_g // here.world
     g_stats = g_step(
-        g_update, d_read, run.opt_g, loss, batch_g, cfg.model.z_dim, device, num_classes, speed, run.fake_cdf
+        g_update,
+        d_read,
+        run.opt_g,
+        loss,
+        batch_g,
+        cfg.model.z_dim,
+        device,
+        num_classes,
+        speed,
+        run.fake_cdf,
+        run.augment,
     )
     updates.append(("generator", g_stats))
     if grad_norms:
@@ -216,6 +236,7 @@ def log_step(
     """Log the losses and D outputs averaged over ranks (the global batch's values), the skipped-update
     counts, the learning ``rates`` and the speed; the progress bar or line shows the losses."""
     logged = {k: v for k, v in stats.items() if not k.startswith(("finite", "grad_norm"))}
+    logged |= run.augment.scalars() if run.augment is not None else {}  # p and r_t: read here only
     scalars = {k: float(v) for k, v in distributed.mean_over_ranks(logged).items()}  # waits for the device
     scalars |= {f"nonfinite/skipped_{k[0]}": n for k, n in run.skipped.items()}  # _d, _g
     tracker.scalars(scalars | rates | {"speed/g_iters_per_s": pace.rate(run.step)}, run.step)

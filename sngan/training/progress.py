@@ -3,7 +3,8 @@ pipe or a file: sbatch, nohup, ``docker logs``, CI), where tqdm turns itself off
 pace: every ``log_every`` steps but at most every ``MIN_S`` seconds, and at least every ``MAX_S`` seconds.
 Rank 0 only under torchrun. The grammar of a progress line (docs/progress.md):
 
-    step <n>/<total> <pct>% | <rate> it/s | eta <time> | loss/d=<x> loss/g=<x> [| <metric>=<x> @<step>]
+    step <n>/<total> <pct>% | <rate> it/s | eta <time> | loss/d=<x> loss/g=<x>[ augment/p=<x>[ augment/rt=<x>]]
+        [| <metric>=<x> @<step>]
 
 Events (an evaluation, a checkpoint) print one line of their own: ``eval step <n>: <name>=<x> ...`` and
 ``checkpoint step <n>: <path>``.
@@ -86,7 +87,8 @@ class Progress:
         self.since_step, self.since = self.step, now
 
     def losses_are(self, scalars: dict[str, float]) -> None:
-        self.losses = {k: v for k, v in scalars.items() if k.startswith("loss/")}
+        shown = ("loss/d", "loss/g", "augment/p", "augment/rt")  # augment: p (ada: and r_t) after the losses
+        self.losses = {k: scalars[k] for k in shown if k in scalars}
         if self.bar is not None:
             self.bar.set_postfix({k: f"{v:.3f}" for k, v in self.losses.items()})
 

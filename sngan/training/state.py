@@ -18,6 +18,7 @@ import torch
 from sngan.data import BatchSampler
 from sngan.models.sampling import label_cdf
 from sngan.training import checkpoint as ckpt
+from sngan.training.augment import Augment
 from sngan.training.distributed import rank_seed
 from sngan.training.optim import load_optimizer
 
@@ -42,6 +43,7 @@ class Run:
     classes: list[str] | None = None  # class names of a conditional run, index = label
     class_counts: list[int] | None = None  # training images per class (conditional runs)
     fake_cdf: torch.Tensor | None = None  # fakes' class distribution (models.sampling.label_cdf); None: uniform
+    augment: Augment | None = None  # what D sees (augment=diffaugment|ada); ADA's p and r_t sums inside
     tracker_run: dict[str, str] | None = None  # {"logger": "wandb", "id": ...}: the tracker run a resume continues
     # What the updates call (DistributedDataParallel wrappers under torchrun, torch.compile'd modules
     # under train.compile; None: the modules themselves). The *_read ones are the network read by the
@@ -89,6 +91,8 @@ def fingerprint(run: Run) -> dict[str, str]:
                 digest.update(key.encode())
                 digest.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
             out[name] = digest.hexdigest()
+    if run.augment is not None:  # every rank must use one p
+        out["augment"] = hashlib.sha256(run.augment.p.cpu().numpy().tobytes()).hexdigest()
     return out
 
 
@@ -118,6 +122,7 @@ def state_dict(
         "ema": run.ema.state_dict() if run.ema is not None else None,
         "best": {"metric": run.best_metric, "fid": run.best_fid, "step": run.best_step},
         "tracker_run": dict(run.tracker_run) if run.tracker_run is not None else None,
+        "augment": run.augment.state_dict() if run.augment is not None else None,
         "rng": rngs[0],
         "rng_ranks": rngs if len(rngs) > 1 else None,
         "replicas": replicas if replicas and len(replicas) > 1 else None,
@@ -147,7 +152,13 @@ def snapshot(run: Run) -> dict[str, Any]:
     })  # fmt: skip
     # The data order and the RNG states come back as fresh copies already (and Python's RNG state is a
     # 625-integer tuple that copying element by element would cost more than the networks).
-    return trained | {"sampler": run.sampler.state_dict(), "rng": ckpt.rng_state(), "step": run.step}
+    augment = run.augment.state_dict() if run.augment is not None else None  # fresh copies as well
+    return trained | {
+        "sampler": run.sampler.state_dict(),
+        "rng": ckpt.rng_state(),
+        "step": run.step,
+        "augment": augment,
+    }
 
 
 def _load_trained(run: Run, state: dict[str, Any]) -> None:
@@ -157,6 +168,8 @@ def _load_trained(run: Run, state: dict[str, Any]) -> None:
     load_optimizer(run.opt_g, state["opt_g"])
     load_optimizer(run.opt_d, state["opt_d"])
     run.sampler.load_state_dict(state["sampler"])
+    if run.augment is not None and state.get("augment") is not None:  # else (augment turned on) p starts afresh
+        run.augment.load_state_dict(state["augment"])
     if run.ema is not None:
         # A run that turns EMA on mid-way starts the average from G.
         run.ema.load_state_dict(state["ema"] if state.get("ema") is not None else state["generator"])

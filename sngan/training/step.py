@@ -30,6 +30,8 @@ import torch
 from torch import nn
 
 from sngan.models.sampling import sample_y, sample_z
+from sngan.training import distributed
+from sngan.training.augment import Augment
 from sngan.training.distributed import all_agree
 from sngan.training.losses import Loss
 from sngan.training.speed import Speed, autocast, mark_step, memory_format
@@ -78,9 +80,11 @@ def d_step(
     num_classes: int = 0,
     speed: Speed = EAGER,
     fake_cdf: torch.Tensor | None = None,
+    augment: Augment | None = None,
 ) -> dict[str, torch.Tensor]:
     """Update D once on ``real`` (with its labels ``real_y`` when conditional) and as many fresh fakes
-    (of classes drawn by ``sample_y`` with ``fake_cdf``)."""
+    (of classes drawn by ``sample_y`` with ``fake_cdf``), D seeing both through ``augment`` (and ADA's
+    heuristic seeing D's outputs on the real ones)."""
     n = len(real)
     mark_step(speed)
     real = real.contiguous(memory_format=memory_format(speed))
@@ -89,8 +93,11 @@ def d_step(
         with torch.no_grad():
             fake = call(generator, sample_z(n, z_dim, real.device), fake_y)
         both_y = None if fake_y is None or real_y is None else torch.cat([real_y, fake_y])
-        out = call(discriminator, torch.cat([real, fake.to(real.dtype)]), both_y).float()
+        both = torch.cat([real, fake.to(real.dtype)])
+        out = call(discriminator, augment(both) if augment is not None else both, both_y).float()
     out_real, out_fake = out[:n], out[n:]
+    if augment is not None:
+        augment.observe(out_real, n * distributed.current().world)
     loss_d = loss.d_loss(out_real, out_fake)
     finite = _update_if_finite(opt_d, loss_d)
     return {
@@ -112,6 +119,7 @@ def g_step(
     num_classes: int = 0,
     speed: Speed = EAGER,
     fake_cdf: torch.Tensor | None = None,
+    augment: Augment | None = None,
 ) -> dict[str, torch.Tensor]:
     """Update G once on ``batch`` fresh samples (of classes drawn by ``sample_y`` with ``fake_cdf`` when
     conditional); D's weights, u and v stay put."""
@@ -121,7 +129,8 @@ def g_step(
         mark_step(speed)
         y = sample_y(batch, num_classes, device, fake_cdf)
         with autocast(speed, device):
-            out_fake = call(discriminator, call(generator, sample_z(batch, z_dim, device), y), y).float()
+            fake = call(generator, sample_z(batch, z_dim, device), y)
+            out_fake = call(discriminator, augment(fake) if augment is not None else fake, y).float()
         loss_g = loss.g_loss(out_fake)
         finite = _update_if_finite(opt_g, loss_g)
     finally:

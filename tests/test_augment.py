@@ -1,0 +1,167 @@
+"""augment=diffaugment|ada: each transform does what it says at p = 1, nothing at p = 0 and lets gradients
+through; ADA's p follows r_t at the stated speed; D alone sees augmented images; resume stays bit-exact."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import TINY, compose_cfg, run_training, validated
+
+from sngan.config import ConfigError
+from sngan.training import checkpoint as ckpt
+from sngan.training.augment import Augment, color, colour, cutout, geometric, translation
+
+TRANSFORMS = {"color": color, "translation": translation, "cutout": cutout, "ada-geometric": geometric,
+              "ada-colour": colour}  # fmt: skip
+
+
+def images(n: int = 6, size: int = 16) -> torch.Tensor:
+    torch.manual_seed(0)
+    return torch.rand(n, 3, size, size) * 2 - 1
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_each_transform_is_the_identity_at_p_0_changes_every_image_at_p_1_and_is_differentiable(name):
+    transform, x = TRANSFORMS[name], images()
+    assert torch.equal(transform(x, 0.0), x)  # exactly: not resampled, not rounded
+    assert torch.equal(transform(x, torch.tensor(0.0)), x)  # p as the tensor the trainer keeps
+    torch.manual_seed(1)
+    y = transform(x, 1.0)
+    assert y.shape == x.shape and all(not torch.equal(a, b) for a, b in zip(y, x)), name
+    x = x.clone().requires_grad_(True)
+    (transform(x, 1.0) * torch.randn_like(x)).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_translation_shifts_each_image_by_at_most_an_eighth_filling_with_zeros():
+    x = torch.arange(1, 2 * 3 * 16 * 16 + 1, dtype=torch.float32).view(2, 3, 16, 16)
+    y = translation(x, 1.0)
+    for a, b in zip(x, y):
+        shifts = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                  if torch.equal(b, shifted(a, dy, dx))]  # fmt: skip
+        assert len(shifts) == 1, "each image is one shift of itself, at most 2 = 16/8 pixels"
+
+
+def shifted(a: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    out = torch.zeros_like(a)
+    h, w = a.shape[-2:]
+    out[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = a[:, max(-dy, 0) : h - max(dy, 0),
+                                                                      max(-dx, 0) : w - max(dx, 0)]  # fmt: skip
+    return out
+
+
+def test_cutout_zeroes_one_square_of_half_the_side_and_keeps_the_rest():
+    x = images(8, 16) + 3  # no zeros of its own
+    y = cutout(x, 1.0)
+    for a, b in zip(x, y):
+        hole = (b == 0).all(0)
+        assert torch.equal(b[:, ~hole], a[:, ~hole]) and 0 < hole.sum() <= 64
+        rows, cols = hole.any(1).nonzero().flatten(), hole.any(0).nonzero().flatten()
+        assert hole.sum() == len(rows) * len(cols) and len(rows) <= 8 and len(cols) <= 8  # a rectangle, clipped
+
+
+def test_color_moves_a_grey_image_by_one_brightness_per_image():
+    """Saturation and contrast leave a flat grey image as it is: only brightness (+-0.5) remains."""
+    x = torch.full((6, 3, 8, 8), 0.1)
+    y = color(x, 1.0)
+    moved = (y - x).flatten(1)
+    assert torch.allclose(moved, moved[:, :1].expand_as(moved), atol=1e-6) and moved.abs().max() <= 0.5
+
+
+def test_ada_geometric_transforms_resample_within_the_images_range():
+    x = images()
+    y = geometric(x, 1.0)
+    assert y.min() >= x.min() - 1e-5 and y.max() <= x.max() + 1e-5  # bilinear, reflected at the borders
+
+
+def test_the_ada_controller_moves_p_at_the_stated_speed_toward_the_target():
+    """A stand-in D: all outputs on real images positive (r_t = 1, above 0.6) raise p by the images seen over
+    speed_kimg * 1000 at every adjustment; all negative (r_t = -1) lower it, never below 0."""
+    ada = Augment("ada", torch.device("cpu"), p=0.0, adaptive=True, target=0.6, interval=4, speed_kimg=1)
+    for _ in range(3):
+        ada.observe(torch.ones(10), images=10)
+    assert ada.p.item() == 0.0  # 3 of the 4 D updates of an interval: not adjusted yet
+    ada.observe(torch.ones(10), images=10)
+    assert ada.rt.item() == 1.0 and ada.p.item() == pytest.approx(40 / 1000)
+    for _ in range(8):
+        ada.observe(torch.ones(10), images=10)
+    assert ada.p.item() == pytest.approx(120 / 1000)
+    for _ in range(4):
+        ada.observe(-torch.ones(10), images=10)
+    assert ada.rt.item() == -1.0 and ada.p.item() == pytest.approx(80 / 1000)
+    for _ in range(40):
+        ada.observe(-torch.ones(10), images=10)
+    assert ada.p.item() == 0.0  # clamped
+    mixed = torch.tensor([1.0] * 8 + [-1.0] * 2)  # r_t = 0.6: at the target, p stays
+    for _ in range(4):
+        ada.observe(mixed, images=10)
+    assert ada.rt.item() == pytest.approx(0.6) and ada.p.item() == 0.0
+    fixed = Augment("ada", torch.device("cpu"), p=0.3, adaptive=False)
+    for _ in range(8):
+        fixed.observe(torch.ones(10), images=10)
+    assert fixed.p.item() == pytest.approx(0.3) and fixed.rt.item() == 1.0  # r_t measured, p fixed
+    assert set(fixed.scalars()) == {"augment/p", "augment/rt", "augment/target"}
+    diff = Augment("diffaugment", torch.device("cpu"), p=1.0)
+    diff.observe(torch.ones(10), images=10)
+    assert set(diff.scalars()) == {"augment/p"}
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("augment.policy=[color,rotate]", "augment.policy"), ("augment.p=1.5", "augment.p"),
+     ("augment.target=1.0", "augment.target"), ("augment.interval=0", "augment.interval")],
+)  # fmt: skip
+def test_bad_augment_settings_are_refused_with_the_valid_choices(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as caught:
+        validated(compose_cfg(TINY + ["augment=ada", override]))
+    if key == "augment.policy":
+        assert "color, translation, cutout" in str(caught.value)
+
+
+FAST_ADA = ["augment=ada", "augment.speed_kimg=0.05", "augment.interval=1"]  # p moves visibly in a few steps
+
+
+def test_resume_with_ada_is_bit_exact_and_p_is_checkpointed(tmp_path):
+    common = TINY + FAST_ADA + ["train.steps=4", "train.n_dis=2", "train.keep_checkpoints=10"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run_training(straight, common)
+    run_training(resumed, common + [f"resume={ckpt.checkpoint_path(straight, 2)}"])
+    a, b = ckpt.load(ckpt.checkpoint_path(straight, 4)), ckpt.load(ckpt.checkpoint_path(resumed, 4))
+    assert (
+        a["augment"]["p"].item() > 0
+        and ckpt.load(ckpt.checkpoint_path(straight, 2))["augment"]["p"] != a["augment"]["p"]
+    )
+    for key in ("p", "signs", "rt"):
+        assert torch.equal(a["augment"][key], b["augment"][key]), key
+    for net in ("generator", "discriminator"):
+        assert all(torch.equal(a[net][k], b[net][k]) for k in a[net]), net
+
+
+@pytest.mark.parametrize("loss", ["hinge", "nonsaturating", "wasserstein"])
+@pytest.mark.parametrize("augment", ["diffaugment", "ada"])
+def test_every_loss_trains_with_each_augmentation(tmp_path, loss, augment):
+    result = run_training(tmp_path, TINY + [f"augment={augment}", f"loss={loss}", "train.steps=2"])
+    assert result and all(torch.isfinite(torch.tensor(v)) for v in result.values())
+
+
+def test_a_conditional_resnet_trains_with_ada(tmp_path):
+    overrides = TINY + FAST_ADA + ["model=resnet32", "model.conditional=true", "dataset.modes=3", "train.steps=2"]
+    run_training(tmp_path, overrides)
+    assert ckpt.load(ckpt.find_latest(tmp_path))["augment"]["p"].item() >= 0
+
+
+def test_evaluation_and_samples_never_augment(tmp_path):
+    """The same weights score the same and draw the same grid whatever augment says."""
+    from sngan.data import load_images
+    from sngan.train import build_run
+    from sngan.training.loop import score
+    from sngan.training.tracking import NullTracker
+
+    data = load_images("synthetic", "data", 32, synthetic_size=200)
+    scores = []
+    for augment in ("none", "ada"):
+        cfg = validated(compose_cfg(TINY + [f"augment={augment}", "augment.p=1.0"]))
+        run = build_run(cfg, data, torch.device("cpu"))
+        assert (run.augment is None) == (augment == "none")
+        scores.append(score(run, data, NullTracker(tmp_path), None, cfg.seed, 100))
+    assert scores[0] == scores[1] and scores[0]
