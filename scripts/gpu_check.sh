@@ -10,18 +10,20 @@
 # few compiled iterations: host time a step, waits for the GPU, launches), fid (FID of 5,000 samples;
 # never downloads: without the real Inception weights in $TORCH_HOME it times the same network with
 # seeded random weights and says so). Named only: others (cnn32, resnet48, cnn48 at the GPU default),
-# quality (2,000-step mode coverage of bf16 and compiled training against fp32 eager, seeds 0 and 1).
+# quality (2,000-step mode coverage of bf16 and compiled training against fp32 eager, seeds 0 and 1),
+# augment (FID at 10% of CIFAR-10 without augmentation, with DiffAugment and with ADA: hours; needs
+# internet for CIFAR-10 and the Inception weights; docs/augment.md).
 # OUT gets env.txt (card, driver, torch), one log per phase, train.jsonl, profile.jsonl, trace.json,
 # fid.jsonl, quality.jsonl. Needs the project installed (pip install -e ".[dev]"; PYTHON=... names the
 # interpreter if it is not `python`) and a CUDA GPU.
 set -uo pipefail
 if [ $# -lt 1 ]; then
-    echo "usage: bash scripts/gpu_check.sh OUT [resnet32|tests|profile|fid|others|quality ...]" >&2
+    echo "usage: bash scripts/gpu_check.sh OUT [resnet32|tests|profile|fid|others|quality|augment ...]" >&2
     exit 2
 fi
 out=$1
 shift
-known=(resnet32 tests profile fid others quality)
+known=(resnet32 tests profile fid others quality augment)
 phases=("$@")
 [ ${#phases[@]} -gt 0 ] || phases=(resnet32 tests profile fid) # the default run, most wanted first
 for phase in "${phases[@]}"; do
@@ -63,5 +65,7 @@ for phase in "${phases[@]}"; do
     others) run_phase others 240 "${bench[@]}" train --models cnn32,resnet48,cnn48 --device cuda \
         --settings fp32-tf32-max --out "$out/train.jsonl" ;;
     quality) run_phase quality 420 "${bench[@]}" quality --device cuda --out "$out/quality.jsonl" ;;
+    augment) run_phase augment 21600 "$py" -m sngan.train -m experiment=small_data_cifar10 \
+        augment=none,diffaugment,ada device=cuda "hydra.sweep.dir=$out/augment" ;;
     esac
 done

@@ -44,6 +44,7 @@ class DatasetConfig:
     modes: int  # synthetic: number of prototypes K
     seed: int  # synthetic: seed of the prototypes
     cache: bool  # keep the decoded uint8 images in <root>/.sngan_cache (decoded once)
+    limit: int | None  # train on a fixed random subset of this many images (the references keep the split)
 
 
 @dataclass
@@ -156,12 +157,25 @@ class TrainConfig:
 
 
 _POSITIVE = [
-    "train.steps", "train.n_dis", "train.batch_size_d", "train.batch_size_g",
-    "train.log_every", "train.sample_every", "train.eval_every", "train.eval_samples",
-    "train.checkpoint_every", "train.keep_checkpoints", "train.grid_size",
-    "model.z_dim", "model.width", "optim.lr_g", "optim.lr_d",
-    "dataset.size", "dataset.modes",
-]  # fmt: skip
+    "train.steps",
+    "train.n_dis",
+    "train.batch_size_d",
+    "train.batch_size_g",
+    "train.log_every",
+    "train.sample_every",
+    "train.eval_every",
+    "train.eval_samples",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.grid_size",
+    "model.z_dim",
+    "model.width",
+    "optim.lr_g",
+    "optim.lr_d",
+    "dataset.size",
+    "dataset.modes",
+]
+LIMIT_SEED = 0  # dataset.limit's subset: the same images for every run seed (data.dataset.subset)  # fmt: skip
 
 
 # A million samples put the synthetic quality's standard error below 0.0005 (sqrt(0.25 / 1e6)); more only
@@ -260,6 +274,8 @@ def validate(
     ):
         if _get(typed, key) not in choices:
             raise invalid(key, _get(typed, key), f"choose one of: {', '.join(choices)}")
+    if typed.dataset.limit is not None and typed.dataset.limit <= 0:
+        raise invalid("dataset.limit", typed.dataset.limit, "it must be greater than 0, or null for the whole split")
     for key in ("checkpoint_minutes", "max_minutes"):
         if getattr(typed.train, key) is not None and getattr(typed.train, key) <= 0:
             raise invalid(f"train.{key}", getattr(typed.train, key), "it must be greater than 0, or null for off")

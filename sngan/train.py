@@ -26,7 +26,7 @@ from sngan.cli.hydra_checks import register_resolvers
 from sngan.cli.log_file import copied_to
 from sngan.cli.provenance import provenance, resolve_device
 from sngan.cli.settings import check_train
-from sngan.config import ConfigError, TrainConfig, signal_number, to_container
+from sngan.config import LIMIT_SEED, ConfigError, TrainConfig, signal_number, to_container
 from sngan.data import BatchSampler, ImageData, to_float
 from sngan.metrics.scoring import describe_reference, load_dataset, load_extractor, make_scorer
 from sngan.models import MODELS, build_models
@@ -205,13 +205,15 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
     found = distributed.broadcast(
         distributed.main_first(lambda: find_resume(cfg.resume, run_dir, config), others=False, per_node=False)
     )
-    data = distributed.main_first(lambda: load_dataset(cfg.dataset))
+    split = distributed.main_first(lambda: load_dataset(cfg.dataset))
+    limit = cfg.dataset.limit  # a fixed subset to train on; the references below keep the whole split
+    data = split.subset(limit, LIMIT_SEED) if limit is not None else split
     class_names(cfg, data)  # a conditional run on unlabeled data: the first thing to say
     check_data_size(cfg, len(data.images))  # before the reference statistics, the networks and the placing
     scorer = None
     if not cfg.train.dry_run:  # a dry run only says where the reference statistics are
         scorer = distributed.main_first(
-            lambda: make_scorer(cfg.metrics, cfg.inception, cfg.dataset, device, data.images, inception, here.is_main)
+            lambda: make_scorer(cfg.metrics, cfg.inception, cfg.dataset, device, split.images, inception, here.is_main)
         )
     speed, notes = resolve_speed(cfg, device, data.images.nbytes, here.enabled)
     for note in notes if here.is_main else ():

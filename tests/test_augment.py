@@ -165,3 +165,34 @@ def test_evaluation_and_samples_never_augment(tmp_path):
         assert (run.augment is None) == (augment == "none")
         scores.append(score(run, data, NullTracker(tmp_path), None, cfg.seed, 100))
     assert scores[0] == scores[1] and scores[0]
+
+
+# ---------------------------------------------------------------- dataset.limit: the small-data experiments
+
+
+def test_dataset_limit_trains_on_a_fixed_subset_and_scores_against_the_whole_split(tmp_path, monkeypatch):
+    """10% of CIFAR-10 is dataset.limit=5000: the same images whatever the run's seed, the labels with them;
+    the FID reference keeps the whole split (what small-data papers compare with)."""
+    from sngan import train as train_command
+    from sngan.data import load_images
+
+    data = load_images("synthetic", "data", 32, synthetic_size=200)
+    a, b = data.subset(50, 0), data.subset(50, 0)
+    assert len(a.images) == 50 and torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    kept = [i for i in range(200) if any(torch.equal(data.images[i], img) for img in a.images[:3])]
+    assert len(kept) >= 3 and torch.equal(data.labels[kept[0]], a.labels[0])
+    with pytest.raises(Exception, match=r"dataset.limit=300 asks for more images than the split holds \(200\)"):
+        data.subset(300, 0)
+    with pytest.raises(ConfigError, match=r"dataset\.limit"):
+        validated(compose_cfg(TINY + ["dataset.limit=0"]))
+
+    seen = []
+    real = train_command.make_scorer
+    monkeypatch.setattr(
+        train_command, "make_scorer", lambda *args, **kw: seen.append(len(args[4])) or real(*args, **kw)
+    )
+    for seed in (0, 1):
+        run_training(tmp_path / f"s{seed}", TINY + ["dataset.limit=50", "train.steps=2", f"seed={seed}"])
+        state = ckpt.load(ckpt.find_latest(tmp_path / f"s{seed}"))
+        assert len(state["sampler"]["perm"]) == 50  # the sampler draws from the subset alone
+    assert seen == [200, 200]  # the scorer was given the whole split

@@ -4,7 +4,7 @@ the networks' floats in [-1, 1], and ``DatasetError``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -21,6 +21,17 @@ class ImageData:
     labels: torch.Tensor | None = None  # int64 [N] class indices, where the data has them
     classes: list[str] | None = None  # class names, index = label
     uniform_classes: bool = False  # labels drawn uniformly by construction (synthetic)
+
+    def subset(self, n: int, seed: int) -> ImageData:
+        """``n`` of the images (with their labels), a random choice fixed by ``seed``, in their own order."""
+        if n > len(self.images):
+            raise DatasetError(
+                f"dataset.limit={n} asks for more images than the split holds ({len(self.images)}). Use "
+                f"dataset.limit={len(self.images)} or less, or null for all of them."
+            )
+        keep = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+        labels = self.labels[keep] if self.labels is not None else None
+        return replace(self, images=self.images[keep], labels=labels)
 
     def class_counts(self) -> list[int] | None:
         """Images per class, the class mix a conditional run draws its fakes' labels with; None without
