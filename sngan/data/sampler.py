@@ -65,10 +65,11 @@ class BatchSampler:
         lo, hi = shard(batch, self.rank, self.world)
         packed = index[lo:hi] * 2 + (flip[lo:hi] if flip is not None else 0)
         packed = self.uploads.to(packed, self.images.device)
-        mine, flips = packed >> 1, (packed & 1).bool()
+        mine = packed >> 1
         x = to_float(self.uploads.to(self.images[mine], device))
         if flip is not None:
-            x = torch.where(self.uploads.to(flips, device)[:, None, None, None], x.flip(3), x)
+            flips = self.uploads.to((packed & 1).bool(), device)
+            x = torch.where(flips[:, None, None, None], x.flip(3), x)
         return x, None if self.labels is None else self.uploads.to(self.labels[mine], device)
 
     def state_dict(self) -> dict[str, Any]:

@@ -274,13 +274,13 @@ def train_loop(
     graphs = GraphCheck(speed)
     trial = CompileTrial(run, speed, t.compile, save)  # a failing compile: eager (compile=auto) or an error
     first, fix = run.step, what_to_lower(t.batch_size_d, t.batch_size_g, cfg.model.width)
+    device = run.fixed_z.device
     try:
         while run.step < t.steps:
             # Update D n_dis times and G once; skip or stop on a non-finite update; average G. Running out of
             # memory in the first step means settings too big for this machine: an error that names them.
             every = t.monitor_every
             monitor_due = monitor is not None and every is not None and due(run.step + 1, every, t.steps)
-            device = run.fixed_z.device
             guard = (
                 out_of_memory("running the first training step", fix, device) if run.step == first else nullcontext()
             )
