@@ -102,6 +102,7 @@ class MetricsConfig:
     is_splits: int
     kid_subsets: int
     kid_subset_size: int
+    prdc_n: int  # real and generated features (at most) for precision/recall/density/coverage; 0: off
     stats: str | None  # a statistics .npz to use (e.g. a published one) instead of the cache
 
 
@@ -332,6 +333,7 @@ def metric_presets() -> dict[str, tuple[int, str, int | None]]:
 
 
 WITH_TEST_SPLIT = ("cifar10", "cifar100", "stl10")
+PRDC_MAX = 10_000  # the real features a statistics file keeps (sngan.metrics.fid.KID_FEATURES_KEPT)
 INCEPTION_DIMS = (64, 192, 768, 2048)
 
 
@@ -367,6 +369,12 @@ def validate_metrics(metrics: MetricsConfig, inception: InceptionConfig, dataset
     for key in ("n_fake", "is_splits", "kid_subsets", "kid_subset_size"):
         if getattr(metrics, key) < (2 if key != "is_splits" else 1):
             raise invalid(f"metrics.{key}", getattr(metrics, key), "it must be at least 2 (1 for is_splits)")
+    if metrics.prdc_n != 0 and not 10 <= metrics.prdc_n <= PRDC_MAX:
+        raise invalid(
+            "metrics.prdc_n", metrics.prdc_n,
+            f"it must be 0 (no precision/recall/density/coverage) or between 10 and {PRDC_MAX:,} (the real "
+            f"features a statistics file keeps)",
+        )  # fmt: skip
     if metrics.n_real is not None and metrics.n_real < 2:
         raise invalid("metrics.n_real", metrics.n_real, "it must be at least 2, or null for the whole split")
     if metrics.real_split not in ("train", "test"):

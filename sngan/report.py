@@ -40,6 +40,7 @@ PANELS = [
     ("FID", r"/fid$"),
     ("Inception Score", r"/is_(mean|std)$"),
     ("KID", r"/kid_(mean|std)$"),
+    ("precision and recall (k=3), density and coverage (k=5)", r"/(precision|recall|density|coverage)$"),
     ("synthetic data: quality and mode coverage", r"synthetic/(quality|mode_coverage)$"),
     ("synthetic data: other measures", r"synthetic/"),
     ("skipped non-finite updates", r"^nonfinite/"),
@@ -145,9 +146,9 @@ def plot(run_dir: Path, panels: dict[str, dict[str, dict[str, list[float]]]], gr
 
 def sweep_table(sweep_dir: Path, out_dir: Path | None = None) -> tuple[list[dict], Path, Path]:
     """One row per run of a multirun folder (e.g. experiment=ablation_sn): its overrides, final and best
-    synthetic quality, modes covered, and whether it diverged (it stopped before its last step, or its
-    final quality fell below half its best). Writes ablation.md and ablation.json in ``out_dir`` (default:
-    ``sweep_dir``)."""
+    synthetic quality, modes covered, whether it diverged (it stopped before its last step, or its
+    final quality fell below half its best), and recall and coverage where a metric rule was on. Writes ablation.md and ablation.json in
+    ``out_dir`` (default: ``sweep_dir``)."""
     import yaml
 
     out_dir = ensure_folder(Path(out_dir) if out_dir else Path(sweep_dir), OUT_OPTION)  # before reading
@@ -168,15 +169,19 @@ def sweep_table(sweep_dir: Path, out_dir: Path | None = None) -> tuple[list[dict
             "modes_covered": int(final.get("synthetic/modes_covered", 0)),
             "best_quality": best,
             "diverged": stopped_early or final.get("synthetic/quality", 0.0) < 0.5 * best,
-        })  # fmt: skip
+        } | diversity(final))  # fmt: skip
     common = set.intersection(*(set(r["overrides"].split()) for r in rows)) if len(rows) > 1 else set()
     for r in rows:  # show what differs between the runs
         r["overrides"] = " ".join(o for o in r["overrides"].split() if o not in common)
-    head = "| run | overrides | final step | quality | modes covered | best quality | diverged |\n"
-    head += "|---|---|---|---|---|---|---|\n"
+    rules = sorted({r["rule"] for r in rows if "rule" in r})
+    extra = [(f"{key} ({rule})", key, rule) for rule in rules for key in ("recall", "coverage")]
+    head = "| run | overrides | final step | quality | modes covered | best quality | diverged |"
+    head += "".join(f" {title} |" for title, _, _ in extra) + "\n|" + "---|" * (7 + len(extra)) + "\n"
     body = "".join(
         f"| {r['run']} | {r['overrides']} | {r['final_step']} | {r['quality']:.3f} | {r['modes_covered']} | "
-        f"{r['best_quality']:.3f} | {'yes' if r['diverged'] else 'no'} |\n"
+        f"{r['best_quality']:.3f} | {'yes' if r['diverged'] else 'no'} |"
+        + "".join(f" {r[key]:.3f} |" if r.get("rule") == rule else " - |" for _, key, rule in extra)
+        + "\n"
         for r in rows
     )
     md, js = out_dir / "ablation.md", out_dir / "ablation.json"
@@ -184,6 +189,15 @@ def sweep_table(sweep_dir: Path, out_dir: Path | None = None) -> tuple[list[dict
         md.write_text(head + body)
         js.write_text(json.dumps(rows, indent=1) + "\n")
     return rows, md, js
+
+
+def diversity(final: dict) -> dict:
+    """Recall and coverage of G at a run's last evaluation, where a metric rule was on (they fall when G
+    drops modes, as the synthetic mode count does): {"rule", "recall", "coverage"}, or {}."""
+    rules = sorted(k.removesuffix("/recall") for k in final if k.endswith("/recall") and not k.startswith("ema/"))
+    if not rules or f"{rules[0]}/coverage" not in final:
+        return {}
+    return {"rule": rules[0], "recall": final[f"{rules[0]}/recall"], "coverage": final[f"{rules[0]}/coverage"]}
 
 
 def main(argv: list[str] | None = None) -> None:

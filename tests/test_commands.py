@@ -59,12 +59,14 @@ def test_training_logs_fid_is_kid_of_g_and_ema_under_the_rule_name(trained):
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [2, 4]
     for prefix in ("", "ema/"):
-        for key in ("fid", "is_mean", "is_std", "kid_mean", "kid_std"):
+        for key in ("fid", "is_mean", "is_std", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"):
             assert all(f"{prefix}tiny/{key}" in line for line in lines), key
     assert all(line["tiny/fid"] > 0 and line["tiny/is_mean"] >= 1 for line in lines)
+    assert all(0 <= line[f"tiny/{k}"] <= 1 for line in lines for k in ("precision", "recall", "coverage"))
     from test_train import scalar_steps
 
     assert scalar_steps(run_dir, "ema/tiny/fid") == [2, 4]
+    assert scalar_steps(run_dir, "tiny/coverage") == [2, 4]
 
 
 def test_best_checkpoint_is_the_one_with_the_lowest_ema_fid(trained):
@@ -98,6 +100,9 @@ def test_evaluate_reproduces_the_in_training_numbers_and_writes_labelled_json(tr
     # channels_last on the CPU, evaluate's is contiguous: their convolutions round differently, ~1e-8 here).
     assert rows["g"]["fid"] == pytest.approx(logged["tiny/fid"], rel=1e-6)
     assert rows["ema"]["is_mean"] == pytest.approx(logged["ema/tiny/is_mean"], rel=1e-6)
+    for key in ("precision", "recall", "density", "coverage"):  # counts of the same distances: equal
+        assert rows["ema"][key] == pytest.approx(logged[f"ema/tiny/{key}"], abs=1e-9), key
+    assert doc["prdc"] == "k=3 (precision, recall), k=5 (density, coverage): 150 real vs 32 generated features"
     assert [p.name for p in stats.parent.glob("*.npz")] == [stats.name] and stats.stat().st_mtime_ns == written
 
 

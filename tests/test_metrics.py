@@ -158,7 +158,20 @@ def test_score_of_a_set_against_its_own_statistics(random_net, tmp_path):
     rule = MetricRule("t", 80, "train", None, is_splits=2, kid_subsets=5, kid_subset_size=40)
     result = score(features, logits, ref, rule)
     assert abs(result["fid"]) < 1e-6
-    assert result["is_mean"] >= 1.0 and set(result) == {"fid", "is_mean", "is_std", "kid_mean", "kid_std"}
+    assert result["is_mean"] >= 1.0
+    assert set(result) == {
+        "fid",
+        "is_mean",
+        "is_std",
+        "kid_mean",
+        "kid_std",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+    }
+    # every generated feature is a real one: inside its own ball, and every real ball holds one
+    assert result["precision"] == result["recall"] == result["coverage"] == 1.0 and result["density"] >= 1.0
 
 
 @pytest.mark.slow

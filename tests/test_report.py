@@ -118,3 +118,26 @@ def test_ablation_multirun_and_its_table(tmp_path):
     )
     assert all(r["final_step"] == 2 and 0 <= r["quality"] <= 1 and isinstance(r["diverged"], bool) for r in rows)
     assert "| modes covered |" in (sweep / "ablation.md").read_text() and "seed=2" in table.stdout
+
+
+def test_the_sweep_table_adds_recall_and_coverage_where_a_metric_rule_was_on(tmp_path):
+    """Beside the synthetic modes: G's recall and coverage at the last evaluation (not the EMA's), "-" for a run
+    without them."""
+    from sngan.report import sweep_table
+
+    finals = {
+        "0": {"step": 4, "synthetic/quality": 0.9, "synthetic/modes_covered": 9, "tiny/recall": 0.75,
+              "tiny/coverage": 0.625, "ema/tiny/recall": 0.5, "ema/tiny/coverage": 0.5},
+        "1": {"step": 4, "synthetic/quality": 0.8, "synthetic/modes_covered": 3, "tiny/recall": 0.125,
+              "tiny/coverage": 0.25},
+        "2": {"step": 4, "synthetic/quality": 0.8, "synthetic/modes_covered": 3},
+    }  # fmt: skip
+    for name, final in finals.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.jsonl").write_text(json.dumps(final) + "\n")
+        (tmp_path / name / "config.yaml").write_text("train:\n  steps: 4\n")
+    rows, md, _ = sweep_table(tmp_path)
+    assert [(r.get("recall"), r.get("coverage")) for r in rows] == [(0.75, 0.625), (0.125, 0.25), (None, None)]
+    lines = md.read_text().splitlines()
+    assert lines[0].endswith("| diverged | recall (tiny) | coverage (tiny) |") and lines[1].count("---") == 9
+    assert lines[2].endswith("| 0.750 | 0.625 |") and lines[4].endswith("| - | - |")

@@ -19,6 +19,7 @@ from sngan.training.distributed import shard
 
 from .fid import ReferenceStats, feature_statistics, frechet_distance, inception_score, kernel_inception_distance
 from .inception import LOGITS, InceptionFeatures
+from .prdc import prdc
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class MetricRule:
     is_splits: int = 10
     kid_subsets: int = 100
     kid_subset_size: int = 1000
+    prdc_n: int = 10_000  # real and generated features, at most, for precision/recall/density/coverage; 0: off
 
 
 @contextlib.contextmanager
@@ -99,7 +101,8 @@ def score(
     rule: MetricRule,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    """FID against ``reference``; IS from the logits; KID where the reference kept features."""
+    """FID against ``reference``; IS from the logits; KID, precision, recall, density and coverage where
+    the reference kept real features (ours do; published files do not)."""
     mu, sigma = feature_statistics(features)
     out = {"fid": frechet_distance(mu, sigma, reference.mu, reference.sigma)}
     if logits is not None:
@@ -108,4 +111,14 @@ def score(
         out["kid_mean"], out["kid_std"] = kernel_inception_distance(
             features, reference.features, rule.kid_subsets, rule.kid_subset_size, device=device
         )
+        if rule.prdc_n:
+            out |= prdc(prdc_reals(reference.features, rule.prdc_n), features[: rule.prdc_n], device)
     return out
+
+
+def prdc_reals(features: np.ndarray, n: int) -> np.ndarray:
+    """The real features precision/recall/density/coverage compare with: all the reference kept, or ``n``
+    of them drawn with a fixed seed (the same ones every time)."""
+    if len(features) <= n:
+        return features
+    return features[np.sort(np.random.default_rng(0).choice(len(features), n, replace=False))]

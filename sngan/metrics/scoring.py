@@ -31,6 +31,7 @@ from sngan.metrics.fid import (
     save_reference,
 )
 from sngan.metrics.inception import InceptionFeatures, Weights, resolve_weights
+from sngan.metrics.prdc import K_DENSITY_COVERAGE, K_PRECISION_RECALL
 from sngan.training import distributed
 from sngan.training.memory import EvaluationOutOfMemory, noted
 
@@ -42,7 +43,7 @@ class MetricsError(RuntimeError):
 def rule_of(metrics: MetricsConfig) -> MetricRule:
     return MetricRule(
         metrics.name, metrics.n_fake, metrics.real_split, metrics.n_real,
-        metrics.is_splits, metrics.kid_subsets, metrics.kid_subset_size,
+        metrics.is_splits, metrics.kid_subsets, metrics.kid_subset_size, metrics.prdc_n,
     )  # fmt: skip
 
 
@@ -191,6 +192,16 @@ class Scorer:
             raise EvaluationOutOfMemory(outcome)
         return outcome
 
+    def prdc_counts(self) -> str | None:
+        """What the rule's precision/recall/density/coverage compare, or None where they are not computed."""
+        if not self.rule.prdc_n or self.reference is None or self.reference.features is None:
+            return None  # off, or a published statistics file: no real features
+        reals = min(len(self.reference.features), self.rule.prdc_n)
+        return (
+            f"k={K_PRECISION_RECALL} (precision, recall), k={K_DENSITY_COVERAGE} (density, coverage): {reals:,} real "
+            f"vs {min(self.rule.n_fake, self.rule.prdc_n):,} generated features"
+        )
+
     def describe(self) -> dict[str, Any]:
         """What a number computed by this scorer means: stored beside every saved result."""
         return {
@@ -202,6 +213,7 @@ class Scorer:
             ),
             "is_splits": self.rule.is_splits,
             "kid": f"{self.rule.kid_subsets} subsets of {self.rule.kid_subset_size}",
+            "prdc": self.prdc_counts(),
             "dims": self.extractor.dims,
             "reference_stats": str(self.reference_path),
             "inception_weights": str(self.weights.path),
