@@ -147,8 +147,8 @@ def plot(run_dir: Path, panels: dict[str, dict[str, dict[str, list[float]]]], gr
 def sweep_table(sweep_dir: Path, out_dir: Path | None = None) -> tuple[list[dict], Path, Path]:
     """One row per run of a multirun folder (e.g. experiment=ablation_sn): its overrides, final and best
     synthetic quality, modes covered, whether it diverged (it stopped before its last step, or its
-    final quality fell below half its best), and recall and coverage where a metric rule was on. Writes ablation.md and ablation.json in
-    ``out_dir`` (default: ``sweep_dir``)."""
+    final quality fell below half its best), and recall and coverage where a metric rule was on. Writes
+    ablation.md and ablation.json in ``out_dir`` (default: ``sweep_dir``)."""
     import yaml
 
     out_dir = ensure_folder(Path(out_dir) if out_dir else Path(sweep_dir), OUT_OPTION)  # before reading
