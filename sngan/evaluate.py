@@ -1,7 +1,9 @@
-"""``python -m sngan.evaluate``: FID, IS and KID of checkpoints, labelled with their rule.
+"""``python -m sngan.evaluate``: FID, IS, KID, precision/recall and density/coverage of checkpoints, or of
+any images, labelled with their rule.
 
     python -m sngan.evaluate ckpt=outputs/run/checkpoints/best.pt metrics=fid50k_train
     python -m sngan.evaluate ckpt=outputs/run metrics=fid_paper        # every checkpoint: one table
+    python -m sngan.evaluate images=samples/ dataset=cifar10 metrics=fid50k_train   # another trainer's samples
 
 Each checkpoint's generator is scored (and its EMA generator, where the run kept
 one) from the same fixed seed the run used in training, so an in-training number
@@ -27,10 +29,11 @@ from sngan.cli.errors import ensure_folder, run_or_exit
 from sngan.cli.provenance import resolve_device
 from sngan.cli.settings import EvaluateConfig, check_evaluate, check_stored
 from sngan.config import ConfigError, DatasetConfig, validate_metrics
+from sngan.data.image_sets import load_image_set
 from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generator_from_state
 from sngan.metrics.class_scoring import class_reference_stats, intra_class_fid
 from sngan.metrics.inception import InceptionFeatures, Weights
-from sngan.metrics.scoring import Scorer, load_extractor, make_scorer, split_of
+from sngan.metrics.scoring import MetricsError, Scorer, load_extractor, make_scorer, split_of
 from sngan.training import checkpoint as ckpt
 from sngan.training.memory import out_of_memory
 
@@ -125,7 +128,11 @@ def intra_class_references(
 
 
 def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
-    """Score every requested checkpoint; return the JSON document and where it was written."""
+    """Score every requested checkpoint (or the images of ``images=``); return the JSON document and where it
+    was written."""
+    if cfg.images is not None:
+        return evaluate_images(cfg)
+    assert cfg.ckpt is not None
     device = resolve_device(cfg.device)
     target = Path(cfg.ckpt)
     paths = checkpoints_of(target)
@@ -178,6 +185,60 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
         return write_results(out, scorer, seed, rows, classes, per_class, skipped), out  # with files skipped last
 
 
+def evaluate_images(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
+    """Score the images of a folder or a .npz (``cfg.images``) under the rule, against the dataset's
+    reference statistics (or ``metrics.stats``): the protocol a checkpoint is scored by, for any images."""
+    assert cfg.images is not None
+    device = resolve_device(cfg.device)
+    source = Path(cfg.images).resolve()
+    rule = cfg.metrics.name
+    out = (
+        Path(cfg.out)
+        if cfg.out
+        else source.with_name(f"{source.stem if source.is_file() else source.name}.{rule}.json")
+    )
+    ensure_folder(out.parent)  # before the slow part
+    resolution = cfg.dataset.resolution if cfg.dataset is not None else None
+    found = load_image_set(cfg.images, resolution)
+    if found.resized:
+        print(f"note: resized as the reals are read: {found.resized} ({describe_sizes(found.sizes)}).", file=sys.stderr)
+    if len(found.images) < cfg.metrics.n_fake:
+        raise MetricsError(
+            f"images={cfg.images} holds {len(found.images):,} images but rule {rule} scores "
+            f"{cfg.metrics.n_fake:,}. Give at least {cfg.metrics.n_fake:,}, or a rule with fewer under a name of its "
+            f"own (e.g. metrics.name={rule}_{len(found.images)} metrics.n_fake={len(found.images)}), so that its "
+            f"numbers are never compared with {rule}'s."
+        )
+    if len(found.images) > cfg.metrics.n_fake:
+        print(f"note: scoring the first {cfg.metrics.n_fake:,} of {len(found.images):,} images (rule {rule}).",
+              file=sys.stderr)  # fmt: skip
+    fix = f"Embed fewer images at once (inception.batch_size={cfg.inception.batch_size}, e.g. half), or device=cpu"
+    with out_of_memory(f"scoring on {device}", fix, device, "Nothing was written."):
+        scorer = make_scorer(cfg.metrics, cfg.inception, cfg.dataset, device)
+        assert scorer is not None
+        scorer = dataclasses.replace(scorer, batch_size=cfg.inception.batch_size)
+        row = {"images": str(source), "count": len(found.images), "network": "-"}
+        row |= scorer.images(found.images[: cfg.metrics.n_fake])
+    doc = {**scorer.describe(), "sizes": found.sizes, "resized": found.resized, "results": [row]}
+    write_json(out, doc)
+    print(f"{source.name}: {rule}: " + "  ".join(f"{k}={row[k]:.4f}" for k in KEYS if k in row), file=sys.stderr)
+    return doc, out
+
+
+def describe_sizes(sizes: dict[str, int]) -> str:
+    return ", ".join(f"{n:,} of {size}" for size, n in sizes.items())
+
+
+def write_json(out: Path, doc: dict[str, Any]) -> None:
+    """``doc`` written to ``out`` atomically: a temporary file renamed over it."""
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_results(
     out: Path,
     scorer: Scorer,
@@ -196,13 +257,11 @@ def write_results(
             "real": "each class's images among the rule's reference images",
             "classes": classes,
         }
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_json(out, doc)
     return doc
+
+
+KEYS = ("fid", "is_mean", "is_std", "kid_mean", "kid_std", "precision", "recall", "density", "coverage", "intra_fid")
 
 
 def format_row(rule: str, row: dict[str, Any]) -> str:

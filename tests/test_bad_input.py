@@ -130,6 +130,7 @@ TABLE = [
     ("train", "missing path", TRAIN + ["dataset=folder", "dataset.root={missing}"], "does not exist"),
     ("train", "missing path", TRAIN + ["resume={missing}.pt"], "does not exist"),
     ("evaluate", "missing path", ["ckpt={missing}.pt"], "does not exist"),
+    ("evaluate", "missing path", ["images={missing}", "dataset=cifar10"], "neither a folder nor a .npz"),
     ("sample", "missing path", ["ckpt={missing}.pt"], "does not exist"),
     (
         "fid_stats",
@@ -141,6 +142,7 @@ TABLE = [
     # empty folder
     ("train", "empty folder", TRAIN + ["dataset=folder", "dataset.root={empty}"], "holds no images"),
     ("evaluate", "empty folder", ["ckpt={empty}"], "holds no checkpoints"),
+    ("evaluate", "empty folder", ["images={empty}", "dataset=cifar10"], "holds no images"),
     ("sample", "empty folder", ["ckpt={empty}"], "is a folder, not a checkpoint"),
     (
         "fid_stats",
@@ -150,6 +152,7 @@ TABLE = [
     ),
     # folder of non-images
     ("train", "non-images", TRAIN + ["dataset=folder", "dataset.root={nonimages}"], "holds no images"),
+    ("evaluate", "non-images", ["images={nonimages}", "dataset=cifar10"], "holds no images"),
     (
         "fid_stats",
         "non-images",
@@ -159,6 +162,8 @@ TABLE = [
     # unreadable or truncated image files
     ("train", "unreadable image", TRAIN + ["dataset=folder", "dataset.root={garbage}"], "Cannot decode image"),
     ("train", "truncated image", TRAIN + ["dataset=folder", "dataset.root={truncated}"], "Cannot decode image"),
+    ("evaluate", "unreadable image", ["images={garbage}", "dataset=cifar10"], "Cannot decode image"),
+    ("evaluate", "truncated image", ["images={truncated}", "dataset=cifar10"], "Cannot decode image"),
     (
         "fid_stats",
         "unreadable image",

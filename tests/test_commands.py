@@ -6,21 +6,34 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from helpers import TINY, evaluate_cfg, inception_cfg, metrics_cfg, run_training, sample_cfg
 from PIL import Image
 
 import sngan
+from sngan.cli.settings import EvaluateConfig
 from sngan.config import ConfigError
-from sngan.evaluate import evaluate
+from sngan.data import DatasetError, to_uint8
+from sngan.evaluate import evaluate, evaluate_images
 from sngan.export import main as export_main  # noqa: F401  (the entry point imports)
-from sngan.inference import export_generator, generator_from_checkpoint, load_generator
+from sngan.inference import (
+    EVAL_SEED_OFFSET,
+    SeededSampler,
+    export_generator,
+    generator_from_checkpoint,
+    generator_from_state,
+    load_generator,
+)
 from sngan.metrics.inception import InceptionError
+from sngan.metrics.scoring import MetricsError
 from sngan.sample import main as sample_main  # noqa: F401
 from sngan.sample import sample
 from sngan.training import checkpoint as ckpt
@@ -167,6 +180,101 @@ def test_evaluating_a_run_folder_skips_a_damaged_file_and_keeps_each_row_as_it_g
         evaluate(evaluate_cfg(ckpt=str(copy), metrics=TINY_METRICS, inception=inception, device="cpu",
                                 out=str(tmp_path / "partial.json")))  # fmt: skip
     assert len(json.loads((tmp_path / "partial.json").read_text())["results"]) == 1
+
+
+def images_cfg(overrides: list[str], **values: Any) -> EvaluateConfig:
+    """evaluate's settings for images=, the dataset given as on the command line."""
+    from helpers import _composed, _with
+
+    from sngan.cli.settings import check_evaluate
+
+    return check_evaluate(_with(_composed("evaluate", overrides), values))
+
+
+# The ``trained`` run's dataset (experiment=quickstart at 32 px, METRICS' size), as a user names it for images=.
+RUN_DATASET = ["dataset=synthetic", "dataset.size=150", "dataset.resolution=32"]
+
+
+def the_runs_own_samples(run_dir: Path) -> tuple[Path, torch.Tensor]:
+    """The 32 images evaluate scores for the last checkpoint's G (same weights, same seed), as uint8."""
+    path = run_dir / "checkpoints" / "ckpt_00000004.pt"
+    state = ckpt.load(path)
+    generator, _ = generator_from_state(state, path, False)
+    sampler = SeededSampler(generator, torch.device("cpu"), int(state["config"]["seed"]) + EVAL_SEED_OFFSET)
+    return path, to_uint8(sampler(32))
+
+
+def test_evaluate_images_gives_a_folder_or_npz_of_samples_the_numbers_of_their_checkpoint(
+    trained, with_inception, tmp_path
+):
+    """Same protocol for any images: G's samples written as PNGs, or as a .npz (either layout), score exactly
+    what the checkpoint scores; a larger set is cut to the rule's n_fake, and the JSON says what was read."""
+    run_dir, _ = trained
+    (stats,) = stats_of(run_dir).glob("*.npz")
+    inception = inception_cfg(dims=64, stats_dir=str(stats.parent))  # the statistics training computed
+    path, images = the_runs_own_samples(run_dir)
+    doc, _ = evaluate(evaluate_cfg(ckpt=str(path), metrics=TINY_METRICS, inception=inception, device="cpu"))
+    expected = next(row for row in doc["results"] if row["network"] == "g")
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    for i, image in enumerate(torch.cat([images, images[:5]])):  # 37 images: the first 32 are scored
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i:04d}.png")
+    np.savez(tmp_path / "nhwc.npz", images.permute(0, 2, 3, 1).numpy())
+    np.savez(tmp_path / "nchw.npz", images=images.numpy())
+    for source in (folder, tmp_path / "nhwc.npz", tmp_path / "nchw.npz"):
+        cfg = images_cfg([f"images={source}", *RUN_DATASET], metrics=TINY_METRICS, inception=inception, device="cpu")
+        got, out = evaluate_images(cfg)
+        (row,) = got["results"]
+        assert out == source.with_name(f"{source.stem}.tiny.json") and json.loads(out.read_text()) == got
+        for key in ("fid", "is_mean", "kid_mean", "precision", "recall", "density", "coverage"):
+            assert row[key] == pytest.approx(expected[key], rel=1e-9, abs=1e-12), (source.name, key)
+        assert got["reference_stats"] == doc["reference_stats"] and got["resized"] is None
+        assert row["count"] == (37 if source == folder else 32) and got["sizes"] == {"32x32": row["count"]}
+
+
+def test_evaluate_images_resizes_like_the_reals_and_says_so_and_refuses_what_it_cannot_score(
+    trained, with_inception, tmp_path, capsys
+):
+    run_dir, _ = trained
+    (stats,) = stats_of(run_dir).glob("*.npz")
+    inception = inception_cfg(dims=64, stats_dir=str(stats.parent))
+    _, images = the_runs_own_samples(run_dir)
+
+    def run(source: Path, *more: str) -> dict[str, Any]:
+        cfg = images_cfg([f"images={source}", *RUN_DATASET, *more], metrics=TINY_METRICS, inception=inception,
+                         device="cpu")  # fmt: skip
+        return evaluate_images(cfg)[0]
+
+    # 64 x 64: 2 x 2 averaging (as STL-10's 96 -> 48); 40 x 40: PIL's bicubic fit (as image folders)
+    np.savez(tmp_path / "big.npz", images.repeat_interleave(2, 2).repeat_interleave(2, 3).numpy())
+    doc = run(tmp_path / "big.npz")
+    assert doc["resized"] == "64x64 -> 32x32 by averaging 2x2 blocks" and doc["sizes"] == {"64x64": 32}
+    assert "note: resized as the reals are read: 64x64 -> 32x32" in capsys.readouterr().err
+    up = torch.nn.functional.interpolate(images.float(), size=40, mode="bilinear").round().to(torch.uint8)
+    np.savez(tmp_path / "odd.npz", up.numpy())
+    assert run(tmp_path / "odd.npz")["resized"] == "40x40 -> 32x32 by bicubic fit"
+    # what cannot be scored: each a one-paragraph DatasetError / MetricsError naming the fix
+    (tmp_path / "empty").mkdir()
+    np.savez(tmp_path / "few.npz", images[:20].numpy())
+    np.savez(tmp_path / "float.npz", images.float().numpy() / 255)
+    np.savez(tmp_path / "two.npz", a=images.numpy(), b=images.numpy())
+    cases = {
+        tmp_path / "empty": "holds no images with extensions",
+        tmp_path / "few.npz": "holds 20 images but rule tiny scores 32. Give at least 32, or a rule with fewer",
+        tmp_path / "float.npz": "it must hold uint8 images (0-255)",
+        tmp_path / "two.npz": "holds arrays ['a', 'b']; which are the images?",
+    }
+    for source, message in cases.items():
+        with pytest.raises((DatasetError, MetricsError), match=re.escape(message)):
+            run(source)
+    for bad, message in [
+        ([], "nothing to score"),
+        ([f"images={tmp_path}", "ckpt=x"], "give ckpt= or images=, not both"),
+        ([f"images={tmp_path}"], "needs real images to be judged against. Add dataset=NAME"),
+        ([f"images={tmp_path}", "dataset=synthetic"], "set dataset.resolution"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            images_cfg(bad)
 
 
 def test_sample_writes_pngs_a_grid_and_interpolations(trained, tmp_path):

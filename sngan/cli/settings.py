@@ -65,7 +65,8 @@ def _compose(config_name: str, overrides: list[str]) -> DictConfig:
 
 @dataclass
 class EvaluateConfig:
-    ckpt: str  # a checkpoint file, or a run folder (every checkpoint in it)
+    ckpt: str | None  # a checkpoint file, or a run folder (every checkpoint in it)
+    images: str | None  # or: a folder of images / a .npz of uint8 images, scored instead
     metrics: MetricsConfig
     inception: InceptionConfig
     data_root: str | None  # where the run's dataset lives on this host, if elsewhere
@@ -74,6 +75,7 @@ class EvaluateConfig:
     batch_size: int  # generated images per pass (memory only: SeededSampler's images do not depend on it)
     device: str
     intra_class: bool  # conditional checkpoints: also intra-class FID (n_fake / K images per class)
+    dataset: DatasetConfig | None = None  # images= only: whose reference statistics judge them (no key: None)
 
 
 @dataclass
@@ -122,9 +124,40 @@ def check_evaluate(cfg: DictConfig) -> EvaluateConfig:
         raise ConfigError("Invalid configuration: metrics=none evaluates nothing; pick a rule such as "
                           "metrics=fid_paper, fid50k_train or fid10k_test.")  # fmt: skip
     validate_metrics(typed.metrics, typed.inception, None)  # the split is checked against the run's dataset later
+    check_what_to_score(typed)
     if typed.batch_size <= 0:
         raise invalid("batch_size", typed.batch_size, "it must be greater than 0")
     return typed
+
+
+def check_what_to_score(cfg: EvaluateConfig) -> None:
+    """ckpt= or images=, one of them; images= with a dataset or a statistics file to judge them by."""
+    if (cfg.ckpt is None) == (cfg.images is None):
+        raise ConfigError(
+            "Invalid configuration: "
+            + ("give ckpt= or images=, not both" if cfg.ckpt else "nothing to score")
+            + ". Pass ckpt=PATH (a checkpoint, or a run folder: every checkpoint in it) or images=PATH (a folder "
+            "of PNG/JPEG images, or a .npz of uint8 images) with the dataset they are judged against (dataset=cifar10)."
+        )
+    if cfg.ckpt is not None and cfg.dataset is not None:
+        raise ConfigError(
+            f"Invalid configuration: dataset={cfg.dataset.name} is for images=; a checkpoint is judged against the "
+            f"dataset its run trained on. Drop dataset= (data_root= says where that dataset lives on this host)."
+        )
+    if cfg.images is not None and cfg.dataset is None and cfg.metrics.stats is None:
+        raise ConfigError(
+            f"Invalid configuration: images={cfg.images} needs real images to be judged against. Add dataset=NAME "
+            f"(cifar10, cifar100, stl10, folder with dataset.root=...: its reference statistics under "
+            f"metrics={cfg.metrics.name}, cached as in training), or metrics.stats=FILE (a statistics .npz)."
+        )
+    if cfg.dataset is not None:
+        validate_metrics(cfg.metrics, cfg.inception, cfg.dataset.name)
+        cfg.dataset.resolution = cfg.dataset.resolution or NATIVE_RESOLUTION.get(cfg.dataset.name)
+        if cfg.dataset.resolution is None:
+            raise ConfigError(
+                f"Invalid configuration: dataset '{cfg.dataset.name}' has no native resolution; set "
+                f"dataset.resolution to the size its reals are read at (32 or 48): the images are brought to it too."
+            )
 
 
 def check_sample(cfg: DictConfig) -> SampleConfig:

@@ -192,6 +192,11 @@ class Scorer:
             raise EvaluationOutOfMemory(outcome)
         return outcome
 
+    def images(self, images: torch.Tensor) -> dict[str, float]:
+        """The same numbers for given uint8 images (all of them: the caller picks ``rule.n_fake``), one process."""
+        features, logits = extract(self.extractor, uint8_batches(images, self.batch_size), self.device)
+        return score(features, logits, self.reference, self.rule, self.device)
+
     def prdc_counts(self) -> str | None:
         """What the rule's precision/recall/density/coverage compare, or None where they are not computed."""
         if not self.rule.prdc_n or self.reference is None or self.reference.features is None:
@@ -234,34 +239,43 @@ def describe_reference(metrics: MetricsConfig, inception: InceptionConfig, datas
     return f"rule {metrics.name}: {metrics.n_fake:,} generated images against {path} ({state})"
 
 
+def given_reference(metrics: MetricsConfig, inception: InceptionConfig) -> tuple[ReferenceStats, Path]:
+    """The statistics file ``metrics.stats`` names (e.g. a published one), checked against the feature size."""
+    assert metrics.stats is not None
+    try:
+        ref, path = load_reference(Path(metrics.stats)), Path(metrics.stats)
+    except ValueError as exc:
+        raise MetricsError(f"metrics.stats: {exc}. Point it at a pytorch-fid .npz (mu, sigma).") from exc
+    if ref.mu.shape != (inception.dims,):
+        raise MetricsError(
+            f"metrics.stats '{path}' holds {ref.mu.shape[0]}-d statistics but inception.dims is "
+            f"{inception.dims}; use a file computed with the same feature size."
+        )
+    return ref, path
+
+
 def make_scorer(
     metrics: MetricsConfig,
     inception: InceptionConfig,
-    dataset: DatasetConfig,
+    dataset: DatasetConfig | None,
     device: torch.device,
     train_images: torch.Tensor | None = None,
     extractor: tuple[InceptionFeatures, Weights] | None = None,
     with_reference: bool = True,
 ) -> Scorer | None:
     """A scorer for ``metrics`` (None for metrics=none); ``train_images`` spares a reload of the
-    training split. ``with_reference=False``: one that only embeds images (torchrun's other ranks)."""
+    training split. ``with_reference=False``: one that only embeds images (torchrun's other ranks). ``dataset``
+    may be None only where ``metrics.stats`` names the statistics file."""
     if metrics.name == "none":
         return None
     net, weights = extractor or load_extractor(inception)
     if not with_reference:
         return Scorer(rule_of(metrics), net, weights, None, None, device, inception.batch_size)
-    split = split_of(dataset, metrics.real_split)
     if metrics.stats is not None:
-        try:
-            ref, path = load_reference(Path(metrics.stats)), Path(metrics.stats)
-        except ValueError as exc:
-            raise MetricsError(f"metrics.stats: {exc}. Point it at a pytorch-fid .npz (mu, sigma).") from exc
-        if ref.mu.shape != (inception.dims,):
-            raise MetricsError(
-                f"metrics.stats '{path}' holds {ref.mu.shape[0]}-d statistics but inception.dims is "
-                f"{inception.dims}; use a file computed with the same feature size."
-            )
+        ref, path = given_reference(metrics, inception)
     else:
+        assert dataset is not None, "a dataset, or metrics.stats"
+        split = split_of(dataset, metrics.real_split)
         images = train_images if split == dataset.split else None
         ref, path, _ = reference_stats(dataset, split, metrics.n_real, inception, net, weights, device, images)
     return Scorer(rule_of(metrics), net, weights, ref, path, device, inception.batch_size)
