@@ -47,6 +47,7 @@ from sngan.cli.provenance import device_name, resolve_device
 from sngan.metrics.features import MetricRule, extract, generated_batches, score
 from sngan.metrics.fid import ReferenceStats
 from sngan.metrics.inception import InceptionError, InceptionFeatures, random_state_dict, resolve_weights
+from sngan.metrics.prdc import prdc
 from sngan.models import build_models
 
 
@@ -86,7 +87,7 @@ def bench_fid(args: argparse.Namespace) -> None:
     extractor = extractor.place(device)
     rng = np.random.default_rng(0)
     reference = ReferenceStats(np.zeros(2048), np.eye(2048), rng.normal(size=(2000, 2048)).astype(np.float32))
-    rule = MetricRule("benchmark", args.n, "train", None)
+    rule = MetricRule("benchmark", args.n, "train", None, prdc_n=0)  # FID/IS/KID; the four numbers timed apart
     gen = torch.Generator(device=device)
 
     def sample_fn(n: int) -> torch.Tensor:
@@ -104,18 +105,46 @@ def bench_fid(args: argparse.Namespace) -> None:
         extracted = time.perf_counter()
         result = score(features, logits, reference, rule, device)
         done = time.perf_counter()
+        prdc(reference.features, features, device)  # what the same pass adds: no second network run
+        synchronize(device)
+        with_prdc = time.perf_counter()
         emit(
             base | {
                 "repeat": repeat,
                 "seconds_total": round(done - start, 3),
                 "seconds_generate_and_features": round(extracted - start, 3),
                 "seconds_statistics": round(done - extracted, 3),
+                "seconds_prdc": round(with_prdc - done, 3),
+                "prdc_features": f"{len(reference.features)} real vs {len(features)} generated",
                 "feature_images_per_s": round(args.n / (extracted - start), 1),
                 "peak_gpu_mib": peak_mib(device),
                 "fid_vs_dummy_reference": round(result["fid"], 3),
             },
             args.out,
         )  # fmt: skip
+    if args.prdc_n:
+        emit(base | bench_prdc(args.prdc_n, device), args.out)
+
+
+def bench_prdc(n: int, device: torch.device) -> dict[str, Any]:
+    """Precision/recall/density/coverage of n x n random 2048-d pool-like features (>= 0): seconds, and the
+    memory its distance blocks and features take."""
+    from sngan.metrics import prdc as prdc_module
+
+    rng = np.random.default_rng(1)
+    real, fake = (np.abs(rng.normal(size=(n, 2048))).astype(np.float32) for _ in range(2))
+    synchronize(device)
+    start = time.perf_counter()
+    prdc(real, fake, device)
+    synchronize(device)
+    block_rows = prdc_module.block_rows(n)
+    return {
+        "prdc_n": n,
+        "seconds_prdc_n_x_n": round(time.perf_counter() - start, 3),
+        "prdc_block_mib": round(min(block_rows, n) * n * 4 / 2**20, 1),
+        "prdc_features_mib": round(2 * n * 2048 * 4 / 2**20, 1),
+        "peak_gpu_mib": peak_mib(device),
+    }
 
 
 def bench_monitor(args: argparse.Namespace) -> None:
@@ -354,6 +383,8 @@ def main(argv: list[str] | None = None) -> None:
     fid.add_argument("--weights", default=None, help="Inception weights file (default: $TORCH_HOME's)")
     fid.add_argument("--repeats", type=int, default=2)
     fid.add_argument("--offline", action="store_true", help="never try to download the Inception weights")
+    fid.add_argument("--prdc-n", type=int, default=10_000,
+                     help="also time precision/recall/density/coverage of N x N features (0: not)")  # fmt: skip
     fid.add_argument("--out", type=Path, default=None, help="also append the JSON lines to this file")
     mon = sub.add_parser("monitor", help="cost of train.monitor_every against training steps")
     mon.add_argument("--model", default="resnet32")

@@ -28,7 +28,7 @@ def _squared_distances(a: torch.Tensor, b: torch.Tensor, b_norms: torch.Tensor) 
     return (a.square().sum(1, keepdim=True) + b_norms[None, :] - 2 * (a @ b.T)).clamp_(min=0)
 
 
-def _block_rows(cols: int) -> int:
+def block_rows(cols: int) -> int:
     """Rows of a distance block against ``cols`` columns."""
     return max(1, BLOCK_FLOATS // max(cols, 1))
 
@@ -39,7 +39,7 @@ def kth_neighbour_radii(x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, torch
     norms = x.square().sum(1)
     top = max(ks) + 1
     out: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
-    step = _block_rows(len(x))
+    step = block_rows(len(x))
     for i in range(0, len(x), step):
         block = x[i : i + step]
         nearest = _squared_distances(block, x, norms).topk(top, dim=1, largest=False).values  # ascending
@@ -73,7 +73,7 @@ def prdc(
     in_real_dc = torch.zeros((), dtype=torch.int64, device=r.device)  # (generated, real ball) pairs, k_dc
     recalled = torch.zeros(len(r), dtype=torch.bool, device=r.device)  # reals inside a generated ball
     nearest_fake = torch.full((len(r),), float("inf"), device=r.device)  # each real's nearest generated one
-    step = _block_rows(len(r))
+    step = block_rows(len(r))
     for i in range(0, len(f), step):
         block = f[i : i + step]
         d = _squared_distances(block, r, r_norms)  # [block, N]
