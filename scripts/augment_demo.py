@@ -1,6 +1,6 @@
 """D memorizing a small set of real photographs, with and without adaptive augmentation (docs/augment.md).
 
-    python scripts/augment_demo.py --out /tmp/augment_demo                     # 1,000 CIFAR-10 photographs
+    python scripts/augment_demo.py --out /tmp/augment_demo --threads 1 --jobs 2   # 1,000 CIFAR-10 photographs
     python scripts/augment_demo.py --out /tmp/demo --images 200 --steps 40     # a quick look
 
 Takes ``--images`` photographs (the same number of each class, the first of each class folder in name
@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 RUNS = {"none": ["augment=ada", "augment.adaptive=false", "augment.p=0"], "ada": ["augment=ada"]}
@@ -51,7 +52,8 @@ def train(name: str, data: Path, args: argparse.Namespace) -> dict[str, object]:
            f"dataset.root={data}", "dataset.cache=false", "metrics=none", "device=cpu", f"seed={args.seed}",
            f"train.steps={args.steps}", f"train.log_every={args.log_every}", f"train.sample_every={args.steps}",
            f"train.eval_every={args.steps}", f"train.checkpoint_every={args.steps}", "train.monitor_every=null",
-           f"augment.speed_kimg={args.speed_kimg}", f"hydra.run.dir={run_dir}", *RUNS[name]]  # fmt: skip
+           f"augment.speed_kimg={args.speed_kimg}", f"optim.decay={args.decay}", f"hydra.run.dir={run_dir}",
+           *RUNS[name]]  # fmt: skip
     began = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": str(args.threads)})
     seconds = time.perf_counter() - began
@@ -104,14 +106,18 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--speed-kimg", type=float, default=100, help="ADA's speed (the paper: 500)")
     parser.add_argument("--log-every", type=int, default=25)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="threads of each run")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (2: both side by side)")
+    parser.add_argument("--decay", default="none", choices=["none", "linear"],
+                        help="the learning rate's decay (none: D keeps learning to the end, as it memorizes)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if not args.zip.is_file():
         raise SystemExit(f"error: {args.zip} does not exist; pass --zip with the CIFAR-10 JPEG zip (train).")
     args.out.mkdir(parents=True, exist_ok=True)
     data = subset(args.zip, args.out / "data", args.images)
-    runs = {name: train(name, data, args) for name in RUNS}
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each run its own process and --threads
+        runs = dict(zip(RUNS, pool.map(lambda name: train(name, data, args), RUNS)))
     with open(args.out / "curves.csv", "w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["run", "tag", "step", "value"])

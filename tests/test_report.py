@@ -100,13 +100,17 @@ def test_a_real_tensorboard_server_serves_the_runs_tags_and_images(short_run):
 
 
 @pytest.mark.slow
-def test_ablation_multirun_and_its_table(tmp_path):
-    tiny = ["model.width=0.125", "train.steps=2", "train.eval_every=1", "train.eval_samples=50", "dataset.size=100",
-            "train.batch_size_d=8", "train.batch_size_g=8", "train.grid_size=4", "train.monitor_every=1"]  # fmt: skip
+def test_ablation_multirun_and_its_table(tmp_path, with_inception):
+    """The SN ablation with a (tiny) metric rule on: six runs, and a table with recall and coverage beside the
+    synthetic modes."""
+    tiny = ["model.width=0.125", "train.steps=2", "train.eval_every=2", "train.eval_samples=50", "dataset.size=100",
+            "train.batch_size_d=8", "train.batch_size_g=8", "train.grid_size=4", "train.monitor_every=1",
+            "metrics=fid_paper", "metrics.name=tiny", "metrics.n_fake=32", "metrics.n_real=100", "metrics.is_splits=2",
+            "metrics.kid_subsets=5", "metrics.kid_subset_size=20", "inception.dims=64"]  # fmt: skip
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
         [sys.executable, "-m", "sngan.train", "experiment=ablation_sn", *tiny, f"hydra.sweep.dir={sweep}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = subprocess.run([sys.executable, "-m", "sngan.report", str(sweep)], capture_output=True, text=True)
@@ -117,7 +121,10 @@ def test_ablation_multirun_and_its_table(tmp_path):
         f"model.spectral_norm={sn} seed={s}" for sn in ("true", "false") for s in (0, 1, 2)
     )
     assert all(r["final_step"] == 2 and 0 <= r["quality"] <= 1 and isinstance(r["diverged"], bool) for r in rows)
-    assert "| modes covered |" in (sweep / "ablation.md").read_text() and "seed=2" in table.stdout
+    assert all(r["rule"] == "tiny" and 0 <= r["recall"] <= 1 and 0 <= r["coverage"] <= 1 for r in rows)
+    assert "| modes covered |" in (sweep / "ablation.md").read_text()
+    assert "| recall (tiny) | coverage (tiny) |" in table.stdout
+    assert "seed=2" in table.stdout
 
 
 def test_the_sweep_table_adds_recall_and_coverage_where_a_metric_rule_was_on(tmp_path):
