@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="threads of each run")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (2: both side by side)")
     parser.add_argument("--decay", default="none", choices=["none", "linear"],
-                        help="the learning rate's decay (none: D keeps learning to the end, as it memorizes)")  # fmt: skip
+                        help="the learning rate's decay (none: D keeps learning as it memorizes)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if not args.zip.is_file():

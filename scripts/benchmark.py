@@ -44,7 +44,7 @@ import torch
 
 from sngan.cli.errors import run_or_exit
 from sngan.cli.provenance import device_name, resolve_device
-from sngan.metrics.features import MetricRule, extract, generated_batches, score
+from sngan.metrics.features import MetricRule, extract, generated_batches, prdc_reals, score
 from sngan.metrics.fid import ReferenceStats
 from sngan.metrics.inception import InceptionError, InceptionFeatures, random_state_dict, resolve_weights
 from sngan.metrics.prdc import prdc
@@ -105,7 +105,7 @@ def bench_fid(args: argparse.Namespace) -> None:
         extracted = time.perf_counter()
         result = score(features, logits, reference, rule, device)
         done = time.perf_counter()
-        prdc(reference.features, features, device)  # what the same pass adds: no second network run
+        prdc(prdc_reals(reference.features, 10_000), features[:10_000], device)  # what score() adds, in one pass
         synchronize(device)
         with_prdc = time.perf_counter()
         emit(
@@ -133,6 +133,8 @@ def bench_prdc(n: int, device: torch.device) -> dict[str, Any]:
 
     rng = np.random.default_rng(1)
     real, fake = (np.abs(rng.normal(size=(n, 2048))).astype(np.float32) for _ in range(2))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     synchronize(device)
     start = time.perf_counter()
     prdc(real, fake, device)
@@ -141,7 +143,7 @@ def bench_prdc(n: int, device: torch.device) -> dict[str, Any]:
     return {
         "prdc_n": n,
         "seconds_prdc_n_x_n": round(time.perf_counter() - start, 3),
-        "prdc_block_mib": round(min(block_rows, n) * n * 4 / 2**20, 1),
+        "prdc_blocks_mib": round(3 * min(block_rows, n) * n * 4 / 2**20, 1),  # distances and two temporaries
         "prdc_features_mib": round(2 * n * 2048 * 4 / 2**20, 1),
         "peak_gpu_mib": peak_mib(device),
     }

@@ -375,6 +375,13 @@ def validate_metrics(metrics: MetricsConfig, inception: InceptionConfig, dataset
             f"it must be 0 (no precision/recall/density/coverage) or between 10 and {PRDC_MAX:,} (the real "
             f"features a statistics file keeps)",
         )  # fmt: skip
+    for key, k in (("n_fake", 3), ("n_real", 5)):  # precision/recall's k = 3, density/coverage's k = 5
+        if metrics.prdc_n and (getattr(metrics, key) or k + 1) <= k:
+            raise invalid(
+                f"metrics.{key}", getattr(metrics, key),
+                f"precision/recall/density/coverage need more than {k} {key.split('_')[1]} images; give more, or "
+                f"turn them off (metrics.prdc_n=0)",
+            )  # fmt: skip
     if metrics.n_real is not None and metrics.n_real < 2:
         raise invalid("metrics.n_real", metrics.n_real, "it must be at least 2, or null for the whole split")
     if metrics.real_split not in ("train", "test"):

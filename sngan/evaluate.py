@@ -197,28 +197,31 @@ def evaluate_images(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
         if cfg.out
         else source.with_name(f"{source.stem if source.is_file() else source.name}.{rule}.json")
     )
-    ensure_folder(out.parent)  # before the slow part
+    dataset = cfg.dataset.name if cfg.dataset is not None else None
     resolution = cfg.dataset.resolution if cfg.dataset is not None else None
-    found = load_image_set(cfg.images, resolution)
+    found = load_image_set(cfg.images, resolution, dataset, limit=cfg.metrics.n_fake)  # the first n_fake
+    ensure_folder(out.parent)  # before the slow part (after the images: a mistyped path creates no folder)
     if found.resized:
         print(f"note: resized as the reals are read: {found.resized} ({describe_sizes(found.sizes)}).", file=sys.stderr)
-    if len(found.images) < cfg.metrics.n_fake:
+    if found.total < cfg.metrics.n_fake:
         raise MetricsError(
-            f"images={cfg.images} holds {len(found.images):,} images but rule {rule} scores "
-            f"{cfg.metrics.n_fake:,}. Give at least {cfg.metrics.n_fake:,}, or a rule with fewer under a name of its "
-            f"own (e.g. metrics.name={rule}_{len(found.images)} metrics.n_fake={len(found.images)}), so that its "
-            f"numbers are never compared with {rule}'s."
+            f"images={cfg.images} holds {found.total:,} images but rule {rule} scores {cfg.metrics.n_fake:,}. Give "
+            f"at least {cfg.metrics.n_fake:,}, or a rule with fewer under a name of its own (e.g. "
+            f"metrics.name={rule}_{found.total} metrics.n_fake={found.total}), so that its numbers are never "
+            f"compared with {rule}'s."
         )
-    if len(found.images) > cfg.metrics.n_fake:
-        print(f"note: scoring the first {cfg.metrics.n_fake:,} of {len(found.images):,} images (rule {rule}).",
+    if found.total > cfg.metrics.n_fake:
+        print(f"note: scoring the first {cfg.metrics.n_fake:,} of {found.total:,} images (rule {rule}).",
               file=sys.stderr)  # fmt: skip
-    fix = f"Embed fewer images at once (inception.batch_size={cfg.inception.batch_size}, e.g. half), or device=cpu"
+    fix = (
+        f"Embed fewer images at once (batch_size={cfg.batch_size}, e.g. half), or score on another device (device=cpu)"
+    )
     with out_of_memory(f"scoring on {device}", fix, device, "Nothing was written."):
         scorer = make_scorer(cfg.metrics, cfg.inception, cfg.dataset, device)
         assert scorer is not None
-        scorer = dataclasses.replace(scorer, batch_size=cfg.inception.batch_size)
-        row = {"images": str(source), "count": len(found.images), "network": "-"}
-        row |= scorer.images(found.images[: cfg.metrics.n_fake])
+        scorer = dataclasses.replace(scorer, batch_size=cfg.batch_size)  # images an Inception pass; same numbers
+        row = {"images": str(source), "count": found.total, "network": "-"}
+        row |= scorer.images(found.images)
     doc = {**scorer.describe(), "sizes": found.sizes, "resized": found.resized, "results": [row]}
     write_json(out, doc)
     print(f"{source.name}: {rule}: " + "  ".join(f"{k}={row[k]:.4f}" for k in KEYS if k in row), file=sys.stderr)

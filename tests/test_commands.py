@@ -229,7 +229,7 @@ def test_evaluate_images_gives_a_folder_or_npz_of_samples_the_numbers_of_their_c
         for key in ("fid", "is_mean", "kid_mean", "precision", "recall", "density", "coverage"):
             assert row[key] == pytest.approx(expected[key], rel=1e-9, abs=1e-12), (source.name, key)
         assert got["reference_stats"] == doc["reference_stats"] and got["resized"] is None
-        assert row["count"] == (37 if source == folder else 32) and got["sizes"] == {"32x32": row["count"]}
+        assert row["count"] == (37 if source == folder else 32) and got["sizes"] == {"32x32": 32}  # of those scored
 
 
 def test_evaluate_images_resizes_like_the_reals_and_says_so_and_refuses_what_it_cannot_score(
@@ -245,23 +245,26 @@ def test_evaluate_images_resizes_like_the_reals_and_says_so_and_refuses_what_it_
                          device="cpu")  # fmt: skip
         return evaluate_images(cfg)[0]
 
-    # 64 x 64: 2 x 2 averaging (as STL-10's 96 -> 48); 40 x 40: PIL's bicubic fit (as image folders)
+    # other sizes: as the synthetic reals' dataset would be read, by PIL's bicubic fit (as image folders)
     np.savez(tmp_path / "big.npz", images.repeat_interleave(2, 2).repeat_interleave(2, 3).numpy())
     doc = run(tmp_path / "big.npz")
-    assert doc["resized"] == "64x64 -> 32x32 by averaging 2x2 blocks" and doc["sizes"] == {"64x64": 32}
-    assert "note: resized as the reals are read: 64x64 -> 32x32" in capsys.readouterr().err
-    up = torch.nn.functional.interpolate(images.float(), size=40, mode="bilinear").round().to(torch.uint8)
-    np.savez(tmp_path / "odd.npz", up.numpy())
-    assert run(tmp_path / "odd.npz")["resized"] == "40x40 -> 32x32 by bicubic fit"
+    assert doc["resized"] == "64x64 -> 32x32 by bicubic fit" and doc["sizes"] == {"64x64": 32}
+    assert "note: resized as the reals are read: 64x64 -> 32x32 by bicubic fit" in capsys.readouterr().err
     # what cannot be scored: each a one-paragraph DatasetError / MetricsError naming the fix
     (tmp_path / "empty").mkdir()
     np.savez(tmp_path / "few.npz", images[:20].numpy())
     np.savez(tmp_path / "float.npz", images.float().numpy() / 255)
+    np.save(tmp_path / "bare.npy", images[:20].numpy())
+    (tmp_path / "bare.npy").rename(tmp_path / "bare.npz")  # numpy.save's one array under a .npz name: read too
+    (tmp_path / "junk.npz").write_text("not numpy")
     np.savez(tmp_path / "two.npz", a=images.numpy(), b=images.numpy())
     cases = {
         tmp_path / "empty": "holds no images with extensions",
         tmp_path / "few.npz": "holds 20 images but rule tiny scores 32. Give at least 32, or a rule with fewer",
-        tmp_path / "float.npz": "it must hold uint8 images (0-255)",
+        tmp_path / "float.npz": "]: save (x * 255).round().clip(0, 255).astype('uint8')",  # values in [0, 1]
+        tmp_path / "bare.npz": "holds 20 images but rule tiny scores 32",
+        tmp_path / "junk.npz": "it is not a .npz written by numpy.savez",
+        tmp_path / "nowhere": "does not exist",
         tmp_path / "two.npz": "holds arrays ['a', 'b']; which are the images?",
     }
     for source, message in cases.items():
@@ -272,9 +275,37 @@ def test_evaluate_images_resizes_like_the_reals_and_says_so_and_refuses_what_it_
         ([f"images={tmp_path}", "ckpt=x"], "give ckpt= or images=, not both"),
         ([f"images={tmp_path}"], "needs real images to be judged against. Add dataset=NAME"),
         ([f"images={tmp_path}", "dataset=synthetic"], "set dataset.resolution"),
+        ([f"images={tmp_path}", "dataset=cifar10", "data_root=/data"], "data_root= is for ckpt="),
+        ([f"images={tmp_path}", "dataset=cifar10", "intra_class=true"], "intra_class=true is for ckpt="),
+        (
+            [f"images={tmp_path}", "dataset=cifar10", "metrics.name=t", "metrics.n_fake=3"],
+            "need more than 3 fake images; give more, or turn them off (metrics.prdc_n=0)",
+        ),
     ]:
         with pytest.raises(ConfigError, match=re.escape(message)):
             images_cfg(bad)
+    assert not (tmp_path / "nowhere").exists()  # a mistyped path creates nothing
+
+
+def test_image_sets_are_resized_as_their_datasets_reals_and_read_no_further_than_asked(tmp_path):
+    """STL-10's reals are area-averaged (96 -> 48): so are images scored against them; the rest are fitted by
+    PIL's bicubic filter, as image folders are read. ``limit`` decodes only the images to be scored."""
+    from sngan.data.image_sets import load_image_set
+
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 256, (6, 96, 96, 3), dtype=np.uint8)
+    np.savez(tmp_path / "big.npz", images=big)
+    stl = load_image_set(str(tmp_path / "big.npz"), 48, "stl10", limit=4)
+    area = torch.nn.functional.interpolate(torch.from_numpy(big[:4]).permute(0, 3, 1, 2).float(), 48, mode="area")
+    assert torch.equal(stl.images, area.round().clamp(0, 255).to(torch.uint8))
+    assert (stl.total, stl.resized, stl.sizes) == (6, "96x96 -> 48x48 by area averaging", {"96x96": 4})
+    fitted = load_image_set(str(tmp_path / "big.npz"), 48, "folder")
+    assert fitted.resized == "96x96 -> 48x48 by bicubic fit" and not torch.equal(fitted.images[:4], stl.images)
+    (tmp_path / "mixed").mkdir()
+    for i, size in enumerate((32, 40)):
+        Image.fromarray(big[i, :size, :size]).save(tmp_path / "mixed" / f"{i}.png")
+    with pytest.raises(DatasetError, match=re.escape("several sizes (32x32, 40x40)")):
+        load_image_set(str(tmp_path / "mixed"), None)  # against a statistics file alone: no size to bring them to
 
 
 def test_sample_writes_pngs_a_grid_and_interpolations(trained, tmp_path):

@@ -144,6 +144,12 @@ def check_what_to_score(cfg: EvaluateConfig) -> None:
             f"Invalid configuration: dataset={cfg.dataset.name} is for images=; a checkpoint is judged against the "
             f"dataset its run trained on. Drop dataset= (data_root= says where that dataset lives on this host)."
         )
+    if cfg.images is not None and (cfg.data_root is not None or cfg.intra_class):
+        option = "data_root=" if cfg.data_root is not None else "intra_class=true"
+        raise ConfigError(
+            f"Invalid configuration: {option} is for ckpt= (a checkpoint's run and its classes), not for images=. "
+            f"Drop it; with images= the reals are dataset=NAME's (dataset.root=... says where they live)."
+        )
     if cfg.images is not None and cfg.dataset is None and cfg.metrics.stats is None:
         raise ConfigError(
             f"Invalid configuration: images={cfg.images} needs real images to be judged against. Add dataset=NAME "

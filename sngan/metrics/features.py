@@ -19,7 +19,7 @@ from sngan.training.distributed import shard
 
 from .fid import ReferenceStats, feature_statistics, frechet_distance, inception_score, kernel_inception_distance
 from .inception import LOGITS, InceptionFeatures
-from .prdc import prdc
+from .prdc import K_DENSITY_COVERAGE, K_PRECISION_RECALL, prdc
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,8 @@ def extract(
     feats, all_logits = [], []
     with full_fp32():
         for batch in batches:
-            f, lg = extractor(batch.to(device).float() / 255.0, logits)
+            # contiguous: a channels_last batch (decoded HWC images, stacked) would round differently
+            f, lg = extractor(batch.to(device).contiguous().float() / 255.0, logits)
             feats.append(f.double().cpu())
             if lg is not None:
                 all_logits.append(lg.double().cpu())
@@ -111,8 +112,10 @@ def score(
         out["kid_mean"], out["kid_std"] = kernel_inception_distance(
             features, reference.features, rule.kid_subsets, rule.kid_subset_size, device=device
         )
-        if rule.prdc_n:
-            out |= prdc(prdc_reals(reference.features, rule.prdc_n), features[: rule.prdc_n], device)
+        reals, fakes = prdc_reals(reference.features, rule.prdc_n), features[: rule.prdc_n]
+        if rule.prdc_n and len(reals) > K_DENSITY_COVERAGE and len(fakes) > K_PRECISION_RECALL:  # else too few
+            with full_fp32():  # float32 distances, not TF32's: the same numbers in training and in evaluate
+                out |= prdc(reals, fakes, device)
     return out
 
 

@@ -62,8 +62,8 @@ def prdc(
             f"precision/recall/density/coverage need more than {max(k_pr, k_dc)} real and {k_pr} generated "
             f"features; got {len(real)} and {len(fake)}"
         )
-    r = torch.as_tensor(np.asarray(real), dtype=torch.float32, device=device)
-    f = torch.as_tensor(np.asarray(fake), dtype=torch.float32, device=device)
+    r = torch.as_tensor(real, dtype=torch.float32, device=device)
+    f = torch.as_tensor(fake, dtype=torch.float32, device=device)
     centre = r.mean(0, keepdim=True)  # smaller norms: less cancellation in |x|^2 + |y|^2 - 2 x.y
     r, f = r - centre, f - centre
     real_radii = kth_neighbour_radii(r, tuple(sorted({k_pr, k_dc})))
