@@ -268,19 +268,7 @@ KEYS = ("fid", "is_mean", "is_std", "kid_mean", "kid_std", "precision", "recall"
 
 
 def format_row(rule: str, row: dict[str, Any]) -> str:
-    keys = (
-        "fid",
-        "is_mean",
-        "is_std",
-        "kid_mean",
-        "kid_std",
-        "precision",
-        "recall",
-        "density",
-        "coverage",
-        "intra_fid",
-    )
-    values = "  ".join(f"{k}={row[k]:.4f}" for k in keys if k in row)
+    values = "  ".join(f"{k}={row[k]:.4f}" for k in KEYS if k in row)
     return f"{Path(row['checkpoint']).name:>22} step {row['step']:>8} {row['network']:>3}  {rule}: {values}"
 
 
