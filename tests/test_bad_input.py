@@ -130,7 +130,7 @@ TABLE = [
     ("train", "missing path", TRAIN + ["dataset=folder", "dataset.root={missing}"], "does not exist"),
     ("train", "missing path", TRAIN + ["resume={missing}.pt"], "does not exist"),
     ("evaluate", "missing path", ["ckpt={missing}.pt"], "does not exist"),
-    ("evaluate", "missing path", ["images={missing}", "dataset=cifar10"], "neither a folder nor a .npz"),
+    ("evaluate", "missing path", ["images={missing}", "dataset=cifar10"], "does not exist"),
     ("sample", "missing path", ["ckpt={missing}.pt"], "does not exist"),
     (
         "fid_stats",

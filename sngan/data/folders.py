@@ -26,7 +26,7 @@ def folder_images(root: str) -> list[Path]:
             f"Image folder '{base.resolve()}' does not exist. Set dataset.root to a folder holding "
             f"images ({', '.join(IMAGE_EXTENSIONS)}), in subfolders or not."
         )
-    paths = sorted(_image_files(base))
+    paths = sorted(image_files(base))
     if not paths:
         raise DatasetError(
             f"Image folder '{base.resolve()}' holds no images with extensions {', '.join(IMAGE_EXTENSIONS)}. "
@@ -35,7 +35,7 @@ def folder_images(root: str) -> list[Path]:
     return paths
 
 
-def _image_files(base: Path) -> Iterator[Path]:
+def image_files(base: Path) -> Iterator[Path]:
     """Image files under ``base``, through symlinked folders too, in sorted order; a link back to a folder
     on its own path (a cycle) is not followed. Hidden files and folders (.ipynb_checkpoints,
     .sngan_cache, ...) are not data."""

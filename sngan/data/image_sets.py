@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from sngan.data.dataset import DatasetError
-from sngan.data.folders import IMAGE_EXTENSIONS, _image_files
+from sngan.data.folders import IMAGE_EXTENSIONS, image_files
 
 
 @dataclass
@@ -85,7 +85,7 @@ def _folder_images(base: Path, limit: int | None) -> tuple[list[torch.Tensor], i
 
     from sngan.data.images import to_rgb
 
-    paths = sorted(_image_files(base))
+    paths = sorted(image_files(base))
     if not paths:
         raise DatasetError(
             f"images='{base}' holds no images with extensions {', '.join(IMAGE_EXTENSIONS)}. Point images= at "
