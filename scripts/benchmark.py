@@ -44,6 +44,7 @@ import torch
 
 from sngan.cli.errors import run_or_exit
 from sngan.cli.provenance import device_name, resolve_device
+from sngan.config import PRDC_MAX
 from sngan.metrics.features import MetricRule, extract, generated_batches, prdc_reals, score
 from sngan.metrics.fid import ReferenceStats
 from sngan.metrics.inception import InceptionError, InceptionFeatures, random_state_dict, resolve_weights
@@ -105,7 +106,7 @@ def bench_fid(args: argparse.Namespace) -> None:
         extracted = time.perf_counter()
         result = score(features, logits, reference, rule, device)
         done = time.perf_counter()
-        prdc(prdc_reals(reference.features, 10_000), features[:10_000], device)  # what score() adds, in one pass
+        prdc(prdc_reals(reference.features, PRDC_MAX), features[:PRDC_MAX], device)  # what score() adds (presets)
         synchronize(device)
         with_prdc = time.perf_counter()
         emit(

@@ -224,7 +224,7 @@ def evaluate_images(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
         row |= scorer.images(found.images)
     doc = {**scorer.describe(), "sizes": found.sizes, "resized": found.resized, "results": [row]}
     write_json(out, doc)
-    print(f"{source.name}: {rule}: " + "  ".join(f"{k}={row[k]:.4f}" for k in KEYS if k in row), file=sys.stderr)
+    print(f"{source.name}: {rule}: {format_values(row)}", file=sys.stderr)
     return doc, out
 
 
@@ -267,9 +267,12 @@ def write_results(
 KEYS = ("fid", "is_mean", "is_std", "kid_mean", "kid_std", "precision", "recall", "density", "coverage", "intra_fid")
 
 
+def format_values(row: dict[str, Any]) -> str:
+    return "  ".join(f"{k}={row[k]:.4f}" for k in KEYS if k in row)
+
+
 def format_row(rule: str, row: dict[str, Any]) -> str:
-    values = "  ".join(f"{k}={row[k]:.4f}" for k in KEYS if k in row)
-    return f"{Path(row['checkpoint']).name:>22} step {row['step']:>8} {row['network']:>3}  {rule}: {values}"
+    return f"{Path(row['checkpoint']).name:>22} step {row['step']:>8} {row['network']:>3}  {rule}: {format_values(row)}"
 
 
 @hydra.main(version_base="1.3", config_path="pkg://sngan.configs", config_name="evaluate")

@@ -112,10 +112,11 @@ def score(
         out["kid_mean"], out["kid_std"] = kernel_inception_distance(
             features, reference.features, rule.kid_subsets, rule.kid_subset_size, device=device
         )
-        reals, fakes = prdc_reals(reference.features, rule.prdc_n), features[: rule.prdc_n]
-        if rule.prdc_n and len(reals) > K_DENSITY_COVERAGE and len(fakes) > K_PRECISION_RECALL:  # else too few
-            with full_fp32():  # float32 distances, not TF32's: the same numbers in training and in evaluate
-                out |= prdc(reals, fakes, device)
+        if rule.prdc_n:
+            reals, fakes = prdc_reals(reference.features, rule.prdc_n), features[: rule.prdc_n]
+            if len(reals) > K_DENSITY_COVERAGE and len(fakes) > K_PRECISION_RECALL:  # else too few for k
+                with full_fp32():  # float32 distances, not TF32's: the same numbers in training and in evaluate
+                    out |= prdc(reals, fakes, device)
     return out
 
 

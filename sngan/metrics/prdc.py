@@ -24,8 +24,8 @@ K_DENSITY_COVERAGE = 5
 BLOCK_FLOATS = 1 << 26  # floats in one block of the distance matrix (256 MB in float32)
 
 
-def _squared_distances(a: torch.Tensor, b: torch.Tensor, b_norms: torch.Tensor) -> torch.Tensor:
-    return (a.square().sum(1, keepdim=True) + b_norms[None, :] - 2 * (a @ b.T)).clamp_(min=0)
+def _squared_distances(a: torch.Tensor, a_norms: torch.Tensor, b: torch.Tensor, b_norms: torch.Tensor) -> torch.Tensor:
+    return (a_norms[:, None] + b_norms[None, :] - 2 * (a @ b.T)).clamp_(min=0)
 
 
 def block_rows(cols: int) -> int:
@@ -41,8 +41,8 @@ def kth_neighbour_radii(x: torch.Tensor, ks: tuple[int, ...]) -> dict[int, torch
     out: dict[int, list[torch.Tensor]] = {k: [] for k in ks}
     step = block_rows(len(x))
     for i in range(0, len(x), step):
-        block = x[i : i + step]
-        nearest = _squared_distances(block, x, norms).topk(top, dim=1, largest=False).values  # ascending
+        nearest = _squared_distances(x[i : i + step], norms[i : i + step], x, norms)
+        nearest = nearest.topk(top, dim=1, largest=False).values  # ascending
         for k in ks:
             out[k].append(nearest[:, k])
     return {k: torch.cat(v) for k, v in out.items()}
@@ -68,18 +68,17 @@ def prdc(
     r, f = r - centre, f - centre
     real_radii = kth_neighbour_radii(r, tuple(sorted({k_pr, k_dc})))
     fake_radii = kth_neighbour_radii(f, (k_pr,))[k_pr]
-    r_norms = r.square().sum(1)
+    r_norms, f_norms = r.square().sum(1), f.square().sum(1)
     in_real_pr = torch.zeros((), dtype=torch.int64, device=r.device)  # generated features inside a real ball
     in_real_dc = torch.zeros((), dtype=torch.int64, device=r.device)  # (generated, real ball) pairs, k_dc
     recalled = torch.zeros(len(r), dtype=torch.bool, device=r.device)  # reals inside a generated ball
     nearest_fake = torch.full((len(r),), float("inf"), device=r.device)  # each real's nearest generated one
     step = block_rows(len(r))
     for i in range(0, len(f), step):
-        block = f[i : i + step]
-        d = _squared_distances(block, r, r_norms)  # [block, N]
+        d = _squared_distances(f[i : i + step], f_norms[i : i + step], r, r_norms)  # [block, N]
         in_real_pr += (d < real_radii[k_pr][None, :]).any(1).sum()
         in_real_dc += (d < real_radii[k_dc][None, :]).sum()
-        recalled |= (d < fake_radii[i : i + len(block), None]).any(0)
+        recalled |= (d < fake_radii[i : i + step, None]).any(0)
         nearest_fake = torch.minimum(nearest_fake, d.min(0).values)
     return {
         "precision": in_real_pr.item() / len(f),
