@@ -60,9 +60,23 @@ class WallClock:
 OUTSIDE_STEPS = ["before training started: nothing was trained or saved. Run the command again to start"]
 
 
+# The signals _stop_outside_steps has answered. Its SystemExit can be swallowed by library code it
+# interrupts (a bare `except:` in an import, seen once in CI: the line printed, then the run trained on),
+# so the stop it promised is also kept where the training loop's own handlers take over.
+ANSWERED: list[int] = []
+
+
 def _stop_outside_steps(signum: int, frame: FrameType | None) -> None:
-    print(f"\nStopped by {signal.Signals(signum).name} {OUTSIDE_STEPS[0]}.", file=sys.stderr, flush=True)
+    if not ANSWERED:
+        print(f"\nStopped by {signal.Signals(signum).name} {OUTSIDE_STEPS[0]}.", file=sys.stderr, flush=True)
+    ANSWERED.append(signum)
     sys.exit(128 + signum)
+
+
+def keep_an_answered_stop() -> None:
+    """Exit now if a stop signal was already answered ("Stopped by SIGINT ...") but its exit was swallowed."""
+    if ANSWERED:
+        raise SystemExit(128 + ANSWERED[0])
 
 
 def answer_ctrl_c_from_the_start() -> None:
@@ -95,6 +109,7 @@ class GracefulStop:
         )
 
     def __enter__(self) -> GracefulStop:
+        keep_an_answered_stop()
         if threading.current_thread() is threading.main_thread():
             for sig in self.signals:
                 self._previous[sig] = signal.signal(sig, self._handle)
