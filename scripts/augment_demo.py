@@ -48,8 +48,9 @@ def subset(zip_path: Path, out: Path, images: int) -> Path:
 
 def train(name: str, data: Path, args: argparse.Namespace) -> dict[str, object]:
     run_dir = args.out / name
-    cmd = [sys.executable, "-m", "sngan.train", "model=cnn32", f"model.width={args.width}", "dataset=folder",
-           f"dataset.root={data}", "dataset.cache=false", "metrics=none", "device=cpu", f"seed={args.seed}",
+    cmd = [sys.executable, "-m", "sngan.train", "model=cnn32", f"model.width={args.width}",
+           f"model.spectral_norm={args.spectral_norm}", "dataset=folder", f"dataset.root={data}", "dataset.cache=false",
+           "metrics=none", "device=cpu", f"seed={args.seed}",
            f"train.steps={args.steps}", f"train.log_every={args.log_every}", f"train.sample_every={args.steps}",
            f"train.eval_every={args.steps}", f"train.checkpoint_every={args.steps}", "train.monitor_every=null",
            f"augment.speed_kimg={args.speed_kimg}", f"optim.decay={args.decay}", f"hydra.run.dir={run_dir}",
@@ -111,6 +112,8 @@ def main() -> None:
     parser.add_argument("--decay", default="none", choices=["none", "linear"],
                         help="the learning rate's decay (none: D keeps learning as it memorizes)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--spectral-norm", default="true", choices=["true", "false"],
+                        help="false: D unnormalized, which memorizes sooner (the SN ablation's other arm)")  # fmt: skip
     args = parser.parse_args()
     if not args.zip.is_file():
         raise SystemExit(f"error: {args.zip} does not exist; pass --zip with the CIFAR-10 JPEG zip (train).")
@@ -128,7 +131,10 @@ def main() -> None:
     with open(args.out / "runs.jsonl", "a") as f:
         for run in runs.values():
             final = {tag: points[-1][1] if points else None for tag, points in run["curves"].items()}
-            line = json.dumps({k: v for k, v in run.items() if k != "curves"} | {"final": final, "images": args.images})
+            line = json.dumps(
+                {k: v for k, v in run.items() if k != "curves"}
+                | {"final": final, "images": args.images, "spectral_norm": args.spectral_norm}
+            )
             print(line)
             f.write(line + "\n")
 
