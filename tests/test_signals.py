@@ -79,10 +79,14 @@ def test_ctrl_c_at_any_moment_of_the_first_seconds_gets_one_line_and_no_tracebac
         assert not (run_dir / "sngan.lock").exists()  # released on this exit too
 
 
-def test_a_ctrl_c_whose_exit_library_code_swallowed_still_stops_before_training():
+@pytest.mark.parametrize(
+    "then", ["with stopping.GracefulStop():\n    work()", "from sngan.cli.errors import run_or_exit\nrun_or_exit(work)"]
+)
+def test_a_ctrl_c_whose_exit_library_code_swallowed_still_stops_before_the_work(then):
     """Seen in CI: the 'Stopped by SIGINT' line printed during set-up, then the run trained on, because
-    the handler's SystemExit was caught by code it interrupted. The stop is kept where training begins."""
-    script = """
+    the handler's SystemExit was caught by code it interrupted. The stop is kept where a command's work
+    begins (run_or_exit) and where training begins (GracefulStop)."""
+    script = f"""
 import os, signal, sys
 from sngan.training import stopping
 stopping.answer_ctrl_c_from_the_start()
@@ -92,10 +96,11 @@ try:
 except BaseException:
     pass  # a library's bare except
 print("swallowed", file=sys.stderr)
-with stopping.GracefulStop():
-    print("trained on", file=sys.stderr)
+def work():
+    print("worked on", file=sys.stderr)
+{then}
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 130, out.stderr
     assert out.stderr.count("Stopped by SIGINT before training started") == 1, out.stderr
-    assert "swallowed" in out.stderr and "trained on" not in out.stderr, out.stderr
+    assert "swallowed" in out.stderr and "worked on" not in out.stderr, out.stderr

@@ -16,6 +16,7 @@ from sngan.metrics.scoring import MetricsError
 from sngan.training.checkpoint import CheckpointError
 from sngan.training.memory import OutOfMemory
 from sngan.training.speed import keep_freed_memory
+from sngan.training.stopping import keep_an_answered_stop
 
 T = TypeVar("T")
 __all__ = ["USER_ERRORS", "OutputError", "ensure_folder", "output_error", "run_or_exit"]
@@ -29,7 +30,9 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 
 def run_or_exit(body: Callable[[], T], *more: type[Exception]) -> T:
     """Run a command body; user errors (and ``more``) and failed writes end the process with exit code 2.
-    Large freed blocks are kept for reuse first (``sngan.training.speed.keep_freed_memory``)."""
+    Large freed blocks are kept for reuse first (``sngan.training.speed.keep_freed_memory``). A Ctrl-C already
+    answered while the command started ("Stopped by SIGINT ...") ends it here, should its exit have been lost."""
+    keep_an_answered_stop()
     keep_freed_memory()
     try:
         return body()
