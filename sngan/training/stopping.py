@@ -60,9 +60,10 @@ class WallClock:
 OUTSIDE_STEPS = ["before training started: nothing was trained or saved. Run the command again to start"]
 
 
-# The signals _stop_outside_steps has answered. Its SystemExit can be swallowed by library code it
-# interrupts (a bare `except:` in an import, seen once in CI: the line printed, then the run trained on),
-# so the stop it promised is also kept where the training loop's own handlers take over.
+# The signals _stop_outside_steps has answered. Its SystemExit can be lost in the code it interrupts (a
+# bare `except`, or C code that clears errors; seen once in CI: the line printed, then the run trained
+# on), so the stop it promised is also kept where a command's work begins (run_or_exit) and where
+# training begins (GracefulStop).
 ANSWERED: list[int] = []
 
 
