@@ -12,8 +12,14 @@ by default), then trains cnn32 at ``--width`` on them twice for the same steps, 
 - ``ada``: ``augment=ada`` with p adapted toward r_t = 0.6 (``--speed-kimg``: how many thousand real
   images p needs to move by 1).
 
-Writes OUT/curves.csv (step, r_t and p of both runs), OUT/curves.png (r_t of both and p of ada against
-the step) and one JSON line per run (final r_t and p, seconds, steps a second) to stdout and OUT/runs.jsonl.
+Every ``--check-every`` steps D is saved; afterwards each saved D's r_t is measured, without augmentation,
+on the training photographs and on ``--held-out`` photographs of the same classes it never saw (the next
+ones of each class folder). D memorizes where the two part: sure of the images it was trained on, not of
+new ones.
+
+Writes OUT/curves.csv (step, r_t and p of both runs, the held-out pair), OUT/curves.png (r_t of both,
+p of ada and the held-out r_t against the step) and one JSON line per run (final r_t and p, seconds,
+steps a second) to stdout and OUT/runs.jsonl.
 """
 
 from __future__ import annotations
@@ -32,14 +38,15 @@ from pathlib import Path
 RUNS = {"none": ["augment=ada", "augment.adaptive=false", "augment.p=0"], "ada": ["augment=ada"]}
 
 
-def subset(zip_path: Path, out: Path, images: int) -> Path:
-    """``images`` photographs, as many of each class, unpacked into out/<class>/."""
+def subset(zip_path: Path, out: Path, images: int, skip: int = 0) -> Path:
+    """``images`` photographs, as many of each class, unpacked into out/<class>/: the first of each class
+    folder in name order after its first ``skip // classes`` (the held-out set skips the training ones)."""
     with zipfile.ZipFile(zip_path) as z:
         names = sorted(n for n in z.namelist() if n.lower().endswith(".jpg"))
         classes = sorted({n.split("/")[-2] for n in names})
-        per_class = max(1, images // len(classes))
+        per_class, skipped = max(1, images // len(classes)), skip // len(classes)
         for cls in classes:
-            for name in [n for n in names if n.split("/")[-2] == cls][:per_class]:
+            for name in [n for n in names if n.split("/")[-2] == cls][skipped : skipped + per_class]:
                 target = out / cls / Path(name).name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(z.read(name))
@@ -52,8 +59,12 @@ def train(name: str, data: Path, args: argparse.Namespace) -> dict[str, object]:
            f"model.spectral_norm={args.spectral_norm}", "dataset=folder", f"dataset.root={data}", "dataset.cache=false",
            "metrics=none", "device=cpu", f"seed={args.seed}",
            f"train.steps={args.steps}", f"train.log_every={args.log_every}", f"train.sample_every={args.steps}",
-           f"train.eval_every={args.steps}", f"train.checkpoint_every={args.steps}", "train.monitor_every=null",
+           f"train.eval_every={args.steps}", f"train.checkpoint_every={args.check_every}",
+           f"train.keep_checkpoints={args.steps // args.check_every + 1}", "train.monitor_every=null",
            f"augment.speed_kimg={args.speed_kimg}", f"optim.decay={args.decay}", f"hydra.run.dir={run_dir}",
+           f"train.n_dis={args.n_dis}", f"train.batch_size_d={args.batch_d}", f"train.batch_size_g={args.batch_g}",
+           f"optim.lr_d={args.lr}", f"optim.lr_g={args.lr}", f"optim.beta1={args.betas[0]}",
+           f"optim.beta2={args.betas[1]}",
            *RUNS[name]]  # fmt: skip
     began = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": str(args.threads)})
@@ -62,6 +73,33 @@ def train(name: str, data: Path, args: argparse.Namespace) -> dict[str, object]:
         raise SystemExit(f"error: the {name} run failed:\n{done.stderr[-3000:]}")
     return {"run": name, "seconds": round(seconds, 1), "steps": args.steps, "it_per_s": round(args.steps / seconds, 2),
             "curves": curves(run_dir)}  # fmt: skip
+
+
+def held_out(run_dir: Path, sets: dict[str, Path]) -> dict[str, list[tuple[int, float]]]:
+    """r_t = E[sign(D(x))] of each saved D on each image set, unaugmented: D memorizes where it is sure of
+    the training images and not of photographs of the same classes it never saw."""
+    import torch
+
+    from sngan.data.dataset import to_float
+    from sngan.data.folders import folder_images, load_folder
+    from sngan.models import build_models
+    from sngan.training import checkpoint as ckpt
+
+    images = {
+        name: to_float(load_folder(str(root), 32, folder_images(str(root))).images) for name, root in sets.items()
+    }
+    out: dict[str, list[tuple[int, float]]] = {f"heldout/rt_{name}": [] for name in sets}
+    for path in ckpt.list_checkpoints(run_dir):
+        state = ckpt.load(path)
+        model = state["config"]["model"]
+        _, d = build_models(model["name"], model["z_dim"], model["width"], model["spectral_norm"])
+        d.load_state_dict(state["discriminator"])
+        d.eval()
+        with torch.no_grad():
+            for name, x in images.items():
+                rt = torch.cat([d(batch).flatten() for batch in x.split(250)]).sign().mean().item()
+                out[f"heldout/rt_{name}"].append((int(state["step"]), rt))
+    return out
 
 
 def curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -87,9 +125,11 @@ def plot(runs: dict[str, dict], path: Path, size: tuple[int, int] = (640, 360)) 
         draw.line([m, y(v), w - m, y(v)], fill=(220, 220, 220))
         draw.text((4, y(v) - 6), label, fill="black")
     lines = [("none", "augment/rt", (200, 0, 0), "r_t, no augmentation"),
-             ("ada", "augment/rt", (0, 0, 200), "r_t, ADA"), ("ada", "augment/p", (0, 150, 0), "p, ADA")]  # fmt: skip
+             ("ada", "augment/rt", (0, 0, 200), "r_t, ADA"), ("ada", "augment/p", (0, 150, 0), "p, ADA"),
+             ("none", "heldout/rt_heldout", (240, 150, 150), "r_t on held-out photographs, no augmentation"),
+             ("ada", "heldout/rt_heldout", (150, 150, 240), "r_t on held-out photographs, ADA")]  # fmt: skip
     for i, (run, tag, colour, label) in enumerate(lines):
-        points = [(x(s), y(v)) for s, v in runs[run]["curves"][tag]]
+        points = [(x(s), y(v)) for s, v in runs[run]["curves"].get(tag, [])]
         if len(points) > 1:
             draw.line(points, fill=colour, width=2)
         draw.text((m + 8, m + 6 + 14 * i), label, fill=colour)
@@ -107,10 +147,27 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--speed-kimg", type=float, default=100, help="ADA's speed (the paper: 500)")
     parser.add_argument("--log-every", type=int, default=25)
+    parser.add_argument(
+        "--check-every",
+        type=int,
+        default=100,
+        help="save D every this many steps, for r_t on the training and the held-out photographs",
+    )
+    parser.add_argument(
+        "--held-out",
+        type=int,
+        default=1000,
+        help="photographs never trained on (the next ones of each class) to compare D's r_t with",
+    )
     parser.add_argument("--threads", type=int, default=2, help="threads of each run")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (2: both side by side)")
     parser.add_argument("--decay", default="none", choices=["none", "linear"],
                         help="the learning rate's decay (none: D keeps learning as it memorizes)")  # fmt: skip
+    parser.add_argument("--n-dis", type=int, default=5, help="D updates per G update")
+    parser.add_argument("--batch-d", type=int, default=64, help="real (and fake) images per D update")
+    parser.add_argument("--batch-g", type=int, default=128, help="fake images per G update")
+    parser.add_argument("--lr", type=float, default=2e-4, help="Adam's learning rate, G and D")
+    parser.add_argument("--betas", type=float, nargs=2, default=[0.0, 0.9], help="Adam's beta1 and beta2")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--spectral-norm", default="true", choices=["true", "false"],
                         help="false: D unnormalized, which memorizes sooner (the SN ablation's other arm)")  # fmt: skip
@@ -119,8 +176,11 @@ def main() -> None:
         raise SystemExit(f"error: {args.zip} does not exist; pass --zip with the CIFAR-10 JPEG zip (train).")
     args.out.mkdir(parents=True, exist_ok=True)
     data = subset(args.zip, args.out / "data", args.images)
+    sets = {"train": data, "heldout": subset(args.zip, args.out / "heldout", args.held_out, skip=args.images)}
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each run its own process and --threads
         runs = dict(zip(RUNS, pool.map(lambda name: train(name, data, args), RUNS)))
+    for name, run in runs.items():
+        run["curves"] |= held_out(args.out / name, sets)
     with open(args.out / "curves.csv", "w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["run", "tag", "step", "value"])

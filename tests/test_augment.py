@@ -196,3 +196,50 @@ def test_dataset_limit_trains_on_a_fixed_subset_and_scores_against_the_whole_spl
         state = ckpt.load(ckpt.find_latest(tmp_path / f"s{seed}"))
         assert len(state["sampler"]["perm"]) == 50  # the sampler draws from the subset alone
     assert seen == [200, 200]  # the scorer was given the whole split
+
+
+@pytest.mark.slow
+def test_the_demo_script_measures_r_t_on_the_training_and_held_out_photographs(tmp_path):
+    """scripts/augment_demo.py end to end on a tiny zip laid out as the CIFAR-10 JPEG one: both runs,
+    D's r_t on the photographs it trained on and on others never seen, at every saved step."""
+    import csv
+    import io
+    import json
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    from PIL import Image
+
+    archive, colours = tmp_path / "cifar.zip", torch.Generator().manual_seed(0)
+    with zipfile.ZipFile(archive, "w") as z:
+        for k, cls in enumerate(["cat", "dog"]):
+            for i in range(8):  # 4 to train on, 4 held out, of each class
+                pixels = (torch.rand(32, 32, 3, generator=colours) * 60 + 100 * k).to(torch.uint8).numpy()
+                buffer = io.BytesIO()
+                Image.fromarray(pixels).save(buffer, "JPEG")
+                z.writestr(f"train/{cls}/{i:04d}.jpg", buffer.getvalue())
+    script = Path(__file__).resolve().parents[1] / "scripts" / "augment_demo.py"
+    out = tmp_path / "demo"
+    args = [sys.executable, str(script), "--zip", str(archive), "--out", str(out), "--images", "8", "--held-out", "8",
+            "--steps", "4", "--check-every", "2", "--log-every", "1", "--width", "0.125", "--n-dis", "1",
+            "--batch-d", "4", "--batch-g", "4", "--threads", "1", "--jobs", "2"]  # fmt: skip
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    trained = sorted(p.relative_to(out / "data").as_posix() for p in (out / "data").rglob("*.jpg"))
+    held = sorted(p.relative_to(out / "heldout").as_posix() for p in (out / "heldout").rglob("*.jpg"))
+    assert trained == [f"{c}/{i:04d}.jpg" for c in ("cat", "dog") for i in range(4)]
+    assert held == [f"{c}/{i:04d}.jpg" for c in ("cat", "dog") for i in range(4, 8)]  # never the trained ones
+    with open(out / "curves.csv") as f:
+        rows = list(csv.DictReader(f))
+    for run in ("none", "ada"):
+        for tag in ("heldout/rt_train", "heldout/rt_heldout"):
+            points = [(int(r["step"]), float(r["value"])) for r in rows if r["run"] == run and r["tag"] == tag]
+            assert [s for s, _ in points] == [2, 4], (run, tag)
+            assert all(v in {x / 8 for x in range(-8, 9)} for _, v in points)  # a mean of 8 signs
+        assert [int(r["step"]) for r in rows if r["run"] == run and r["tag"] == "augment/rt"]
+    lines = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert [line["run"] for line in lines] == ["none", "ada"] and all(line["steps"] == 4 for line in lines)
+    with Image.open(out / "curves.png") as plot:
+        assert plot.size == (640, 360)
