@@ -2,7 +2,7 @@
 # The GPU measurements behind docs/speed.md's tables, most wanted first, each phase under its own time
 # limit and every figure written as it is measured (JSON lines), so a run cut short keeps what it got:
 #
-#   bash scripts/gpu_check.sh OUT                      # the default phases: at most 470 s (8 minutes)
+#   bash scripts/gpu_check.sh OUT                      # the default phases: at most 470 s (8 minutes), grace included
 #   bash scripts/gpu_check.sh OUT resnet32 tests       # some phases, in the order given
 #
 # Default phases, in order: resnet32 (training speed of bf16 + compile=max, then fp32 + TF32 + max, then
@@ -41,31 +41,31 @@ py=${PYTHON:-python} # the interpreter with the project installed
 bench=("$py" scripts/benchmark.py)
 
 {
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-    "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+    timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+    timeout 60 "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 } >"$out/env.txt" 2>&1
 
 run_phase() {  # run_phase NAME SECONDS COMMAND...: the command's output goes to OUT/NAME.log
-    local name=$1 limit=$2
+    local name=$1 limit=$2 grace=${GRACE:-5} # SIGTERM, then SIGKILL after the grace (measurements are kept as made)
     shift 2
     echo "== $name (at most ${limit} s)"
-    timeout -k 30 "$limit" "$@" >"$out/$name.log" 2>&1 # a run stopped by SIGTERM saves first: 30 s more
+    timeout -k "$grace" "$limit" "$@" >"$out/$name.log" 2>&1
     local rc=$?
     echo "   exit $rc$([ $rc -eq 124 ] || [ $rc -eq 137 ] && echo ' (time limit: what it measured is kept)')"
 }
 
 for phase in "${phases[@]}"; do
     case $phase in
-    resnet32) run_phase resnet32 180 "${bench[@]}" train --models resnet32 --device cuda --warmup 5 --steps 20 \
+    resnet32) run_phase resnet32 175 "${bench[@]}" train --models resnet32 --device cuda --warmup 5 --steps 20 \
         --settings bf16-max,fp32-tf32-max,fp32-tf32 --out "$out/train.jsonl" ;;
-    tests) run_phase tests 180 "$py" -m pytest -n0 -q -p no:cacheprovider tests/test_gpu.py ;;
+    tests) run_phase tests 165 "$py" -m pytest -n0 -q -p no:cacheprovider tests/test_gpu.py ;;
     profile) run_phase profile 60 "$py" scripts/profile_step.py --device cuda --setting bf16-max --steps 5 \
         --out "$out/profile.jsonl" --trace "$out/trace.json" ;;
     fid) run_phase fid 50 "${bench[@]}" fid --device cuda --n 5000 --repeats 2 --offline --out "$out/fid.jsonl" ;;
     others) run_phase others 240 "${bench[@]}" train --models cnn32,resnet48,cnn48 --device cuda \
         --settings fp32-tf32-max --out "$out/train.jsonl" ;;
     quality) run_phase quality 420 "${bench[@]}" quality --device cuda --out "$out/quality.jsonl" ;;
-    augment) run_phase augment 21600 "$py" -m sngan.train -m experiment=small_data_cifar10 \
+    augment) GRACE=30 run_phase augment 21600 "$py" -m sngan.train -m experiment=small_data_cifar10 \
         augment=none,diffaugment,ada device=cuda "hydra.sweep.dir=$out/augment" ;;
     esac
 done

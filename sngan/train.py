@@ -66,7 +66,7 @@ def build_run(
     sampler = BatchSampler(data.images, cfg.seed, cfg.dataset.hflip, here.rank, here.world, labels)
     if speed.data_on_device:
         fix = what_to_lower(cfg.train.batch_size_d, cfg.train.batch_size_g, cfg.model.width)
-        with out_of_memory(f"placing the training images on {device}", fix):
+        with out_of_memory(f"placing the training images on {device}", fix, device):
             sampler.place(device)
     # The fixed grid: a square of fixed z, or (conditional) one row per class.
     per_class = max(1, cfg.train.grid_size // k) if k else 0

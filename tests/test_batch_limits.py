@@ -156,8 +156,14 @@ def test_running_out_of_device_memory_while_placing_the_images_names_what_to_low
     def place(self, device):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 140.00 GiB.")
 
+    import sngan.training.memory as memory
+
+    asked = []  # the device whose free memory the message gives: the one placed on, not the host
     monkeypatch.setattr(BatchSampler, "place", place)
+    monkeypatch.setattr(memory, "memory_free", lambda device: asked.append(device) or "1.50 GiB free now")
     cfg = validated(compose_cfg(TINY))
     data = load_images("synthetic", "data", 32, synthetic_size=200)
-    with pytest.raises(OutOfMemory, match=r"placing the training images on cpu .*140.00 GiB.*train.data_on=host"):
+    with pytest.raises(OutOfMemory, match=r"placing the training images on cpu .*140.00 GiB.; 1.50 GiB free now.*"
+                                          r"train.data_on=host"):  # fmt: skip
         build_run(cfg, data, torch.device("cpu"), speed=Speed(data_on_device=True))
+    assert asked == [torch.device("cpu")]

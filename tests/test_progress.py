@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from sngan.cli.log_file import Copied
+from sngan.cli.log_file import Copied, copied_to
 from sngan.training.progress import Progress
 
 LINE = re.compile(
@@ -98,6 +98,25 @@ def test_on_a_terminal_the_bar_stays_and_train_log_gets_the_plain_line():
         "step 5/10 50% | 0.833 it/s | eta 0m06s | loss/d=1 loss/g=2"
     ]
     assert "\r" not in log.getvalue()
+
+
+def test_train_log_gets_notes_warnings_errors_and_a_crashs_traceback(tmp_path, capsys):
+    log = tmp_path / "run" / "train.log"
+    with pytest.raises(ZeroDivisionError), copied_to(log):
+        print("note: a note")
+        print("error: a one-paragraph error", file=sys.stderr)
+        print("warning: sngan's own warning", file=sys.stderr)
+        print("\r 40%|####      | redrawn bar", file=sys.stderr)  # the terminal's, not the file's
+        1 / 0  # noqa: B018
+    text = log.read_text()
+    for line in ("note: a note", "error: a one-paragraph error", "warning: sngan's own", "Traceback (most recent",
+                 "ZeroDivisionError: division by zero"):  # fmt: skip
+        assert line in text, (line, text)
+    assert "redrawn bar" not in text and "redrawn bar" in capsys.readouterr().err
+    assert not isinstance(sys.stderr, Copied)  # put back after the crash
+    with copied_to(log):  # a resumed run appends
+        print("after the resume")
+    assert log.read_text().startswith(text) and log.read_text().endswith("after the resume\n")
 
 
 @pytest.mark.slow

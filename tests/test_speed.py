@@ -378,3 +378,17 @@ def test_the_gpu_check_script_checks_its_phases_first_and_logs_each_phase_and_it
     assert done.returncode == 0 and done.stdout.count("== fid (at most 50 s)\n   exit 2\n") == 2, done.stdout
     assert "CUDA is not available here" in (out / "fid.log").read_text()  # the benchmark's one-line error
     assert "torch " + torch.__version__ in (out / "env.txt").read_text()
+
+
+def test_training_on_cuda_times_cudnn_algorithms_and_on_the_cpu_does_not():
+    """Fixed batch shapes: on a CUDA device set_backends turns cuDNN's algorithm timing on (FID and IS turn it
+    off for themselves: tests/test_metrics.py); elsewhere it stays off."""
+    before = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    try:
+        speed_module.set_backends(Speed(tf32=True), torch.device("cuda"))  # sets flags only: no GPU needed
+        assert torch.backends.cudnn.benchmark and torch.backends.cudnn.allow_tf32
+        speed_module.set_backends(Speed(), torch.device("cpu"))
+        assert not torch.backends.cudnn.benchmark and not torch.backends.cudnn.allow_tf32
+    finally:
+        torch.set_float32_matmul_precision(before[0])
+        torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = before[1:]

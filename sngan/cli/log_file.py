@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -54,6 +55,11 @@ def copied_to(path: Path, enabled: bool = True) -> Iterator[None]:
     sys.stdout, sys.stderr = Copied(out, file), Copied(err, file)  # type: ignore[assignment]
     try:
         yield
+    except Exception:  # a crash: Python prints its traceback after this block, to the terminal alone
+        with contextlib.suppress(OSError, ValueError):
+            traceback.print_exc(file=file)
+            file.flush()
+        raise
     finally:
         sys.stdout, sys.stderr = out, err
         file.close()
