@@ -19,6 +19,7 @@ from helpers import TINY, evaluate_cfg, inception_cfg, metrics_cfg, run_training
 from PIL import Image
 
 import sngan
+from sngan.cli.log_file import copied_to
 from sngan.cli.settings import EvaluateConfig
 from sngan.config import ConfigError
 from sngan.data import DatasetError, to_uint8
@@ -60,7 +61,8 @@ def trained(tmp_path_factory, inception_home):
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        result = run_training(run_dir, TINY + METRICS + ["train.steps=4", "train.ema_decay=0.5"])
+        with copied_to(run_dir / "train.log"):  # what the command line run keeps of its output
+            result = run_training(run_dir, TINY + METRICS + ["train.steps=4", "train.ema_decay=0.5"])
     finally:
         for k, v in saved.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
@@ -90,6 +92,9 @@ def test_best_checkpoint_is_the_one_with_the_lowest_ema_fid(trained):
     assert best["step"] == best_line["step"]
     assert best["best"] == {"metric": "ema/tiny/fid", "fid": best_line["ema/tiny/fid"], "step": best_line["step"]}
     assert [p.name for p in ckpt.list_checkpoints(run_dir)] == ["ckpt_00000002.pt", "ckpt_00000004.pt"]
+    said = (run_dir / "train.log").read_text().splitlines()  # each save is one line, best.pt's too
+    assert f"checkpoint step {best['step']}: {run_dir / 'checkpoints' / 'best.pt'}" in said
+    assert [line for line in said if line.startswith("checkpoint step ")][-1].endswith("ckpt_00000004.pt")
 
 
 def test_evaluate_reproduces_the_in_training_numbers_and_writes_labelled_json(trained, with_inception):

@@ -58,6 +58,9 @@ def test_all_ranks_share_one_run_folder_and_only_rank_0_writes(ddp_run):
     assert len(list((run_dir / "tb").glob("events.out.tfevents.*"))) == 1
     assert json.loads((run_dir / "provenance.json").read_text())["world_size"] == 2
     assert out.stderr.count("Run folder:") == 1  # rank 0 reports; the others keep quiet
+    last = [line for line in out.stderr.splitlines() if line.startswith("step 4/4 ")]  # piped: plain lines
+    assert len(last) == 1, out.stderr[-3000:]  # one progress line for the last step, not one per rank
+    assert (run_dir / "train.log").read_text().count("step 4/4 ") == 1
 
 
 def test_replicas_stay_identical_and_every_ranks_rng_is_saved(ddp_run):

@@ -27,7 +27,10 @@ def test_a_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert "\ntrain:\n  steps: 7\n" in out  # the resolved settings, as YAML
     assert "synthetic, 200 images at 32x32" in out and "held on cpu" in out
     assert "resume    none: a fresh run from step 0" in out
-    assert "steps 0 -> 7 (7 to go)" in out and "checkpoints every 2 (4)" in out
+    assert (
+        "steps 0 -> 7 (7 to go); logs every 1 (7), sample grids every 2 (4), evaluations every 2 (4), "
+        "checkpoints every 2 (4)" in out
+    )
     assert not (run_dir / ckpt.CHECKPOINT_DIR).exists() and not (run_dir / "tb").exists()
     assert not (run_dir / "config.yaml").exists()
 

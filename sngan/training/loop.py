@@ -318,7 +318,7 @@ def train_loop(
                 progress.scored(found, run.step)
                 result = found or result
                 if scorer is not None and new_best(run, found, scorer.rule.name):  # keep it as best.pt
-                    save(run, "best")
+                    progress.saved(save(run, "best"), run.step)
             # Save on schedule, every checkpoint_minutes, on a signal (on any rank) or at max_minutes; then stop
             # if asked.
             if due(run.step, t.checkpoint_every, t.steps) or signum or save_due:
