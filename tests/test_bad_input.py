@@ -81,8 +81,9 @@ def files(tmp_path_factory) -> dict[str, Path]:
         Image.fromarray(rng.integers(0, 255, (37, 53), dtype=np.uint8), "L").save(root / "mixed" / f"g{i}.png")
         Image.fromarray(rng.integers(0, 255, (61, 29, 4), dtype=np.uint8), "RGBA").save(root / "mixed" / f"a{i}.png")
         Image.fromarray(rng.integers(0, 255, (33, 33, 3), dtype=np.uint8)).convert("P").save(
-            root / "mixed" / f"p{i}.gif"
+            root / "mixed" / f"p{i}.png"  # a palette PNG (GIF is not an image type sngan reads)
         )
+        Image.fromarray(rng.integers(0, 255, (36, 40, 3), dtype=np.uint8)).save(root / "mixed" / f"j{i}.jpg")
     return f
 
 
@@ -179,6 +180,14 @@ TABLE = [
     # grayscale / RGBA / palette / odd-size images: handled
     ("train", "grayscale/RGBA/odd size", TRAIN + ["dataset=folder", "dataset.root={mixed}"], None),
     ("fid_stats", "grayscale/RGBA/odd size", folder("mixed"), None),
+    ("evaluate", "grayscale/RGBA/odd size", ["images={mixed}", *folder("mixed"), *SMALL_RULE], None),  # resized
+    # fewer images than the rule scores
+    (
+        "evaluate",
+        "too few images",
+        ["images={mixed}", *folder("mixed"), *SMALL_RULE, "metrics.n_fake=100"],
+        "holds 32 images but rule t scores 100",
+    ),
     # corrupt checkpoint
     ("train", "corrupt checkpoint", TRAIN + ["resume={corrupt}"], "cannot be read"),
     ("evaluate", "corrupt checkpoint", ["ckpt={corrupt}"], "cannot be read"),
@@ -284,7 +293,7 @@ def test_unknown_option_is_refused_at_composition(command):
 def test_every_category_is_covered_for_every_command_where_it_applies():
     covered = {(c, k) for c, k, _, _ in TABLE}
     categories = {k for _, k, _, _ in TABLE}
-    assert len(categories) == 14  # plus unknown options, refused at composition (test below)
+    assert len(categories) == 15  # plus unknown options, refused at composition (test below)
     for command in ("train", "evaluate", "sample", "fid_stats"):
         for category in ("wrong type", "out of range", "missing path", "unwritable output"):
             assert (command, category) in covered
