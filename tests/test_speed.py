@@ -338,6 +338,30 @@ def test_the_training_benchmark_writes_one_json_line_per_measurement(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_fid_benchmark_gives_the_time_of_the_four_numbers_beside_fids(tmp_path):
+    """scripts/benchmark.py fid offline (seeded random Inception weights): FID's parts and what precision,
+    recall, density and coverage add, then N x N of them alone with the memory of their blocks."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+    out = tmp_path / "fid.jsonl"
+    args = [sys.executable, str(script), "fid", "--device", "cpu", "--model", "cnn32", "--width", "0.0625",
+            "--n", "16", "--batch", "8", "--repeats", "1", "--offline", "--prdc-n", "64",
+            "--out", str(out)]  # fmt: skip
+    env = os.environ | {"TORCH_HOME": str(tmp_path / "no_weights"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    timed, alone = (json.loads(line) for line in out.read_text().splitlines())
+    assert timed["bench"] == "fid" and timed["weights"] == "random" and timed["n"] == 16
+    assert timed["seconds_total"] >= timed["seconds_generate_and_features"] > 0 and timed["seconds_prdc"] > 0
+    assert timed["prdc_features"] == "2000 real vs 16 generated"
+    assert alone["prdc_n"] == 64 and alone["seconds_prdc_n_x_n"] > 0
+    assert alone["prdc_blocks_mib"] == round(3 * 64 * 64 * 4 / 2**20, 1)  # one block holds all 64 x 64
+
+
+@pytest.mark.slow
 def test_the_step_profile_says_the_host_time_and_the_waits_and_writes_a_trace(tmp_path):
     """scripts/profile_step.py on the CPU: the finite flags are read once a step at least (a wait on a GPU)."""
     import subprocess
