@@ -127,6 +127,9 @@ TABLE = [
     ("sample", "out of range", ["ckpt={ckpt}", "n=0"], "n=0"),
     ("fid_stats", "out of range", ["dataset=folder", "dataset.root={mixed}", "n=1"], "n=1"),
     ("export", "out of range", ["ckpt={ckpt}", "ema=maybe"], "ema='maybe'"),
+    ("evaluate", "out of range", ["ckpt={corrupt}", "metrics=none"], "evaluates nothing"),
+    ("fid_stats", "out of range", folder("mixed", "inception.dims=5"), "dims"),
+    ("fid_stats", "out of range", ["dataset=folder", "dataset.root={mixed}"], "dataset.resolution"),
     # missing path
     ("train", "missing path", TRAIN + ["dataset=folder", "dataset.root={missing}"], "does not exist"),
     ("train", "missing path", TRAIN + ["resume={missing}.pt"], "does not exist"),
