@@ -63,7 +63,7 @@ def train(name: str, data: Path, args: argparse.Namespace) -> dict[str, object]:
            f"train.keep_checkpoints={args.steps // args.check_every + 1}", "train.monitor_every=null",
            f"augment.speed_kimg={args.speed_kimg}", f"optim.decay={args.decay}", f"hydra.run.dir={run_dir}",
            f"train.n_dis={args.n_dis}", f"train.batch_size_d={args.batch_d}", f"train.batch_size_g={args.batch_g}",
-           f"optim.lr_d={args.lr}", f"optim.lr_g={args.lr}", f"optim.beta1={args.betas[0]}",
+           f"optim.lr_d={args.lr_d or args.lr}", f"optim.lr_g={args.lr}", f"optim.beta1={args.betas[0]}",
            f"optim.beta2={args.betas[1]}",
            *RUNS[name]]  # fmt: skip
     began = time.perf_counter()
@@ -110,30 +110,43 @@ def curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in ("augment/rt", "augment/p")}
 
 
-def plot(runs: dict[str, dict], path: Path, size: tuple[int, int] = (640, 360)) -> None:
-    """r_t of both runs and p of ada against the step, drawn with PIL (no plotting library needed)."""
+def gap(run: dict) -> list[tuple[int, float]]:
+    """D's r_t on the training photographs minus on the held-out ones, at each saved step: 0 while D judges
+    photographs it never saw as it judges the ones it trained on; above 0 as it memorizes."""
+    held = dict(run["curves"].get("heldout/rt_heldout", []))
+    return [(step, v - held[step]) for step, v in run["curves"].get("heldout/rt_train", []) if step in held]
+
+
+def plot(runs: dict[str, dict], path: Path, size: tuple[int, int] = (720, 460)) -> None:
+    """r_t of both runs, p of ada and both runs' train - held-out gap against the step, the legend below;
+    drawn with PIL (no plotting library needed)."""
     from PIL import Image, ImageDraw
 
-    w, h, m = *size, 40
+    w, h, m, below = *size, 40, 120  # the plot's margin, and the band below it for the axis and the legend
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
     last = max(step for run in runs.values() for step, _ in run["curves"]["augment/rt"]) or 1
     x = lambda step: m + (w - 2 * m) * step / last  # noqa: E731
-    y = lambda v: h - m - (h - 2 * m) * (v + 1) / 2  # noqa: E731  r_t and p in [-1, 1]
-    draw.rectangle([m, m, w - m, h - m], outline="black")
+    y = lambda v: h - below - (h - below - m) * (v + 1) / 2  # noqa: E731  r_t, p and the gap in [-1, 1]
+    draw.rectangle([m, m, w - m, h - below], outline="black")
     for v, label in ((1, "1"), (0.6, "0.6"), (0, "0"), (-1, "-1")):
         draw.line([m, y(v), w - m, y(v)], fill=(220, 220, 220))
         draw.text((4, y(v) - 6), label, fill="black")
-    lines = [("none", "augment/rt", (200, 0, 0), "r_t, no augmentation"),
-             ("ada", "augment/rt", (0, 0, 200), "r_t, ADA"), ("ada", "augment/p", (0, 150, 0), "p, ADA"),
-             ("none", "heldout/rt_heldout", (240, 150, 150), "r_t on held-out photographs, no augmentation"),
-             ("ada", "heldout/rt_heldout", (150, 150, 240), "r_t on held-out photographs, ADA")]  # fmt: skip
-    for i, (run, tag, colour, label) in enumerate(lines):
-        points = [(x(s), y(v)) for s, v in runs[run]["curves"].get(tag, [])]
+    lines = [("r_t, no augmentation", runs["none"]["curves"]["augment/rt"], (200, 0, 0)),
+             ("r_t, ADA", runs["ada"]["curves"]["augment/rt"], (0, 0, 200)),
+             ("p, ADA", runs["ada"]["curves"]["augment/p"], (0, 150, 0)),
+             ("r_t on the training minus on held-out photographs (saved D), no augmentation", gap(runs["none"]),
+              (255, 140, 0)),
+             ("the same, ADA", gap(runs["ada"]), (150, 0, 170))]  # fmt: skip
+    for i, (label, curve, colour) in enumerate(lines):
+        points = [(x(s), y(v)) for s, v in curve]
         if len(points) > 1:
             draw.line(points, fill=colour, width=2)
-        draw.text((m + 8, m + 6 + 14 * i), label, fill=colour)
-    draw.text((w // 2 - 20, h - m + 12), f"step (0-{last})", fill="black")
+        if i >= 3:  # saved steps only: mark them
+            for px, py in points:
+                draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
+        draw.text((m, h - below + 26 + 15 * i), label, fill=colour)
+    draw.text((w // 2 - 20, h - below + 6), f"step (0-{last})", fill="black")
     img.save(path)
 
 
@@ -166,7 +179,8 @@ def main() -> None:
     parser.add_argument("--n-dis", type=int, default=5, help="D updates per G update")
     parser.add_argument("--batch-d", type=int, default=64, help="real (and fake) images per D update")
     parser.add_argument("--batch-g", type=int, default=128, help="fake images per G update")
-    parser.add_argument("--lr", type=float, default=2e-4, help="Adam's learning rate, G and D")
+    parser.add_argument("--lr", type=float, default=2e-4, help="Adam's learning rate (G, and D unless --lr-d)")
+    parser.add_argument("--lr-d", type=float, default=None, help="D's learning rate (a faster D memorizes sooner)")
     parser.add_argument("--betas", type=float, nargs=2, default=[0.0, 0.9], help="Adam's beta1 and beta2")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--spectral-norm", default="true", choices=["true", "false"],
