@@ -313,9 +313,13 @@ def test_every_category_is_covered_for_every_command_where_it_applies():
         ("sample", ["ckpt={evil}"], 2),
         ("evaluate", ["ckpt={empty}"], 2),
         ("fid_stats", folder("empty"), 2),
+        ("export", ["ckpt={missing}.pt"], 2),
+        ("sample", [], 2),  # a required value left out: one line naming it
     ],
 )
 def test_command_line_exit_codes(command, overrides, code, files, with_inception, tmp_path):
+    """Each command through its entry point, as a user runs it: the exit code, no traceback, a user error as
+    one line, and nothing left behind in the working directory (no stray output folders or logs)."""
     MARKER.unlink(missing_ok=True)
     values = {k: str(v) for k, v in files.items()}
     proc = subprocess.run(
@@ -324,4 +328,7 @@ def test_command_line_exit_codes(command, overrides, code, files, with_inception
     )  # fmt: skip
     assert proc.returncode == code, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.strip()
+    if code == 2:
+        assert proc.stderr.strip().startswith("error:") and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert not MARKER.exists()
+    assert list(tmp_path.iterdir()) == []
