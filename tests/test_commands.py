@@ -46,6 +46,8 @@ METRICS = [
     "dataset.size=150",
 ]  # fmt: skip
 TINY_METRICS = metrics_cfg(name="tiny", n_fake=32, n_real=150, is_splits=2, kid_subsets=10, kid_subset_size=32)
+# The same reference statistics, half the generated images: for tests of which rows a table has, not of the numbers
+TINY16 = metrics_cfg(name="tiny16", n_fake=16, n_real=150, is_splits=2, kid_subsets=10, kid_subset_size=16)
 
 
 def stats_of(run_dir: Path) -> Path:
@@ -130,6 +132,7 @@ def test_evaluate_a_run_folder_gives_one_table(trained, with_inception, tmp_path
     env = {**os.environ, "SNGAN_STATS_DIR": str(stats_of(run_dir))}  # the reference statistics training computed
     proc = subprocess.run(
         [sys.executable, "-m", "sngan.evaluate", f"ckpt={run_dir}", *METRICS[:-2], "inception.dims=64",
+         "metrics.name=tiny16", "metrics.n_fake=16", "metrics.kid_subset_size=16",  # TINY16: 6 rows of 16 images
          f"out={out}", "device=cpu"],
         capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
@@ -157,7 +160,7 @@ def test_evaluating_a_run_folder_skips_a_damaged_file_and_keeps_each_row_as_it_g
         path.write_bytes(b"pruned mid-way")
     (stats,) = stats_of(run_dir).glob("*.npz")
     inception = inception_cfg(dims=64, stats_dir=str(stats.parent))
-    cfg = evaluate_cfg(ckpt=str(copy), metrics=TINY_METRICS, inception=inception, device="cpu", batch_size=7)
+    cfg = evaluate_cfg(ckpt=str(copy), metrics=TINY16, inception=inception, device="cpu", batch_size=7)
     doc, out = evaluate(cfg)
     assert [(Path(r["checkpoint"]).name, r["network"]) for r in doc["results"]] == [
         ("ckpt_00000004.pt", net) for net in ("g", "ema")
@@ -166,7 +169,7 @@ def test_evaluating_a_run_folder_skips_a_damaged_file_and_keeps_each_row_as_it_g
     assert all(f"{path} is left out of the table" in err for path in damaged)
     assert json.loads(out.read_text()) == doc and doc["skipped"] == [str(path) for path in damaged]
     # batch_size changes memory, not the numbers: the default batch gives the same FID
-    again, _ = evaluate(evaluate_cfg(ckpt=str(copy / "checkpoints" / "ckpt_00000004.pt"), metrics=TINY_METRICS,
+    again, _ = evaluate(evaluate_cfg(ckpt=str(copy / "checkpoints" / "ckpt_00000004.pt"), metrics=TINY16,
                                        inception=inception, device="cpu", out=str(tmp_path / "b.json")))  # fmt: skip
     assert again["results"][0]["fid"] == pytest.approx(doc["results"][0]["fid"], rel=1e-6)
     with pytest.raises(ckpt.CheckpointError):  # a single damaged file is an error
@@ -182,7 +185,7 @@ def test_evaluating_a_run_folder_skips_a_damaged_file_and_keeps_each_row_as_it_g
 
     monkeypatch.setattr(sngan.evaluate, "format_row", stop_at_the_second_row)
     with pytest.raises(KeyboardInterrupt):
-        evaluate(evaluate_cfg(ckpt=str(copy), metrics=TINY_METRICS, inception=inception, device="cpu",
+        evaluate(evaluate_cfg(ckpt=str(copy), metrics=TINY16, inception=inception, device="cpu",
                                 out=str(tmp_path / "partial.json")))  # fmt: skip
     assert len(json.loads((tmp_path / "partial.json").read_text())["results"]) == 1
 
