@@ -203,13 +203,13 @@ def images_cfg(overrides: list[str], **values: Any) -> EvaluateConfig:
 RUN_DATASET = ["dataset=synthetic", "dataset.size=150", "dataset.resolution=32"]
 
 
-def the_runs_own_samples(run_dir: Path) -> tuple[Path, torch.Tensor]:
-    """The 32 images evaluate scores for the last checkpoint's G (same weights, same seed), as uint8."""
+def the_runs_own_samples(run_dir: Path, n: int = 32) -> tuple[Path, torch.Tensor]:
+    """The n images evaluate scores for the last checkpoint's G (same weights, same seed), as uint8."""
     path = run_dir / "checkpoints" / "ckpt_00000004.pt"
     state = ckpt.load(path)
     generator, _ = generator_from_state(state, path, False)
     sampler = SeededSampler(generator, torch.device("cpu"), int(state["config"]["seed"]) + EVAL_SEED_OFFSET)
-    return path, to_uint8(sampler(32))
+    return path, to_uint8(sampler(n))
 
 
 def test_evaluate_images_gives_a_folder_or_npz_of_samples_the_numbers_of_their_checkpoint(
@@ -220,24 +220,24 @@ def test_evaluate_images_gives_a_folder_or_npz_of_samples_the_numbers_of_their_c
     run_dir, _ = trained
     (stats,) = stats_of(run_dir).glob("*.npz")
     inception = inception_cfg(dims=64, stats_dir=str(stats.parent))  # the statistics training computed
-    path, images = the_runs_own_samples(run_dir)
-    doc, _ = evaluate(evaluate_cfg(ckpt=str(path), metrics=TINY_METRICS, inception=inception, device="cpu"))
+    path, images = the_runs_own_samples(run_dir, 16)
+    doc, _ = evaluate(evaluate_cfg(ckpt=str(path), metrics=TINY16, inception=inception, device="cpu"))
     expected = next(row for row in doc["results"] if row["network"] == "g")
     folder = tmp_path / "samples"
     folder.mkdir()
-    for i, image in enumerate(torch.cat([images, images[:5]])):  # 37 images: the first 32 are scored
+    for i, image in enumerate(torch.cat([images, images[:5]])):  # 21 images: the first 16 are scored
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i:04d}.png")
     np.savez(tmp_path / "nhwc.npz", images.permute(0, 2, 3, 1).numpy())
     np.savez(tmp_path / "nchw.npz", images=images.numpy())
     for source in (folder, tmp_path / "nhwc.npz", tmp_path / "nchw.npz"):
-        cfg = images_cfg([f"images={source}", *RUN_DATASET], metrics=TINY_METRICS, inception=inception, device="cpu")
+        cfg = images_cfg([f"images={source}", *RUN_DATASET], metrics=TINY16, inception=inception, device="cpu")
         got, out = evaluate_images(cfg)
         (row,) = got["results"]
-        assert out == source.with_name(f"{source.stem}.tiny.json") and json.loads(out.read_text()) == got
+        assert out == source.with_name(f"{source.stem}.tiny16.json") and json.loads(out.read_text()) == got
         for key in ("fid", "is_mean", "kid_mean", "precision", "recall", "density", "coverage"):
             assert row[key] == pytest.approx(expected[key], rel=1e-9, abs=1e-12), (source.name, key)
         assert got["reference_stats"] == doc["reference_stats"] and got["resized"] is None
-        assert row["count"] == (37 if source == folder else 32) and got["sizes"] == {"32x32": 32}  # of those scored
+        assert row["count"] == (21 if source == folder else 16) and got["sizes"] == {"32x32": 16}  # of those scored
 
 
 def test_evaluate_images_resizes_like_the_reals_and_says_so_and_refuses_what_it_cannot_score(
