@@ -261,8 +261,8 @@ def _pytorch_fid(env: dict[str, str], *paths: Path) -> float:
 @pytest.mark.slow
 def test_fid_of_two_folders_equals_python_m_pytorch_fid(inception_home, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    _write_pngs(a, make_synthetic(100, 32, seed=0).images)
-    _write_pngs(b, make_synthetic(100, 32, seed=1, shift=0.3).images)
+    _write_pngs(a, make_synthetic(80, 32, seed=0).images)  # 80 > 64 dims: covariances of full rank
+    _write_pngs(b, make_synthetic(80, 32, seed=1, shift=0.3).images)
     env = {**os.environ, "TORCH_HOME": str(inception_home), "SNGAN_STATS_DIR": str(tmp_path / "stats")}
     files = []
     for folder in (a, b):  # our command, as a user runs it
