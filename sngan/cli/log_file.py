@@ -52,13 +52,12 @@ def copied_to(path: Path, enabled: bool = True) -> Iterator[None]:
         yield
         return
     out, err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = Copied(out, file), Copied(err, file)  # type: ignore[assignment]
+    copied_err = Copied(err, file)
+    sys.stdout, sys.stderr = Copied(out, file), copied_err  # type: ignore[assignment]
     try:
         yield
     except Exception:  # a crash: Python prints its traceback after this block, to the terminal alone
-        with contextlib.suppress(OSError, ValueError):
-            traceback.print_exc(file=file)
-            file.flush()
+        copied_err.to_file(traceback.format_exc())
         raise
     finally:
         sys.stdout, sys.stderr = out, err
