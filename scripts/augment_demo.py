@@ -132,17 +132,23 @@ def plot(runs: dict[str, dict], path: Path, size: tuple[int, int] = (720, 460)) 
     for v, label in ((1, "1"), (0.6, "0.6"), (0, "0"), (-1, "-1")):
         draw.line([m, y(v), w - m, y(v)], fill=(220, 220, 220))
         draw.text((4, y(v) - 6), label, fill="black")
-    lines = [("r_t, no augmentation", runs["none"]["curves"]["augment/rt"], (200, 0, 0)),
-             ("r_t, ADA", runs["ada"]["curves"]["augment/rt"], (0, 0, 200)),
-             ("p, ADA", runs["ada"]["curves"]["augment/p"], (0, 150, 0)),
-             ("r_t on the training minus on held-out photographs (saved D), no augmentation", gap(runs["none"]),
-              (255, 140, 0)),
-             ("the same, ADA", gap(runs["ada"]), (150, 0, 170))]  # fmt: skip
-    for i, (label, curve, colour) in enumerate(lines):
+    lines = [
+        ("r_t, no augmentation", runs["none"]["curves"]["augment/rt"], (200, 0, 0), False),
+        ("r_t, ADA", runs["ada"]["curves"]["augment/rt"], (0, 0, 200), False),
+        ("p, ADA", runs["ada"]["curves"]["augment/p"], (0, 150, 0), False),
+        (
+            "r_t on the training minus on held-out photographs (saved D), no augmentation",
+            gap(runs["none"]),
+            (255, 140, 0),
+            True,
+        ),
+        ("the same, ADA", gap(runs["ada"]), (150, 0, 170), True),
+    ]  # fmt: skip  (True: saved steps, dotted)
+    for i, (label, curve, colour, dotted) in enumerate(lines):
         points = [(x(s), y(v)) for s, v in curve]
         if len(points) > 1:
             draw.line(points, fill=colour, width=2)
-        if i >= 3:  # saved steps only: mark them
+        if dotted:
             for px, py in points:
                 draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
         draw.text((m, h - below + 26 + 15 * i), label, fill=colour)
