@@ -54,7 +54,11 @@ def subset(zip_path: Path, out: Path, images: int, skip: int = 0) -> Path:
 
 
 def train(name: str, data: Path, args: argparse.Namespace) -> dict[str, object]:
+    from sngan.training import checkpoint as ckpt
+
     run_dir = args.out / name
+    saved = ckpt.list_checkpoints(run_dir) if args.resume else []
+    start = ckpt.step_of(saved[-1]) if saved else 0
     cmd = [sys.executable, "-m", "sngan.train", "model=cnn32", f"model.width={args.width}",
            f"model.spectral_norm={args.spectral_norm}", "dataset=folder", f"dataset.root={data}", "dataset.cache=false",
            "metrics=none", "device=cpu", f"seed={args.seed}",
@@ -65,14 +69,14 @@ def train(name: str, data: Path, args: argparse.Namespace) -> dict[str, object]:
            f"train.n_dis={args.n_dis}", f"train.batch_size_d={args.batch_d}", f"train.batch_size_g={args.batch_g}",
            f"optim.lr_d={args.lr_d or args.lr}", f"optim.lr_g={args.lr}", f"optim.beta1={args.betas[0]}",
            f"optim.beta2={args.betas[1]}",
-           *RUNS[name]]  # fmt: skip
+           *RUNS[name], *(["resume=auto"] if args.resume else [])]  # fmt: skip
     began = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": str(args.threads)})
     seconds = time.perf_counter() - began
     if done.returncode != 0:
         raise SystemExit(f"error: the {name} run failed:\n{done.stderr[-3000:]}")
-    return {"run": name, "seconds": round(seconds, 1), "steps": args.steps, "it_per_s": round(args.steps / seconds, 2),
-            "curves": curves(run_dir)}  # fmt: skip
+    return {"run": name, "seconds": round(seconds, 1), "steps": args.steps, "from_step": start,
+            "it_per_s": round((args.steps - start) / seconds, 2), "curves": curves(run_dir)}  # fmt: skip
 
 
 def held_out(run_dir: Path, sets: dict[str, Path]) -> dict[str, list[tuple[int, float]]]:
@@ -191,6 +195,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--spectral-norm", default="true", choices=["true", "false"],
                         help="false: D unnormalized, which memorizes sooner (the SN ablation's other arm)")  # fmt: skip
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the runs already in --out up to --steps (resume=auto), bit-exact")  # fmt: skip
     args = parser.parse_args()
     if not args.zip.is_file():
         raise SystemExit(f"error: {args.zip} does not exist; pass --zip with the CIFAR-10 JPEG zip (train).")
