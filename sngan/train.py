@@ -150,6 +150,19 @@ def check_data_size(cfg: TrainConfig, images: int) -> None:
         )
 
 
+def record_fallback(run_dir: Path, info: dict[str, Any], is_main: bool) -> Callable[[Speed, str], None]:
+    """What a compile that fell back to eager changes: provenance.json and the checkpoints from then on
+    record the settings the run trains with, and why they are not the ones it started with."""
+
+    def fell_back(speed: Speed, why: str) -> None:
+        info["speed"] = speed.as_dict()
+        info["speed_fallback"] = why
+        if is_main:
+            (run_dir / "provenance.json").write_text(json.dumps(info, indent=2))
+
+    return fell_back
+
+
 def make_saver(run_dir: Path, config: dict[str, Any], info: dict[str, Any], keep: int) -> Callable[..., Path]:
     def save(r: Run, name: str | None = None) -> Path:
         """The rolling checkpoint of this step; name="keep": the same unless that file exists (then kept
@@ -266,7 +279,8 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
             tracker.writer.add_custom_scalars(custom_scalars_layout(run.discriminator, rule))
             tracker.text("config", "```\n" + OmegaConf.to_yaml(config) + "\n```")
             tracker.images("data/real", to_float(data.images[: cfg.train.grid_size]), 0)
-        result = train_loop(cfg, run, data, tracker, save, stop, scorer, monitor, speed)
+        fell_back = record_fallback(run_dir, info, here.is_main)
+        result = train_loop(cfg, run, data, tracker, save, stop, scorer, monitor, speed, fell_back)
         ok = True
         return result
     finally:

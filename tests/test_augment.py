@@ -243,3 +243,16 @@ def test_the_demo_script_measures_r_t_on_the_training_and_held_out_photographs(t
     assert [line["run"] for line in lines] == ["none", "ada"] and all(line["steps"] == 4 for line in lines)
     with Image.open(out / "curves.png") as plot:
         assert plot.size == (720, 460)
+    # --resume continues both runs from their last checkpoint, and the curves cover the whole of each.
+    longer = [*args, "--resume"]
+    longer[args.index("--steps") + 1] = "6"
+    done = subprocess.run(longer, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(out / "curves.csv") as f:
+        rows = list(csv.DictReader(f))
+    for run in ("none", "ada"):
+        assert [int(r["step"]) for r in rows if r["run"] == run and r["tag"] == "heldout/rt_train"] == [2, 4, 6]
+        assert [int(r["step"]) for r in rows if r["run"] == run and r["tag"] == "augment/rt"] == list(range(1, 7))
+        assert "Resumed from" in (out / run / "train.log").read_text()
+    lines = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert [(line["from_step"], line["steps"]) for line in lines] == [(0, 4), (0, 4), (4, 6), (4, 6)]

@@ -119,6 +119,12 @@ def test_compile_auto_that_fails_falls_back_to_eager_from_the_same_state(
     assert f"failed at step {step}" in notes[0] and first in notes[0] and "train.compile=none" in notes[0]
     assert "second line" not in err and "Traceback" not in err
     assert same(weights(tmp_path / "run"), eager)
+    # provenance.json and the checkpoints record the settings the run trained on after the fallback, and why.
+    for info in (json.loads((tmp_path / "run" / "provenance.json").read_text()),
+                 ckpt.load(ckpt.find_latest(tmp_path / "run"))["provenance"]):  # fmt: skip
+        assert info["speed"]["compile"] == "none", info
+        why = info["speed_fallback"]
+        assert why.startswith(f"compile=default failed at step {step} (") and first in why, info
 
 
 @pytest.mark.parametrize("fail_at", [0, 7], ids=["compiling", "capturing-in-step-2"])

@@ -265,6 +265,7 @@ def train_loop(
     scorer: Scorer | None = None,
     monitor: Monitor | None = None,
     speed: Speed = EAGER,
+    fell_back: Callable[[Speed, str], None] | None = None,
 ) -> dict[str, float]:
     t, here = cfg.train, distributed.current()
     progress = Progress(t.steps, run.step, shown=here.is_main)  # a bar on a terminal, else plain lines
@@ -272,7 +273,7 @@ def train_loop(
     pace = Pace(run.step)
     wall = WallClock(t.max_minutes, t.checkpoint_minutes)
     graphs = GraphCheck(speed)
-    trial = CompileTrial(run, speed, t.compile, save)  # a failing compile: eager (compile=auto) or an error
+    trial = CompileTrial(run, speed, t.compile, save, fell_back)  # a failing compile: eager (auto) or an error
     first, fix = run.step, what_to_lower(t.batch_size_d, t.batch_size_g, cfg.model.width)
     device = run.fixed_z.device
     try:

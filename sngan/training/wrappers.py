@@ -63,10 +63,18 @@ class CompileTrial:
     step runs eagerly. If the eager step succeeds too, the failure was the compiler's: under
     train.compile=auto the run trains on eagerly with one note; a compile the user asked for by name stops
     with ``CompileFailed``, the state after the last completed step saved. An error the eager step meets as
-    well is the run's own and is raised as it is. Out-of-memory errors pass untouched (the loop's own)."""
+    well is the run's own and is raised as it is. Out-of-memory errors pass untouched (the loop's own).
+    ``fell_back(speed, why)`` is told the eager settings a run goes on with, and why (provenance.json)."""
 
-    def __init__(self, run: Run, speed: Speed, requested: str, save: Callable[[Run, str], Path]) -> None:
-        self.run, self.speed, self.requested, self.save = run, speed, requested, save
+    def __init__(
+        self,
+        run: Run,
+        speed: Speed,
+        requested: str,
+        save: Callable[[Run, str], Path],
+        fell_back: Callable[[Speed, str], None] | None = None,
+    ) -> None:
+        self.run, self.speed, self.requested, self.save, self.fell_back = run, speed, requested, save, fell_back
         self.left = TRIAL_STEPS if speed.compile != "none" else 0
 
     def step(self, body: Callable[[Speed], T]) -> T:
@@ -104,6 +112,8 @@ class CompileTrial:
                 f"TORCH_LOGS=+dynamo,+inductor shows the compiler's side."
             ) from exc
         self.speed = speed
+        if self.fell_back is not None:
+            self.fell_back(speed, f"compile={compiled_as} failed at step {self.run.step} ({said})")
         if distributed.current().is_main:
             print(f"note: train.compile=auto chose compile={compiled_as}, which failed at step {self.run.step} "
                   f"({said}); that step ran again eagerly from the same state and training goes on eagerly "
