@@ -1,6 +1,7 @@
 """D memorizing a small set of real photographs, with and without adaptive augmentation (docs/augment.md).
 
-    python scripts/augment_demo.py --out /tmp/augment_demo --threads 1 --jobs 2   # 1,000 CIFAR-10 photographs
+    python scripts/augment_demo.py --out /tmp/augment_demo --threads 1 --jobs 2   # docs/augment.md's run (~2 h)
+    python scripts/augment_demo.py --out /tmp/augment_demo --threads 1 --jobs 2 --steps 8000 --resume  # longer
     python scripts/augment_demo.py --out /tmp/demo --images 200 --steps 40     # a quick look
 
 Takes ``--images`` photographs (the same number of each class, the first of each class folder in name
@@ -114,49 +115,58 @@ def curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in ("augment/rt", "augment/p")}
 
 
-def gap(run: dict) -> list[tuple[int, float]]:
-    """D's r_t on the training photographs minus on the held-out ones, at each saved step: 0 while D judges
-    photographs it never saw as it judges the ones it trained on; above 0 as it memorizes."""
-    held = dict(run["curves"].get("heldout/rt_heldout", []))
-    return [(step, v - held[step]) for step, v in run["curves"].get("heldout/rt_train", []) if step in held]
+def smoothed(curve: list[tuple[int, float]], n: int = 10) -> list[tuple[int, float]]:
+    """The mean of each point and the n - 1 before it: r_t of one batch is noisy."""
+    values = [v for _, v in curve]
+    return [(step, sum(values[max(0, i - n + 1) : i + 1]) / len(values[max(0, i - n + 1) : i + 1]))
+            for i, (step, _) in enumerate(curve)]  # fmt: skip
 
 
-def plot(runs: dict[str, dict], path: Path, size: tuple[int, int] = (720, 460)) -> None:
-    """r_t of both runs, p of ada and both runs' train - held-out gap against the step, the legend below;
-    drawn with PIL (no plotting library needed)."""
+def plot(runs: dict[str, dict], path: Path, size: tuple[int, int] = (720, 620)) -> None:
+    """Two panels against the step, the legend below; drawn with PIL (no plotting library needed). Above:
+    r_t as logged while training (each point the mean of ten) of both runs, and ADA's p. Below: each saved
+    D's r_t, unaugmented, on the training photographs (filled dots) and on the held-out ones (hollow): D
+    memorizes where they part."""
     from PIL import Image, ImageDraw
 
-    w, h, m, below = *size, 40, 120  # the plot's margin, and the band below it for the axis and the legend
+    w, h, m, legend = *size, 40, 90  # the margin, and the band below the panels for the axis and the legend
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)
     last = max(step for run in runs.values() for step, _ in run["curves"]["augment/rt"]) or 1
     x = lambda step: m + (w - 2 * m) * step / last  # noqa: E731
-    y = lambda v: h - below - (h - below - m) * (v + 1) / 2  # noqa: E731  r_t, p and the gap in [-1, 1]
-    draw.rectangle([m, m, w - m, h - below], outline="black")
-    for v, label in ((1, "1"), (0.6, "0.6"), (0, "0"), (-1, "-1")):
-        draw.line([m, y(v), w - m, y(v)], fill=(220, 220, 220))
-        draw.text((4, y(v) - 6), label, fill="black")
-    lines = [
-        ("r_t, no augmentation", runs["none"]["curves"]["augment/rt"], (200, 0, 0), False),
-        ("r_t, ADA", runs["ada"]["curves"]["augment/rt"], (0, 0, 200), False),
-        ("p, ADA", runs["ada"]["curves"]["augment/p"], (0, 150, 0), False),
-        (
-            "r_t on the training minus on held-out photographs (saved D), no augmentation",
-            gap(runs["none"]),
-            (255, 140, 0),
-            True,
-        ),
-        ("the same, ADA", gap(runs["ada"]), (150, 0, 170), True),
-    ]  # fmt: skip  (True: saved steps, dotted)
-    for i, (label, curve, colour, dotted) in enumerate(lines):
-        points = [(x(s), y(v)) for s, v in curve]
-        if len(points) > 1:
-            draw.line(points, fill=colour, width=2)
-        if dotted:
+    panel = (h - legend - 3 * m // 2) // 2
+    tops = (m // 2, m + panel)
+    red, blue, green = (200, 0, 0), (0, 0, 200), (0, 150, 0)
+    titles = ("r_t while training (mean of 10 logged points), and ADA's p",
+              "saved D, unaugmented: r_t on the training photographs (filled) and held-out ones (hollow)")  # fmt: skip
+    for top, title in zip(tops, titles):
+        draw.rectangle([m, top, w - m, top + panel], outline="black")
+        draw.text((m, top - 14), title, fill="black")  # above its panel
+        for v, label in ((1, "1"), (0.6, "0.6"), (0, "0"), (-1, "-1")):
+            ty = top + panel * (1 - v) / 2
+            draw.line([m, ty, w - m, ty], fill=(220, 220, 220))
+            draw.text((4, ty - 6), label, fill="black")
+    y = lambda top, v: top + panel * (1 - v) / 2  # noqa: E731  r_t and p in [-1, 1]
+    curves = {name: run["curves"] for name, run in runs.items()}
+    above = [(smoothed(curves["none"]["augment/rt"]), red), (smoothed(curves["ada"]["augment/rt"]), blue),
+             (curves["ada"]["augment/p"], green)]  # fmt: skip
+    for curve, colour in above:
+        if len(curve) > 1:
+            draw.line([(x(s), y(tops[0], v)) for s, v in curve], fill=colour, width=2)
+    for name, colour in (("none", red), ("ada", blue)):
+        for tag, filled in (("heldout/rt_train", True), ("heldout/rt_heldout", False)):
+            points = [(x(s), y(tops[1], v)) for s, v in curves[name].get(tag, [])]
+            if len(points) > 1:
+                draw.line(points, fill=colour, width=1)
             for px, py in points:
-                draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour)
-        draw.text((m, h - below + 26 + 15 * i), label, fill=colour)
-    draw.text((w // 2 - 20, h - below + 6), f"step (0-{last})", fill="black")
+                draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour if filled else "white", outline=colour)
+    base = tops[1] + panel
+    draw.text((w // 2 - 20, base + 6), f"step (0-{last})", fill="black")
+    for i, (label, colour) in enumerate(
+        (("no augmentation (augment=ada, p = 0: r_t measured, nothing applied)", red),
+         ("augment=ada: p adapted toward r_t = 0.6", blue), ("ADA's p", green))
+    ):  # fmt: skip
+        draw.text((m, base + 28 + 15 * i), label, fill=colour)
     img.save(path)
 
 
@@ -166,10 +176,10 @@ def main() -> None:
     parser.add_argument("--zip", type=Path, default=default_zip)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--images", type=int, default=1000)
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--speed-kimg", type=float, default=100, help="ADA's speed (the paper: 500)")
-    parser.add_argument("--log-every", type=int, default=25)
+    parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument(
         "--check-every",
         type=int,
@@ -189,8 +199,8 @@ def main() -> None:
     parser.add_argument("--n-dis", type=int, default=5, help="D updates per G update")
     parser.add_argument("--batch-d", type=int, default=64, help="real (and fake) images per D update")
     parser.add_argument("--batch-g", type=int, default=128, help="fake images per G update")
-    parser.add_argument("--lr", type=float, default=2e-4, help="Adam's learning rate (G, and D unless --lr-d)")
-    parser.add_argument("--lr-d", type=float, default=None, help="D's learning rate (a faster D memorizes sooner)")
+    parser.add_argument("--lr", type=float, default=1e-4, help="G's learning rate (Adam), and D's with --lr-d 0")
+    parser.add_argument("--lr-d", type=float, default=8e-4, help="D's learning rate (a faster D memorizes sooner)")
     parser.add_argument("--betas", type=float, nargs=2, default=[0.0, 0.9], help="Adam's beta1 and beta2")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--spectral-norm", default="true", choices=["true", "false"],
