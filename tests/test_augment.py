@@ -122,7 +122,8 @@ FAST_ADA = ["augment=ada", "augment.speed_kimg=0.05", "augment.interval=1"]  # p
 
 
 def test_resume_with_ada_is_bit_exact_and_p_is_checkpointed(tmp_path):
-    common = TINY + FAST_ADA + ["train.steps=4", "train.n_dis=2", "train.keep_checkpoints=10"]
+    # 2 D updates a step, r_t over 3: the checkpoint at step 2 holds a window 1/3 full (4 updates, 1 adjustment)
+    common = TINY + FAST_ADA + ["augment.interval=3", "train.steps=4", "train.n_dis=2", "train.keep_checkpoints=10"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     run_training(straight, common)
     run_training(resumed, common + [f"resume={ckpt.checkpoint_path(straight, 2)}"])
@@ -131,8 +132,10 @@ def test_resume_with_ada_is_bit_exact_and_p_is_checkpointed(tmp_path):
         a["augment"]["p"].item() > 0
         and ckpt.load(ckpt.checkpoint_path(straight, 2))["augment"]["p"] != a["augment"]["p"]
     )
-    for key in ("p", "signs", "rt"):
-        assert torch.equal(a["augment"][key], b["augment"][key]), key
+    half = ckpt.load(ckpt.checkpoint_path(straight, 2))["augment"]
+    assert half["updates"] == 1 and half["signs"][1].item() == 8  # one D update's 8 real outputs, kept
+    for key in ("p", "signs", "rt", "updates", "images"):
+        assert torch.equal(torch.as_tensor(a["augment"][key]), torch.as_tensor(b["augment"][key])), key
     for net in ("generator", "discriminator"):
         assert all(torch.equal(a[net][k], b[net][k]) for k in a[net]), net
 
@@ -165,6 +168,71 @@ def test_evaluation_and_samples_never_augment(tmp_path):
         assert (run.augment is None) == (augment == "none")
         scores.append(score(run, data, NullTracker(tmp_path), None, cfg.seed, 100))
     assert scores[0] == scores[1] and scores[0]
+
+
+def test_d_sees_augmented_images_in_both_updates_and_the_progress_line_shows_p_and_r_t(tmp_path, monkeypatch, capsys):
+    """Every image D sees goes through the augmentation: the real and fake batch of each D update (8 + 8) and
+    the fakes of the G update (6); p and r_t are in the progress line."""
+    import re
+
+    sizes = []
+    call = Augment.__call__
+    monkeypatch.setattr(Augment, "__call__", lambda self, x: sizes.append(x.shape[0]) or call(self, x))
+    run_training(tmp_path, TINY + FAST_ADA + ["train.steps=2", "train.n_dis=2", "train.batch_size_g=6"])
+    assert sizes == [16, 16, 6] * 2, sizes
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("step 2/2")]
+    assert len(lines) == 1 and re.search(r"augment/p=0\.\d+ augment/rt=\S+", lines[0]), lines
+
+
+def test_a_snapshot_of_the_heuristic_is_a_copy_that_can_be_put_back_twice():
+    """On the CPU a tensor's .cpu() is the tensor itself: a snapshot must still not change as training goes on
+    (a failed step put back by on_nonfinite=stop or a compile fallback, possibly twice)."""
+    aug = Augment("ada", torch.device("cpu"), 0.0, adaptive=True, interval=3)
+    aug.observe(torch.tensor([1.0, 1.0, -1.0, float("nan")]), 4)  # a non-finite output counts as 0
+    snap = aug.state_dict(torch.device("cpu"))
+    for _ in range(2):
+        aug.observe(torch.ones(4), 4)
+        assert aug.updates == 2 and aug.signs.tolist() == [5.0, 8.0]
+        aug.load_state_dict(snap)
+        assert aug.updates == 1 and aug.signs.tolist() == [1.0, 4.0] and snap["signs"].tolist() == [1.0, 4.0]
+    aug.observe(torch.ones(4), 4), aug.observe(torch.ones(4), 4)  # the third update adjusts: r_t 9 / 12
+    assert aug.rt.item() == pytest.approx(0.75) and aug.p.item() > 0 and aug.signs.tolist() == [0.0, 0.0]
+
+
+def test_ada_brightness_has_the_papers_spread_on_images_in_minus_1_1():
+    """ADA's colour transforms on a mid-grey image (0): contrast (about mid-grey), hue and saturation keep it
+    grey at 0 or its sign; what moves it is brightness, N(0, 0.2) in [-1, 1] units, scaled by the contrast."""
+    torch.manual_seed(0)
+    out = colour(torch.zeros(4000, 3, 4, 4), 1.0)
+    assert torch.allclose(out, out[:, :1, :1, :1].expand_as(out), atol=1e-5)  # still grey, flat
+    spread = out[:, 0, 0, 0].abs().median().item()
+    assert 0.10 < spread < 0.17, spread  # |N(0, 0.2)| has median 0.135 (with std 0.4: 0.27)
+
+
+def test_a_checkpoint_samples_and_exports_the_same_whatever_augment_was(tmp_path):
+    """Sampling and export read the generator alone: the same weights under augment=ada or none give
+    byte-identical images and exported weights."""
+    from helpers import sample_cfg
+
+    from sngan.inference import export_generator, load_generator
+    from sngan.sample import sample
+
+    run_training(tmp_path / "run", TINY + FAST_ADA + ["train.steps=2"])
+    with_ada = ckpt.find_latest(tmp_path / "run")
+    state = ckpt.load(with_ada)
+    assert state["augment"]["p"].item() > 0 and state["config"]["augment"]["name"] == "ada"
+    state["augment"], state["config"]["augment"] = None, {"name": "none"}
+    without = tmp_path / "none.pt"
+    torch.save(state, without)
+    files, weights = {}, {}
+    for name, path in (("ada", with_ada), ("none", without)):
+        found = sample(sample_cfg(ckpt=str(path), n=4, out=str(tmp_path / f"png_{name}"), device="cpu"))
+        files[name] = [f.read_bytes() for f in sorted(found)]
+        exported, _ = export_generator(path, tmp_path / f"g_{name}.safetensors")
+        weights[name] = load_generator(exported).state_dict()  # the file's header names its checkpoint
+    assert len(files["ada"]) == 4 and files["ada"] == files["none"]
+    assert weights["ada"].keys() == weights["none"].keys()
+    assert all(torch.equal(weights["ada"][k], weights["none"][k]) for k in weights["ada"])
 
 
 # ---------------------------------------------------------------- dataset.limit: the small-data experiments

@@ -107,3 +107,24 @@ def fp32_eager(tmp_path_factory):
 def test_fast_modes_train_like_fp32_eager(fp32_eager, tmp_path, mode):
     fast = run_training(tmp_path, QUALITY + mode)
     assert abs(fast["synthetic/modes_covered"] - fp32_eager["synthetic/modes_covered"]) <= 2
+
+
+def test_the_augmentations_and_adas_heuristic_never_wait_on_the_host():
+    """No copy between host and GPU in a step's augmentation (ada, diffaugment), in the heuristic's
+    bookkeeping or in the snapshot each step takes: p and r_t are read only when logged."""
+    from sngan.training.augment import Augment
+
+    x = torch.rand(16, 3, 32, 32, device=CUDA) * 2 - 1
+    for name in ("ada", "diffaugment"):
+        aug = Augment(name, CUDA, 0.5, adaptive=True, interval=2)
+        aug(x)  # first calls: kernels and caches
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for _ in range(4):
+                out = aug(x)
+                aug.observe(out[:8].mean(dim=(1, 2, 3)), 8)
+                aug.load_state_dict(aug.state_dict(CUDA))  # what snapshot and rollback do
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        assert out.shape == x.shape and aug.p.device.type == "cuda"

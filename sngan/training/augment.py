@@ -139,16 +139,18 @@ def colour(x: torch.Tensor, p: torch.Tensor | float) -> torch.Tensor:
     """ADA's colour transforms, each with probability p: brightness, contrast, luma flip, hue rotation,
     saturation (RGB images in [-1, 1])."""
     n, dev, dt = x.shape[0], x.device, x.dtype
-    x = x + _chance(x, p) * torch.randn(n, 1, 1, 1, device=dev, dtype=dt) * 0.2 * 2  # brightness (std 0.2)
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    # As ADA's pipeline, on images in [-1, 1]: brightness adds N(0, 0.2); contrast scales about 0 (mid-grey)
+    # by 2^N(0, 0.5). The constants are made on the device (no copy from the host, which would wait on it).
+    x = x + _chance(x, p) * torch.randn(n, 1, 1, 1, device=dev, dtype=dt) * 0.2
     contrast = torch.exp2(torch.randn(n, 1, 1, 1, device=dev, dtype=dt) * 0.5)
-    x = _where(_chance(x, p), (x - mean) * contrast + mean, x)
+    x = _where(_chance(x, p), x * contrast, x)
     r = 1 / math.sqrt(3)
-    luma = torch.tensor([r, r, r], device=dev, dtype=dt)  # the luma axis (ADA's, in RGB)
+    luma = torch.full((3,), r, device=dev, dtype=dt)  # the luma axis (ADA's, in RGB)
     along = (x * luma.view(1, 3, 1, 1)).sum(1, keepdim=True) * luma.view(1, 3, 1, 1)
     x = _where(_chance(x, p) * torch.randint(0, 2, (n, 1, 1, 1), device=dev).to(dt), x - 2 * along, x)  # luma flip
     theta = (torch.rand(n, device=dev, dtype=dt) * 2 - 1) * math.pi  # hue: rotation about the luma axis
-    cross = torch.tensor([[0, -r, r], [r, 0, -r], [-r, r, 0]], device=dev, dtype=dt)  # k x . for k = luma
+    shift = torch.eye(3, device=dev, dtype=dt).roll(1, 1)  # shift[i, i + 1] = 1
+    cross = (shift.T - shift) * r  # k x . for k = luma: [[0, -r, r], [r, 0, -r], [-r, r, 0]]
     outer = torch.outer(luma, luma)
     c, s = torch.cos(theta).view(n, 1, 1), torch.sin(theta).view(n, 1, 1)
     rot = c * torch.eye(3, device=dev, dtype=dt) + s * cross + (1 - c) * outer
@@ -200,7 +202,10 @@ class Augment:
         the r_t of a run without augmentation) and, when adaptive, p adjusted."""
         if self.name != "ada":
             return
-        self.signs += torch.stack([torch.sign(out_real.detach().float()).sum(), out_real.new_tensor(out_real.numel())])
+        # No in-place update: a snapshot or checkpoint may hold these very tensors. A non-finite output (a
+        # step that on_nonfinite=skip drops) counts as 0, so that r_t and p stay finite. No host copy.
+        total = torch.sign(out_real.detach().float()).nan_to_num(0.0).sum()
+        self.signs = self.signs + torch.stack([total, torch.full_like(total, out_real.numel())])
         self.updates, self.images = self.updates + 1, self.images + images
         if self.updates >= self.interval:
             self.adjust()
@@ -211,7 +216,7 @@ class Augment:
         if self.adaptive:
             step = self.images / (self.speed_kimg * 1000)
             self.p = (self.p + torch.sign(self.rt - self.target) * step).clamp(0.0, 1.0)
-        self.signs.zero_()
+        self.signs = torch.zeros_like(self.signs)
         self.updates = self.images = 0
 
     def scalars(self) -> dict[str, torch.Tensor]:
@@ -223,11 +228,13 @@ class Augment:
             {"augment/rt": self.rt, "augment/target": self.p.new_tensor(self.target)} if self.name == "ada" else {}
         )
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"p": self.p.cpu(), "signs": self.signs.cpu(), "rt": self.rt.cpu(), "updates": self.updates,
-                "images": self.images}  # fmt: skip
+    def state_dict(self, device: torch.device | str = "cpu") -> dict[str, Any]:
+        """Copies (never the live tensors) on ``device``: the CPU for a checkpoint; the training device for a
+        step's snapshot, which then needs no copy to the host."""
+        return {"p": self.p.to(device, copy=True), "signs": self.signs.to(device, copy=True),
+                "rt": self.rt.to(device, copy=True), "updates": self.updates, "images": self.images}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        dev = self.p.device
-        self.p, self.signs, self.rt = state["p"].to(dev), state["signs"].to(dev), state["rt"].to(dev)
+        dev = self.p.device  # copies: a snapshot can be put back more than once
+        self.p, self.signs, self.rt = (state[k].to(dev, copy=True) for k in ("p", "signs", "rt"))
         self.updates, self.images = int(state["updates"]), int(state["images"])

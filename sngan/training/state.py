@@ -152,7 +152,7 @@ def snapshot(run: Run) -> dict[str, Any]:
     })  # fmt: skip
     # The data order and the RNG states come back as fresh copies already (and Python's RNG state is a
     # 625-integer tuple that copying element by element would cost more than the networks).
-    augment = run.augment.state_dict() if run.augment is not None else None  # fresh copies as well
+    augment = run.augment.state_dict(run.augment.p.device) if run.augment is not None else None  # copies, on it
     return trained | {
         "sampler": run.sampler.state_dict(),
         "rng": ckpt.rng_state(),
