@@ -107,15 +107,17 @@ def test_the_ada_controller_moves_p_at_the_stated_speed_toward_the_target():
 
 
 @pytest.mark.parametrize(
-    ("override", "key"),
-    [("augment.policy=[color,rotate]", "augment.policy"), ("augment.p=1.5", "augment.p"),
-     ("augment.target=1.0", "augment.target"), ("augment.interval=0", "augment.interval")],
+    ("override", "key", "valid"),
+    [("augment.policy=[color,rotate]", "augment.policy", "color, translation, cutout"),
+     ("augment.p=1.5", "augment.p", "between 0 and 1"), ("augment.p=-0.1", "augment.p", "between 0 and 1"),
+     ("augment.target=1.0", "augment.target", "strictly between 0 and 1"),
+     ("augment.target=0", "augment.target", "strictly between 0 and 1"),
+     ("augment.interval=0", "augment.interval", "greater than 0")],
 )  # fmt: skip
-def test_bad_augment_settings_are_refused_with_the_valid_choices(override, key):
+def test_bad_augment_settings_are_refused_with_the_valid_choices(override, key, valid):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as caught:
         validated(compose_cfg(TINY + ["augment=ada", override]))
-    if key == "augment.policy":
-        assert "color, translation, cutout" in str(caught.value)
+    assert valid in str(caught.value)
 
 
 FAST_ADA = ["augment=ada", "augment.speed_kimg=0.05", "augment.interval=1"]  # p moves visibly in a few steps
