@@ -9,7 +9,7 @@ from helpers import TINY, compose_cfg, run_training, validated
 
 from sngan.config import ConfigError
 from sngan.training import checkpoint as ckpt
-from sngan.training.augment import Augment, color, colour, cutout, geometric, translation
+from sngan.training.augment import COLOUR, GEOMETRIC, Augment, color, colour, cutout, geometric, translation
 
 TRANSFORMS = {"color": color, "translation": translation, "cutout": cutout, "ada-geometric": geometric,
               "ada-colour": colour}  # fmt: skip
@@ -199,6 +199,44 @@ def test_a_snapshot_of_the_heuristic_is_a_copy_that_can_be_put_back_twice():
         assert aug.updates == 1 and aug.signs.tolist() == [1.0, 4.0] and snap["signs"].tolist() == [1.0, 4.0]
     aug.observe(torch.ones(4), 4), aug.observe(torch.ones(4), 4)  # the third update adjusts: r_t 9 / 12
     assert aug.rt.item() == pytest.approx(0.75) and aug.p.item() > 0 and aug.signs.tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("name", GEOMETRIC + COLOUR)
+def test_each_of_adas_transforms_alone_is_the_identity_at_p_0_and_moves_images_at_p_1(name):
+    transform = geometric if name in GEOMETRIC else colour
+    x = images(64)
+    assert torch.equal(transform(x, 0.0, only={name}), x)
+    moved = (transform(x, 1.0, only={name}) - x).flatten(1).abs().amax(1) > 1e-4
+    # x-flip, 90-degree rotations, integer translation and luma flip leave some images as they are (a flip of
+    # +1, a rotation by 0, a shift of 0); every other transform moves every image.
+    assert moved.float().mean() > (0.3 if name in ("xflip", "rotate90", "xint", "lumaflip") else 0.99), name
+
+
+def test_adas_exact_transforms_do_what_they_say():
+    """x-flip mirrors, rot90 turns by a multiple of 90 degrees, integer translation moves whole pixels
+    (reflected at the borders: no new values), each exactly; brightness adds one number per image, contrast
+    multiplies by one, saturation and hue keep the luma (the mean of R, G, B) and hue the chroma's length."""
+    torch.manual_seed(0)
+    x = images(48)
+    close = lambda a, b: (a - b).abs().amax() < 1e-5  # noqa: E731
+    flipped = geometric(x, 1.0, only={"xflip"})
+    assert all(close(f, a) or close(f, a.flip(-1)) for f, a in zip(flipped, x))
+    turned = geometric(x, 1.0, only={"rotate90"})
+    assert all(any(close(t, a.rot90(k, (-2, -1))) for k in range(4)) for t, a in zip(turned, x))
+    shifted_ = geometric(x, 1.0, only={"xint"})
+    for out, a in zip(shifted_, x):  # every output value is one of the image's own, channel by channel
+        gaps = (out.flatten(1)[:, :, None] - a.flatten(1)[:, None, :]).abs().amin(-1)
+        assert gaps.amax() < 1e-5
+    bright = colour(x, 1.0, only={"brightness"}) - x
+    assert torch.allclose(bright, bright[:, :1, :1, :1].expand_as(bright), atol=1e-6)
+    ratio = colour(x, 1.0, only={"contrast"}) / x
+    assert torch.allclose(ratio, ratio[:, :1, :1, :1].expand_as(ratio), atol=1e-4)
+    for name in ("saturation", "hue"):
+        out = colour(x, 1.0, only={name})
+        assert torch.allclose(out.mean(1), x.mean(1), atol=1e-5), name
+    hued = colour(x, 1.0, only={"hue"})
+    chroma = lambda a: (a - a.mean(1, keepdim=True)).norm(dim=1)  # noqa: E731
+    assert torch.allclose(chroma(hued), chroma(x), atol=1e-5)
 
 
 def test_ada_brightness_has_the_papers_spread_on_images_in_minus_1_1():

@@ -20,6 +20,7 @@ one ``p``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Collection
 from typing import Any
 
 import torch
@@ -102,52 +103,69 @@ def _shift(tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.stack([o, z, tx], -1), torch.stack([z, o, ty], -1), torch.stack([z, z, o], -1)], -2)
 
 
-def geometric(x: torch.Tensor, p: torch.Tensor | float) -> torch.Tensor:
-    """ADA's geometric transforms, each with probability p, composed into one affine map per image and
-    applied by one bilinear resampling (reflection at the borders)."""
+GEOMETRIC = ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac")
+COLOUR = ("brightness", "contrast", "lumaflip", "hue", "saturation")
+
+
+def _chances(x: torch.Tensor, p: torch.Tensor | float, only: Collection[str] | None) -> Callable[[str], torch.Tensor]:
+    """``chance(name)``: 1 per image where transform ``name`` applies (probability p), 0 elsewhere and for a
+    transform left out of ``only`` (tests look at one at a time; the random draws are the same either way)."""
+
+    def chance(name: str) -> torch.Tensor:
+        drawn = _chance(x, p)
+        return drawn if only is None or name in only else torch.zeros_like(drawn)
+
+    return chance
+
+
+def geometric(x: torch.Tensor, p: torch.Tensor | float, only: Collection[str] | None = None) -> torch.Tensor:
+    """ADA's geometric transforms (``GEOMETRIC``, or those in ``only``), each with probability p, composed
+    into one affine map per image and applied by one bilinear resampling (reflection at the borders)."""
     n, dev, dt = x.shape[0], x.device, x.dtype
     eye = torch.eye(3, device=dev, dtype=dt).expand(n, 3, 3)
     moved = torch.zeros(n, 1, 1, 1, device=dev, dtype=dt)  # 1 where any transform applies
+    chance = _chances(x, p, only)
 
-    def maybe(matrix: torch.Tensor) -> torch.Tensor:
+    def maybe(name: str, matrix: torch.Tensor) -> torch.Tensor:
         nonlocal moved
-        chosen = _chance(x, p)
+        chosen = chance(name)
         moved = torch.maximum(moved, chosen)
         return torch.where(chosen.view(n, 1, 1) > 0, matrix, eye)
 
     one = torch.ones(n, device=dev, dtype=dt)
     flip = 1 - 2 * torch.randint(0, 2, (n,), device=dev).to(dt)
-    m = maybe(_scale(flip, one))  # x-flip
-    m = m @ maybe(_rotation(torch.randint(0, 4, (n,), device=dev).to(dt) * (math.pi / 2)))  # 90-degree rotations
+    m = maybe("xflip", _scale(flip, one))
+    m = m @ maybe("rotate90", _rotation(torch.randint(0, 4, (n,), device=dev).to(dt) * (math.pi / 2)))
     t = (torch.rand(n, 2, device=dev, dtype=dt) * 2 - 1) * 0.125 * 2  # integer translation, grid units of [-1, 1]
     size = x.shape[-1]
     t = torch.round(t * size / 2) / (size / 2)
-    m = m @ maybe(_shift(t[:, 0], t[:, 1]))
+    m = m @ maybe("xint", _shift(t[:, 0], t[:, 1]))
     s = torch.exp2(torch.randn(n, device=dev, dtype=dt) * 0.2)  # isotropic scaling (lognormal, std 0.2 octaves)
-    m = m @ maybe(_scale(s, s))
-    m = m @ maybe(_rotation((torch.rand(n, device=dev, dtype=dt) * 2 - 1) * math.pi))  # arbitrary rotation
+    m = m @ maybe("scale", _scale(s, s))
+    m = m @ maybe("rotate", _rotation((torch.rand(n, device=dev, dtype=dt) * 2 - 1) * math.pi))  # any angle
     a = torch.exp2(torch.randn(n, device=dev, dtype=dt) * 0.2)  # anisotropic scaling
-    m = m @ maybe(_scale(a, 1 / a))
+    m = m @ maybe("aniso", _scale(a, 1 / a))
     f = torch.randn(n, 2, device=dev, dtype=dt) * 0.125 * 2  # fractional translation (std 1/8 of the image)
-    m = m @ maybe(_shift(f[:, 0], f[:, 1]))
+    m = m @ maybe("xfrac", _shift(f[:, 0], f[:, 1]))
     grid = F.affine_grid(m[:, :2, :], list(x.shape), align_corners=False)
     sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     return _where(moved, sampled, x)  # untouched images exactly as they were (resampling would round them)
 
 
-def colour(x: torch.Tensor, p: torch.Tensor | float) -> torch.Tensor:
-    """ADA's colour transforms, each with probability p: brightness, contrast, luma flip, hue rotation,
-    saturation (RGB images in [-1, 1])."""
+def colour(x: torch.Tensor, p: torch.Tensor | float, only: Collection[str] | None = None) -> torch.Tensor:
+    """ADA's colour transforms (``COLOUR``, or those in ``only``), each with probability p: brightness,
+    contrast, luma flip, hue rotation, saturation (RGB images in [-1, 1])."""
     n, dev, dt = x.shape[0], x.device, x.dtype
+    chance = _chances(x, p, only)
     # As ADA's pipeline, on images in [-1, 1]: brightness adds N(0, 0.2); contrast scales about 0 (mid-grey)
     # by 2^N(0, 0.5). The constants are made on the device (no copy from the host, which would wait on it).
-    x = x + _chance(x, p) * torch.randn(n, 1, 1, 1, device=dev, dtype=dt) * 0.2
+    x = x + chance("brightness") * torch.randn(n, 1, 1, 1, device=dev, dtype=dt) * 0.2
     contrast = torch.exp2(torch.randn(n, 1, 1, 1, device=dev, dtype=dt) * 0.5)
-    x = _where(_chance(x, p), x * contrast, x)
+    x = _where(chance("contrast"), x * contrast, x)
     r = 1 / math.sqrt(3)
     luma = torch.full((3,), r, device=dev, dtype=dt)  # the luma axis (ADA's, in RGB)
     along = (x * luma.view(1, 3, 1, 1)).sum(1, keepdim=True) * luma.view(1, 3, 1, 1)
-    x = _where(_chance(x, p) * torch.randint(0, 2, (n, 1, 1, 1), device=dev).to(dt), x - 2 * along, x)  # luma flip
+    x = _where(chance("lumaflip") * torch.randint(0, 2, (n, 1, 1, 1), device=dev).to(dt), x - 2 * along, x)
     theta = (torch.rand(n, device=dev, dtype=dt) * 2 - 1) * math.pi  # hue: rotation about the luma axis
     shift = torch.eye(3, device=dev, dtype=dt).roll(1, 1)  # shift[i, i + 1] = 1
     cross = (shift.T - shift) * r  # k x . for k = luma: [[0, -r, r], [r, 0, -r], [-r, r, 0]]
@@ -155,10 +173,10 @@ def colour(x: torch.Tensor, p: torch.Tensor | float) -> torch.Tensor:
     c, s = torch.cos(theta).view(n, 1, 1), torch.sin(theta).view(n, 1, 1)
     rot = c * torch.eye(3, device=dev, dtype=dt) + s * cross + (1 - c) * outer
     hued = torch.einsum("nij,njhw->nihw", rot, x)
-    x = _where(_chance(x, p), hued, x)
+    x = _where(chance("hue"), hued, x)
     along = (x * luma.view(1, 3, 1, 1)).sum(1, keepdim=True) * luma.view(1, 3, 1, 1)
     saturation = torch.exp2(torch.randn(n, 1, 1, 1, device=dev, dtype=dt) * 1.0)
-    return _where(_chance(x, p), along + (x - along) * saturation, x)
+    return _where(chance("saturation"), along + (x - along) * saturation, x)
 
 
 # ---------------------------------------------------------------- what the updates call
