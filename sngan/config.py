@@ -346,6 +346,8 @@ def validate_augment(augment: AugmentConfig) -> None:
         raise invalid("augment.policy", augment.policy, f"list one or more of: {', '.join(AUGMENT_POLICIES)}")
     if not 0.0 <= augment.p <= 1.0:
         raise invalid("augment.p", augment.p, "it is a probability: between 0 and 1")
+    if augment.adaptive and augment.name != "ada":
+        raise invalid("augment.adaptive", True, f"p adapts under augment=ada only, not augment={augment.name}")
     if not 0.0 < augment.target < 1.0:
         raise invalid("augment.target", augment.target, "r_t's target lies strictly between 0 and 1 (ADA: 0.6)")
     for key in ("interval", "speed_kimg"):

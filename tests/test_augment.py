@@ -120,6 +120,12 @@ def test_bad_augment_settings_are_refused_with_the_valid_choices(override, key, 
     assert valid in str(caught.value)
 
 
+def test_an_adaptive_p_outside_ada_is_refused():
+    with pytest.raises(ConfigError, match=r"augment\.adaptive.*augment=ada only, not augment=diffaugment"):
+        validated(compose_cfg(TINY + ["augment=diffaugment", "augment.adaptive=true"]))
+    validated(compose_cfg(TINY + ["augment=ada", "augment.adaptive=false", "augment.p=0.3"]))  # a fixed p: fine
+
+
 FAST_ADA = ["augment=ada", "augment.speed_kimg=0.05", "augment.interval=1"]  # p moves visibly in a few steps
 
 
