@@ -118,8 +118,8 @@ def curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 def smoothed(curve: list[tuple[int, float]], n: int = 10) -> list[tuple[int, float]]:
     """The mean of each point and the n - 1 before it: r_t of one batch is noisy."""
     values = [v for _, v in curve]
-    return [(step, sum(values[max(0, i - n + 1) : i + 1]) / len(values[max(0, i - n + 1) : i + 1]))
-            for i, (step, _) in enumerate(curve)]  # fmt: skip
+    windows = (values[max(0, i - n + 1) : i + 1] for i in range(len(values)))
+    return [(step, sum(window) / len(window)) for (step, _), window in zip(curve, windows)]
 
 
 def plot(runs: dict[str, dict], path: Path, size: tuple[int, int] = (720, 620)) -> None:

@@ -150,6 +150,10 @@ def check_data_size(cfg: TrainConfig, images: int) -> None:
         )
 
 
+def write_provenance(run_dir: Path, info: dict[str, Any]) -> None:
+    (run_dir / "provenance.json").write_text(json.dumps(info, indent=2))
+
+
 def record_fallback(run_dir: Path, info: dict[str, Any], is_main: bool) -> Callable[[Speed, str], None]:
     """What a compile that fell back to eager changes: provenance.json and the checkpoints from then on
     record the settings the run trains with, and why they are not the ones it started with."""
@@ -158,7 +162,7 @@ def record_fallback(run_dir: Path, info: dict[str, Any], is_main: bool) -> Calla
         info["speed"] = speed.as_dict()
         info["speed_fallback"] = why
         if is_main:
-            (run_dir / "provenance.json").write_text(json.dumps(info, indent=2))
+            write_provenance(run_dir, info)
 
     return fell_back
 
@@ -260,7 +264,7 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
         return {}
     if here.is_main:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
-        (run_dir / "provenance.json").write_text(json.dumps(info, indent=2))
+        write_provenance(run_dir, info)
     # Events after the checkpoint were written by the interrupted run: purge them.
     purge = run.step + 1 if source is not None else None
     tracker: Tracker = NullTracker(run_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import TINY, compose_cfg, run_training, validated
+from helpers import TINY, compose_cfg, run_training, sample_cfg, validated
 
 from sngan.config import ConfigError
 from sngan.training import checkpoint as ckpt
@@ -258,8 +258,6 @@ def test_ada_brightness_has_the_papers_spread_on_images_in_minus_1_1():
 def test_a_checkpoint_samples_and_exports_the_same_whatever_augment_was(tmp_path):
     """Sampling and export read the generator alone: the same weights under augment=ada or none give
     byte-identical images and exported weights."""
-    from helpers import sample_cfg
-
     from sngan.inference import export_generator, load_generator
     from sngan.sample import sample
 
