@@ -368,3 +368,24 @@ def test_the_demo_script_measures_r_t_on_the_training_and_held_out_photographs(t
         assert "Resumed from" in (out / run / "train.log").read_text()
     lines = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     assert [(line["from_step"], line["steps"]) for line in lines] == [(0, 4), (0, 4), (4, 6), (4, 6)]
+
+
+@pytest.mark.parametrize("name", ["diffaugment", "ada"])
+def test_augmentation_under_bf16_autocast_runs_in_fp32_and_returns_the_input_dtype(name):
+    """speed.precision=bf16 runs the networks under autocast; the transforms between them (ADA's colour
+    matrices and resampling grid, DiffAugment's shifts) still compute in fp32, as without autocast, and hand
+    D the dtype they were given (G's output under autocast: bf16)."""
+    aug, x = Augment(name, torch.device("cpu"), 1.0), images(8)
+
+    def augmented(x: torch.Tensor, bf16: bool) -> torch.Tensor:
+        torch.manual_seed(3)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return aug(x)
+
+    plain = augmented(x, False)
+    under = augmented(x, True)
+    assert under.dtype == torch.float32 and torch.equal(under, plain), name
+    from_bf16 = augmented(x.bfloat16(), True)
+    assert from_bf16.dtype == torch.bfloat16 and torch.equal(
+        from_bf16, augmented(x.bfloat16().float(), False).bfloat16()
+    )

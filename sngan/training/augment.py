@@ -206,13 +206,18 @@ class Augment:
         self.images = 0  # real images (all ranks) since the last adjustment
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.name == "diffaugment":
-            for name in self.policy:
-                x = DIFFAUGMENT[name](x, self.p)
+        """``x`` as D sees it, in ``x``'s dtype. The transforms compute in fp32 whatever the networks'
+        precision (under speed.precision=bf16 autocast would otherwise run ADA's colour matrices in bf16)."""
+        if self.name not in ("diffaugment", "ada"):
             return x
-        if self.name == "ada":
-            return colour(geometric(x, self.p), self.p)
-        return x
+        with torch.autocast(x.device.type, enabled=False):
+            y = x.float()
+            if self.name == "diffaugment":
+                for name in self.policy:
+                    y = DIFFAUGMENT[name](y, self.p)
+            else:
+                y = colour(geometric(y, self.p), self.p)
+        return y.to(x.dtype)
 
     def observe(self, out_real: torch.Tensor, images: int) -> None:
         """One D update's outputs on real images (``images``: the global batch); every ``interval`` updates,
