@@ -155,10 +155,20 @@ def test_every_loss_trains_with_each_augmentation(tmp_path, loss, augment):
     assert result and all(torch.isfinite(torch.tensor(v)) for v in result.values())
 
 
-def test_a_conditional_resnet_trains_with_ada(tmp_path):
-    overrides = TINY + FAST_ADA + ["model=resnet32", "model.conditional=true", "dataset.modes=3", "train.steps=2"]
-    run_training(tmp_path, overrides)
-    assert ckpt.load(ckpt.find_latest(tmp_path))["augment"]["p"].item() >= 0
+@pytest.mark.parametrize("augment", [["augment=diffaugment"], FAST_ADA])
+def test_a_conditional_resnet_trains_with_each_augmentation(tmp_path, monkeypatch, augment):
+    """The projection D sees augmented images (real and fake with their labels) in both updates, and ADA's
+    heuristic its outputs on the real ones."""
+    sizes, observed = [], []
+    call, observe = Augment.__call__, Augment.observe
+    monkeypatch.setattr(Augment, "__call__", lambda self, x: sizes.append(x.shape[0]) or call(self, x))
+    monkeypatch.setattr(Augment, "observe", lambda self, out, n: observed.append(out.numel()) or observe(self, out, n))
+    overrides = ["model=resnet32", "model.conditional=true", "dataset.modes=3", "train.steps=2", "train.batch_size_g=6"]
+    result = run_training(tmp_path, TINY + augment + overrides)
+    assert sizes == [16, 6] * 2 and observed == [8, 8], (sizes, observed)
+    assert result and all(torch.isfinite(torch.tensor(v)) for v in result.values())
+    state = ckpt.load(ckpt.find_latest(tmp_path))
+    assert state["step"] == 2 and state["classes"] == ["prototype_0", "prototype_1", "prototype_2"]
 
 
 def test_evaluation_and_samples_never_augment(tmp_path):
