@@ -127,7 +127,15 @@ def plot(runs: dict[str, dict], path: Path, size: tuple[int, int] = (720, 620)) 
     r_t as logged while training (each point the mean of ten) of both runs, and ADA's p. Below: each saved
     D's r_t, unaugmented, on the training photographs (filled dots) and on the held-out ones (hollow): D
     memorizes where they part."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=12)
+
+    def text(at: tuple[float, float], words: str, fill: object) -> None:  # word by word: the font's space is 3 px
+        left = at[0]
+        for word in words.split(" "):
+            draw.text((left, at[1]), word, fill=fill, font=font)
+            left += font.getlength(word) + 4
 
     w, h, m, legend = *size, 40, 90  # the margin, and the band below the panels for the axis and the legend
     img = Image.new("RGB", size, "white")
@@ -141,11 +149,11 @@ def plot(runs: dict[str, dict], path: Path, size: tuple[int, int] = (720, 620)) 
               "saved D, unaugmented: r_t on the training photographs (filled) and held-out ones (hollow)")  # fmt: skip
     for top, title in zip(tops, titles):
         draw.rectangle([m, top, w - m, top + panel], outline="black")
-        draw.text((m, top - 14), title, fill="black")  # above its panel
+        text((m, top - 15), title, "black")  # above its panel
         for v, label in ((1, "1"), (0.6, "0.6"), (0, "0"), (-1, "-1")):
             ty = top + panel * (1 - v) / 2
             draw.line([m, ty, w - m, ty], fill=(220, 220, 220))
-            draw.text((4, ty - 6), label, fill="black")
+            text((4, ty - 7), label, "black")
     y = lambda top, v: top + panel * (1 - v) / 2  # noqa: E731  r_t and p in [-1, 1]
     curves = {name: run["curves"] for name, run in runs.items()}
     above = [(smoothed(curves["none"]["augment/rt"]), red), (smoothed(curves["ada"]["augment/rt"]), blue),
@@ -161,12 +169,12 @@ def plot(runs: dict[str, dict], path: Path, size: tuple[int, int] = (720, 620)) 
             for px, py in points:
                 draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour if filled else "white", outline=colour)
     base = tops[1] + panel
-    draw.text((w // 2 - 20, base + 6), f"step (0-{last})", fill="black")
+    text((w // 2 - 30, base + 6), f"step (0-{last})", "black")
     for i, (label, colour) in enumerate(
         (("no augmentation (augment=ada, p = 0: r_t measured, nothing applied)", red),
          ("augment=ada: p adapted toward r_t = 0.6", blue), ("ADA's p", green))
     ):  # fmt: skip
-        draw.text((m, base + 28 + 15 * i), label, fill=colour)
+        text((m, base + 28 + 16 * i), label, colour)
     img.save(path)
 
 
