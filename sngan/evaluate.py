@@ -85,7 +85,7 @@ def skip(path: Path, exc: Exception, skipped: list[str]) -> None:
 
 def run_dataset(cfg: EvaluateConfig, state: dict[str, Any]) -> DatasetConfig:
     """The dataset the checkpoint's run trained on (at ``data_root`` on this host, if given)."""
-    run_cfg = check_stored(state["config"])
+    run_cfg = check_stored(state["config"], state.get("provenance"))
     if cfg.data_root is not None:
         run_cfg.dataset.root = cfg.data_root
     validate_metrics(cfg.metrics, cfg.inception, run_cfg.dataset.name)

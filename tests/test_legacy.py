@@ -13,9 +13,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from sngan import load_generator
+from sngan.config import ConfigError
 from sngan.inference import generate
 from sngan.training import checkpoint as ckpt
 from tests.helpers import run_training
@@ -56,3 +58,17 @@ def test_a_checkpoint_from_before_has_its_stored_settings_completed_for_evaluate
     assert "split" not in stored["dataset"]
     cfg = check_stored(stored)
     assert (cfg.dataset.name, cfg.dataset.split, cfg.model.width, cfg.train.steps) == ("synthetic", "train", 0.0625, 2)
+
+
+@pytest.mark.parametrize("group,name", [("dataset", "imagenet_tiny"), ("loss", "relativistic")])
+def test_a_checkpoint_of_a_dataset_or_loss_this_version_lacks_is_refused_naming_the_version_that_wrote_it(group, name):
+    """evaluate reads the run's settings from the checkpoint; one whose dataset or loss has since been removed
+    gets a ConfigError that names the choices and the writing version, not Hydra's composition error."""
+    from sngan.cli.settings import check_stored
+
+    state = ckpt.load(LEGACY / "ckpt_00000002.pt")
+    state["config"][group]["name"] = name
+    with pytest.raises(ConfigError, match=rf"{group}={name}.*\(it has: .*\).*sngan 0\.1\.0 at commit cb20605"):
+        check_stored(state["config"], state["provenance"])
+    with pytest.raises(ConfigError, match=r"version not recorded"):
+        check_stored(state["config"])

@@ -43,10 +43,24 @@ def check_train(raw: DictConfig) -> TrainConfig:
     return cfg
 
 
-def check_stored(config: dict[str, Any]) -> TrainConfig:
+def check_stored(config: dict[str, Any], provenance: dict[str, Any] | None = None) -> TrainConfig:
     """A checkpoint's stored training config, validated. Keys it predates (older versions wrote fewer, and
     none that a source does not read) take the values of today's config files for its model, dataset and
-    loss."""
+    loss. A model, dataset or loss this version does not have is refused, naming the version that wrote
+    the checkpoint (``provenance``: the checkpoint's record of it)."""
+    known = {"model": MODELS.names(), "dataset": list(DATASETS), "loss": LOSSES.names()}
+    for group, names in known.items():
+        name = config.get(group, {}).get("name")
+        if name is not None and name not in names:
+            wrote = provenance or {}
+            by = f"sngan {wrote.get('sngan_version', '(version not recorded)')}" + (
+                f" at commit {wrote['git_commit']}" if wrote.get("git_commit") else ""
+            )
+            raise ConfigError(
+                f"The checkpoint was trained with {group}={name}, which this version of sngan does not have "
+                f"(it has: {', '.join(sorted(names))}). It was written by {by}: install that version to "
+                "evaluate or sample it."
+            )
     choices = [f"{group}={config[group]['name']}" for group in ("model", "dataset", "loss") if group in config]
     base = _compose("train", choices)
     OmegaConf.set_struct(base, False)  # a key since removed is the schema's to refuse, by name
