@@ -137,8 +137,16 @@ def check_evaluate(cfg: DictConfig) -> EvaluateConfig:
     if typed.metrics.name == "none":
         raise ConfigError("Invalid configuration: metrics=none evaluates nothing; pick a rule such as "
                           "metrics=fid_paper, fid50k_train or fid10k_test.")  # fmt: skip
-    validate_metrics(typed.metrics, typed.inception, None)  # the split is checked against the run's dataset later
     check_what_to_score(typed)
+    # ckpt=: the split is checked against the run's dataset when the checkpoint is read (evaluate.run_dataset)
+    validate_metrics(typed.metrics, typed.inception, typed.dataset.name if typed.dataset is not None else None)
+    if typed.dataset is not None:
+        typed.dataset.resolution = typed.dataset.resolution or NATIVE_RESOLUTION.get(typed.dataset.name)
+        if typed.dataset.resolution is None:
+            raise ConfigError(
+                f"Invalid configuration: dataset '{typed.dataset.name}' has no native resolution; set "
+                f"dataset.resolution to the size its reals are read at (32 or 48): the images are brought to it too."
+            )
     if typed.batch_size <= 0:
         raise invalid("batch_size", typed.batch_size, "it must be greater than 0")
     return typed
@@ -170,14 +178,6 @@ def check_what_to_score(cfg: EvaluateConfig) -> None:
             f"(cifar10, cifar100, stl10, folder with dataset.root=...: its reference statistics under "
             f"metrics={cfg.metrics.name}, cached as in training), or metrics.stats=FILE (a statistics .npz)."
         )
-    if cfg.dataset is not None:
-        validate_metrics(cfg.metrics, cfg.inception, cfg.dataset.name)
-        cfg.dataset.resolution = cfg.dataset.resolution or NATIVE_RESOLUTION.get(cfg.dataset.name)
-        if cfg.dataset.resolution is None:
-            raise ConfigError(
-                f"Invalid configuration: dataset '{cfg.dataset.name}' has no native resolution; set "
-                f"dataset.resolution to the size its reals are read at (32 or 48): the images are brought to it too."
-            )
 
 
 def check_sample(cfg: DictConfig) -> SampleConfig:
