@@ -45,7 +45,7 @@ import torch
 from sngan.cli.errors import run_or_exit
 from sngan.cli.provenance import device_name, resolve_device
 from sngan.config import PRDC_MAX
-from sngan.metrics.features import MetricRule, extract, generated_batches, prdc_reals, score
+from sngan.metrics.features import MetricRule, extract, full_fp32, generated_batches, prdc_reals, score
 from sngan.metrics.fid import ReferenceStats
 from sngan.metrics.inception import InceptionError, InceptionFeatures, random_state_dict, resolve_weights
 from sngan.metrics.prdc import prdc
@@ -106,7 +106,8 @@ def bench_fid(args: argparse.Namespace) -> None:
         extracted = time.perf_counter()
         result = score(features, logits, reference, rule, device)
         done = time.perf_counter()
-        prdc(prdc_reals(reference.features, PRDC_MAX), features[:PRDC_MAX], device)  # what score() adds (presets)
+        with full_fp32():  # what score() adds under the presets, in the precision it uses there
+            prdc(prdc_reals(reference.features, PRDC_MAX), features[:PRDC_MAX], device)
         synchronize(device)
         with_prdc = time.perf_counter()
         emit(
@@ -138,7 +139,8 @@ def bench_prdc(n: int, device: torch.device) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats(device)
     synchronize(device)
     start = time.perf_counter()
-    prdc(real, fake, device)
+    with full_fp32():  # as score() runs it: float32 distances, not TF32's
+        prdc(real, fake, device)
     synchronize(device)
     block_rows = prdc_module.block_rows(n)
     return {
