@@ -45,11 +45,16 @@ def memory_free(device: torch.device | None) -> str:
     return f"{free / 2**30:.2f} GiB of the {total / 2**30:.2f} GiB of host memory available now"
 
 
+def first_line(exc: BaseException) -> str:
+    """An error's first line, its spaces collapsed, at most 300 characters; its type where it says nothing."""
+    text = str(exc).strip()
+    return " ".join(text.splitlines()[0].split())[:300] if text else type(exc).__name__
+
+
 def describe(exc: BaseException, device: torch.device | None) -> str:
     """The allocator's first line (it says how much was asked for; the rest, CUDA's tips, is not ours)
     and what is free now."""
-    said = " ".join(str(exc).strip().splitlines()[0].split()) if str(exc).strip() else type(exc).__name__
-    return f"{said[:300]}; {memory_free(device)}"
+    return f"{first_line(exc)}; {memory_free(device)}"
 
 
 def what_to_lower(batch_size_d: int, batch_size_g: int, width: float) -> str:

@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from sngan.config import TrainConfig
 from sngan.training import distributed
 from sngan.training.distributed import Dist
-from sngan.training.memory import is_out_of_memory
+from sngan.training.memory import first_line, is_out_of_memory
 from sngan.training.speed import Speed, compiled
 from sngan.training.state import Run, rollback, snapshot
 
@@ -96,7 +96,7 @@ class CompileTrial:
         self.left, compiled_as, speed = 0, self.speed.compile, replace(self.speed, compile="none")
         slow_down(self.run)
         out = body(speed)  # the run's own error, if it is one, is raised here unchanged
-        said = first_line(exc)
+        said = innermost_line(exc)
         if self.requested != "auto":
             rollback(self.run, before)
             saved = self.save(self.run, "keep") if self.run.step > 0 else None
@@ -122,14 +122,14 @@ class CompileTrial:
         return out
 
 
-def first_line(exc: BaseException) -> str:
+def innermost_line(exc: BaseException) -> str:
     """The error in a line: the innermost cause's type and first line (torch.compile wraps the backend's
     error in ``BackendCompilerFailed``, whose own first line only names the backend)."""
     inner = exc
     while (nxt := getattr(inner, "inner_exception", None) or inner.__cause__) is not None:
         inner = nxt
-    text = str(inner).strip()
-    said = f"{type(inner).__name__}: {' '.join(text.splitlines()[0].split())[:300]}" if text else type(inner).__name__
+    said = first_line(inner)
+    said = f"{type(inner).__name__}: {said}" if str(inner).strip() else said
     return said if inner is exc else f"{type(exc).__name__}, {said}"
 
 
