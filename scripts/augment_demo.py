@@ -60,6 +60,9 @@ def train(name: str, data: Path, args: argparse.Namespace) -> dict[str, object]:
     run_dir = args.out / name
     saved = ckpt.list_checkpoints(run_dir) if args.resume else []
     start = ckpt.step_of(saved[-1]) if saved else 0
+    if start >= args.steps:  # already there (--resume with one run done): measured again, not trained
+        return {"run": name, "seconds": None, "steps": args.steps, "from_step": start, "it_per_s": None,
+                "curves": curves(run_dir)}  # fmt: skip
     cmd = [sys.executable, "-m", "sngan.train", "model=cnn32", f"model.width={args.width}",
            f"model.spectral_norm={args.spectral_norm}", "dataset=folder", f"dataset.root={data}", "dataset.cache=false",
            "metrics=none", "device=cpu", f"seed={args.seed}",
@@ -214,7 +217,8 @@ def main() -> None:
     parser.add_argument("--spectral-norm", default="true", choices=["true", "false"],
                         help="false: D unnormalized, which memorizes sooner (the SN ablation's other arm)")  # fmt: skip
     parser.add_argument("--resume", action="store_true",
-                        help="continue the runs already in --out up to --steps (resume=auto), bit-exact")  # fmt: skip
+                        help="continue the runs already in --out up to --steps (resume=auto), bit-exact; a run "
+                             "already there is measured again, not trained (seconds: null)")  # fmt: skip
     args = parser.parse_args()
     if not args.zip.is_file():
         raise SystemExit(f"error: {args.zip} does not exist; pass --zip with the CIFAR-10 JPEG zip (train).")

@@ -327,6 +327,7 @@ def test_the_demo_script_measures_r_t_on_the_training_and_held_out_photographs(t
     import csv
     import io
     import json
+    import shutil
     import subprocess
     import sys
     import zipfile
@@ -378,6 +379,17 @@ def test_the_demo_script_measures_r_t_on_the_training_and_held_out_photographs(t
         assert "Resumed from" in (out / run / "train.log").read_text()
     lines = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     assert [(line["from_step"], line["steps"]) for line in lines] == [(0, 4), (0, 4), (4, 6), (4, 6)]
+    # --resume again with one run done and the other gone: the first is measured again, the second trained.
+    shutil.rmtree(out / "ada")
+    done = subprocess.run(longer, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()][4:]
+    assert [(line["run"], line["from_step"], line["seconds"] is None) for line in lines] == [
+        ("none", 6, True), ("ada", 0, False)]  # fmt: skip
+    with open(out / "curves.csv") as f:
+        rows = list(csv.DictReader(f))
+    for run in ("none", "ada"):
+        assert [int(r["step"]) for r in rows if r["run"] == run and r["tag"] == "heldout/rt_train"] == [2, 4, 6]
 
 
 @pytest.mark.parametrize("name", ["diffaugment", "ada"])
