@@ -60,9 +60,14 @@ def train(name: str, data: Path, args: argparse.Namespace) -> dict[str, object]:
     run_dir = args.out / name
     saved = ckpt.list_checkpoints(run_dir) if args.resume else []
     start = ckpt.step_of(saved[-1]) if saved else 0
-    if start >= args.steps:  # already there (--resume with one run done): measured again, not trained
-        return {"run": name, "seconds": None, "steps": args.steps, "from_step": start, "it_per_s": None,
-                "curves": curves(run_dir)}  # fmt: skip
+    timed = {"seconds": None, "it_per_s": None}  # already there (--resume with one run done): measured again
+    if start < args.steps:
+        timed = run_once(name, run_dir, data, start, args)
+    return {"run": name, "steps": args.steps, "from_step": start, **timed, "curves": curves(run_dir)}
+
+
+def run_once(name: str, run_dir: Path, data: Path, start: int, args: argparse.Namespace) -> dict[str, float]:
+    """Train run ``name`` from ``start`` to ``--steps`` in its own process: its seconds and steps a second."""
     cmd = [sys.executable, "-m", "sngan.train", "model=cnn32", f"model.width={args.width}",
            f"model.spectral_norm={args.spectral_norm}", "dataset=folder", f"dataset.root={data}", "dataset.cache=false",
            "metrics=none", "device=cpu", f"seed={args.seed}",
@@ -79,8 +84,7 @@ def train(name: str, data: Path, args: argparse.Namespace) -> dict[str, object]:
     seconds = time.perf_counter() - began
     if done.returncode != 0:
         raise SystemExit(f"error: the {name} run failed:\n{done.stderr[-3000:]}")
-    return {"run": name, "seconds": round(seconds, 1), "steps": args.steps, "from_step": start,
-            "it_per_s": round((args.steps - start) / seconds, 2), "curves": curves(run_dir)}  # fmt: skip
+    return {"seconds": round(seconds, 1), "it_per_s": round((args.steps - start) / seconds, 2)}
 
 
 def held_out(run_dir: Path, sets: dict[str, Path]) -> dict[str, list[tuple[int, float]]]:
