@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sngan.cli import run_lock
 from sngan.cli.errors import ensure_folder, run_or_exit
-from sngan.cli.hydra_checks import register_resolvers
+from sngan.cli.hydra_checks import register_resolvers, remove_if_new, write_hydra_record
 from sngan.cli.log_file import copied_to
 from sngan.cli.provenance import provenance, resolve_device
 from sngan.cli.settings import check_train
@@ -38,7 +38,7 @@ from sngan.training.loop import NonFiniteError, train_loop
 from sngan.training.memory import out_of_memory, what_to_lower
 from sngan.training.monitoring import Monitor, custom_scalars_layout
 from sngan.training.optim import adam
-from sngan.training.resume import find_resume, resume_from
+from sngan.training.resume import find_resume, later_checkpoints, resume_from, set_aside_later
 from sngan.training.speed import Speed, memory_format, resolve, set_backends
 from sngan.training.state import Run, fingerprint, make_ema, set_class_mix, state_dict
 from sngan.training.step import EAGER
@@ -75,6 +75,7 @@ def build_run(
     fixed_z = torch.randn(n, cfg.model.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
     ema = make_ema(g) if cfg.train.ema_decay is not None else None
     run = Run(g, d, opt_g, opt_d, sampler, fixed_z.to(device), ema=ema, fixed_y=fixed_y, classes=classes)
+    run.data_digest, run.data_count = data.digest(), len(data.images)
     a = cfg.augment
     if a.name != "none":  # what D sees; the generator, its samples and the evaluations never augment
         run.augment = Augment(a.name, device, a.p, a.policy, a.adaptive, a.target, a.interval, a.speed_kimg)
@@ -192,24 +193,30 @@ def make_saver(run_dir: Path, config: dict[str, Any], info: dict[str, Any], keep
     return save
 
 
-def start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> dict[str, float]:
+def start(
+    cfg: TrainConfig, config: dict[str, Any], run_dir: Path, record: Callable[[], None] | None = None
+) -> dict[str, float]:
     """Build everything, resume if asked, train, and return the final metrics. Stop signals (and the
     requeue signal) are caught from here on: one that arrives while setting up takes effect after the
-    first step, with a checkpoint."""
+    first step, with a checkpoint. ``record``: what the command line writes into the run folder once the run
+    has passed every check and starts (Hydra's record of the command, the log); a refused start and a dry
+    run write nothing."""
     extra = () if cfg.train.requeue_signal is None else (signal_number(cfg.train.requeue_signal),)
     with GracefulStop(extra) as stop:
         ensure_folder(run_dir)  # Hydra makes it for the CLI; callers of start() may not have
         # One training per run folder (the CLI's Hydra callback took the lock already; rank 0 holds it).
         lock = run_lock.hold(run_dir) if distributed.current().is_main else None
         try:
-            return _start(cfg, config, run_dir, stop)
+            return _start(cfg, config, run_dir, stop, record or (lambda: None))
         finally:
             if lock is not None:
                 lock.release()
             stopping.OUTSIDE_STEPS[0] = f"as the run ended: its checkpoints are in {run_dir / ckpt.CHECKPOINT_DIR}"
 
 
-def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: GracefulStop) -> dict[str, float]:
+def _start(
+    cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: GracefulStop, record: Callable[[], None]
+) -> dict[str, float]:
     here = distributed.current()
     device = resolve_device(cfg.device, here.local_rank if here.enabled else None)
     check_world(cfg, here, device)
@@ -242,36 +249,18 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
     source = None
     if found is not None:
         source, state = found
-        resume_from(run, state, source, config, run_dir, cfg.seed, cfg.train.fake_labels == "data")
+        resume_from(run, state, source, config, cfg.seed, cfg.train.fake_labels == "data")
     distribute(run, cfg, device, here)
     accelerate(run, speed)
     info = provenance(device) | {"speed": speed.as_dict()}
     info |= {"world_size": here.world, "sync_bn": cfg.train.sync_bn} if here.enabled else {}
     if cfg.train.dry_run:
         if here.is_main:
-            size = dry_run.checkpoint_bytes(run, config, info)
-            lines = dry_run.report(
-                cfg,
-                run,
-                data,
-                device,
-                speed.as_dict(),
-                describe_reference(cfg.metrics, cfg.inception, cfg.dataset),
-                source,
-                size,
-            )
-            print(f"{lines[0]}\n\nresolved settings:\n{OmegaConf.to_yaml(config)}\n" + "\n".join(lines[1:]), flush=True)
+            print_plan(cfg, config, run, data, device, speed, info, source, run_dir)
         return {}
-    if here.is_main:
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
-        write_provenance(run_dir, info)
-    # Events after the checkpoint were written by the interrupted run: purge them.
-    purge = run.step + 1 if source is not None else None
     tracker: Tracker = NullTracker(run_dir)
-    if here.is_main:  # W&B or MLflow beside TensorBoard: a resumed run continues its tracker run
-        mirror = open_mirror(cfg.logger, cfg.run_name, config, run_dir, run.tracker_run)
-        run.tracker_run = {"logger": mirror.name, "id": mirror.run_id} if mirror is not None else run.tracker_run
-        tracker = Tracker(run_dir, purge_step=purge, mirror=mirror)
+    if here.is_main:
+        tracker = open_run_folder(cfg, config, run, run_dir, info, source, record)
     save = make_saver(run_dir, config, info, cfg.train.keep_checkpoints)
     ok = False
     try:
@@ -289,6 +278,53 @@ def _start(cfg: TrainConfig, config: dict[str, Any], run_dir: Path, stop: Gracef
         return result
     finally:
         tracker.close(ok)
+
+
+def open_run_folder(
+    cfg: TrainConfig,
+    config: dict[str, Any],
+    run: Run,
+    run_dir: Path,
+    info: dict[str, Any],
+    source: Path | None,
+    record: Callable[[], None],
+) -> Tracker:
+    """The run starts (rank 0): the tracker beside TensorBoard opens first, so that its failure is said
+    before anything is written; then the command's record, a rewind's set-aside checkpoints, config.yaml,
+    provenance.json and TensorBoard. A resumed run continues its tracker run."""
+    mirror = open_mirror(cfg.logger, cfg.run_name, config, run_dir, run.tracker_run)
+    run.tracker_run = {"logger": mirror.name, "id": mirror.run_id} if mirror is not None else run.tracker_run
+    try:
+        record()
+        if source is not None:
+            set_aside_later(run_dir, run.step)  # a rewind: the run's later checkpoints move aside
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
+        write_provenance(run_dir, info)
+        purge = run.step + 1 if source is not None else None  # events after the checkpoint: the interrupted run's
+        return Tracker(run_dir, purge_step=purge, mirror=mirror)
+    except BaseException:
+        if mirror is not None:
+            mirror.close(False)
+        raise
+
+
+def print_plan(
+    cfg: TrainConfig,
+    config: dict[str, Any],
+    run: Run,
+    data: ImageData,
+    device: torch.device,
+    speed: Speed,
+    info: dict[str, Any],
+    source: Path | None,
+    run_dir: Path,
+) -> None:
+    """The dry run's report: everything built, nothing written (a rewind's later checkpoints stay put)."""
+    size = dry_run.checkpoint_bytes(run, config, info)
+    reference = describe_reference(cfg.metrics, cfg.inception, cfg.dataset)
+    later = later_checkpoints(run_dir, run.step) if source is not None else []
+    lines = dry_run.report(cfg, run, data, device, speed.as_dict(), reference, source, size, later)
+    print(f"{lines[0]}\n\nresolved settings:\n{OmegaConf.to_yaml(config)}\n" + "\n".join(lines[1:]), flush=True)
 
 
 def make_monitor(run: Run, data: ImageData, model: str, grid_size: int, device: torch.device) -> Monitor:
@@ -316,16 +352,35 @@ def main(raw: DictConfig) -> dict[str, float]:
         sys.exit(2)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     say = (lambda text: print(text, file=sys.stderr)) if here.is_main else (lambda text: None)
-    with copied_to(run_dir / "train.log", enabled=here.is_main):  # the run's story, after the fact
-        return _main(raw, run_dir, here, say)
+    # The run's story, after the fact: held back until the run starts, so that a refused start or a dry run
+    # leaves the folder's log (and Hydra's record of the command, written then too) as it was.
+    with copied_to(run_dir / "train.log", enabled=here.is_main, held=True) as commit:
+        started: list[bool] = []
+
+        def record() -> None:
+            write_hydra_record(raw, run_dir)
+            commit()
+            started.append(True)
+
+        try:
+            return _main(raw, run_dir, here, say, record)
+        except Exception:  # a crash: its log is kept, the folder too
+            started.append(True)
+            raise
+        finally:
+            if not started and here.is_main:
+                remove_if_new(run_dir)  # a refusal, a dry run or Ctrl-C before the start: no new empty folder
 
 
-def _main(raw: DictConfig, run_dir: Path, here: Dist, say: Callable[[str], None]) -> dict[str, float]:
+def _main(
+    raw: DictConfig, run_dir: Path, here: Dist, say: Callable[[str], None], record: Callable[[], None]
+) -> dict[str, float]:
     resume_hint = f"the same command plus: hydra.run.dir={run_dir} resume=auto"
     try:
         result = run_or_exit(
-            lambda: start(check_train(raw), to_container(raw), run_dir), NonFiniteError, RankFailed, CompileFailed
-        )
+            lambda: start(check_train(raw), to_container(raw), run_dir, record),
+            NonFiniteError, RankFailed, CompileFailed,
+        )  # fmt: skip
     except Interrupted as stopped:
         where = f"Training {stopped} with a checkpoint in {run_dir / ckpt.CHECKPOINT_DIR}."
         if raw.train.requeue_signal is not None and stopped.signum == signal_number(raw.train.requeue_signal):
@@ -344,7 +399,8 @@ def _main(raw: DictConfig, run_dir: Path, here: Dist, say: Callable[[str], None]
         sys.exit(130)
     if result:
         say("final: " + ", ".join(f"{k}={v:.4g}" for k, v in result.items()))
-    say(f"Run folder: {run_dir}")
+    if not raw.train.dry_run:
+        say(f"Run folder: {run_dir}")
     return result
 
 

@@ -305,7 +305,7 @@ def test_resume_from_another_run_into_a_folder_holding_checkpoints_is_refused(tm
     run_training(tmp_path / "a", TINY + ["train.steps=2"])
     run_training(tmp_path / "b", TINY + ["train.steps=2"])
     before = sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir())
-    with pytest.raises(ckpt.CheckpointError, match="already holds checkpoints of its own"):
+    with pytest.raises(ckpt.CheckpointError, match=r"already holds a run of its own \(1 checkpoint\(s\), newest ckpt_"):
         run_training(tmp_path / "b", TINY + ["train.steps=4", f"resume={tmp_path / 'a'}"])
     assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == before
     # Into a fresh folder it continues run a from its step 2.

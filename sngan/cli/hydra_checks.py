@@ -10,15 +10,17 @@ Hydra writes anything into the folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sngan.cli.outputs import OutputError, ensure_folder
-from sngan.cli.run_lock import FolderBusy, hold
+from sngan.cli.run_lock import LOCK_NAME, FolderBusy, hold, release
 
 
 def ensure_writable(folder: str, key: str) -> None:
@@ -41,10 +43,18 @@ def hold_run_folder(folder: str) -> None:
         sys.exit(2)
 
 
+# Run folders this process made (they did not exist before the command): a refused start or a dry run
+# removes such a folder again where it holds nothing but Hydra's empty log (``remove_if_new``).
+MADE: set[Path] = set()
+
+
 class RunFolderCheck(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        ensure_writable(str(config.hydra.run.dir), "hydra.run.dir")
-        hold_run_folder(str(config.hydra.run.dir))
+        folder = Path(str(config.hydra.run.dir))
+        if not folder.exists():
+            MADE.add(folder.resolve())
+        ensure_writable(str(folder), "hydra.run.dir")
+        hold_run_folder(str(folder))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         ensure_writable(str(config.hydra.sweep.dir), "hydra.sweep.dir")
@@ -57,3 +67,42 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver(
             "sngan_rank0", lambda value: value if int(os.environ.get("RANK", 0)) == 0 else None
         )
+
+
+def remove_if_new(folder: Path) -> None:
+    """Undo the run folder of a command that wrote nothing into it (a refused start, a dry run): if this
+    process made it and it holds only Hydra's empty log and the lock, remove it. A folder that existed
+    before is left as it is."""
+    folder = Path(folder).resolve()
+    if folder not in MADE:
+        return
+    release(folder)
+    log = folder / "train.log"
+    with contextlib.suppress(OSError):
+        if log.is_file() and log.stat().st_size == 0:
+            log.unlink()
+        if not any(p.name != LOCK_NAME for p in folder.iterdir()):
+            folder.rmdir()
+
+
+def write_hydra_record(task: DictConfig, run_dir: Path) -> None:
+    """Hydra's record of the command in ``.hydra/`` (config.yaml, hydra.yaml, overrides.yaml, as Hydra writes
+    them), written by train once the run passes its checks: train sets ``hydra.output_subdir`` to null, so
+    that a refused start, a refused resume or a dry run leaves the run folder's record of its run as it was."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_cfg = HydraConfig.instance().cfg
+    assert hydra_cfg is not None
+    folder = Path(run_dir) / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, node in (
+        ("config.yaml", task),
+        ("hydra.yaml", hydra_cfg),
+        ("overrides.yaml", hydra_cfg.hydra.overrides.task),
+    ):
+        tmp = folder / f".{name}.tmp{os.getpid()}"
+        try:
+            tmp.write_text(OmegaConf.to_yaml(node), encoding="utf-8")
+            os.replace(tmp, folder / name)
+        finally:
+            tmp.unlink(missing_ok=True)

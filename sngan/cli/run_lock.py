@@ -195,3 +195,10 @@ def hold(folder: Path | str) -> RunLock:
         if _held[key].note:
             print(f"note: {_held[key].note}", file=sys.stderr)
     return _held[key]
+
+
+def release(folder: Path | str) -> None:
+    """Release ``folder``'s lock if this process holds it."""
+    held = _held.get(Path(folder).resolve())
+    if held is not None:
+        held.release()

@@ -4,6 +4,7 @@ the networks' floats in [-1, 1], and ``DatasetError``."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,6 +33,14 @@ class ImageData:
         keep = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(seed))[:n].sort().values
         labels = self.labels[keep] if self.labels is not None else None
         return replace(self, images=self.images[keep], labels=labels)
+
+    def digest(self) -> str:
+        """A digest of the images' content (and labels): a resume checks that it trains on the same images
+        (the same data moved elsewhere keeps it; other images of the same count do not)."""
+        h = hashlib.sha256(self.images.contiguous().numpy())  # the buffer itself, no copy
+        if self.labels is not None:
+            h.update(self.labels.contiguous().numpy())
+        return h.hexdigest()[:16]
 
     def class_counts(self) -> list[int] | None:
         """Images per class, the class mix a conditional run draws its fakes' labels with; None without

@@ -11,7 +11,6 @@ import contextlib
 import os
 import random
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -51,17 +50,6 @@ def step_of(path: Path) -> int:
 def find_latest(run_dir: Path) -> Path | None:
     ckpts = list_checkpoints(run_dir)
     return ckpts[-1] if ckpts else None
-
-
-def newest_loadable(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The newest checkpoint of a run that loads, skipping (and reporting on
-    stderr) newer ones that are truncated or corrupt."""
-    for path in reversed(list_checkpoints(run_dir)):
-        try:
-            return path, load(path)
-        except CheckpointError as exc:
-            print(f"warning: skipping {exc}", file=sys.stderr)
-    return None
 
 
 def save_atomic(state: dict[str, Any], path: Path, keep: int | None = None) -> Path:

@@ -45,8 +45,9 @@ def report(
     reference: str,
     source: Path | None,
     size: int,
+    later: list[Path] | None = None,
 ) -> list[str]:
-    """The lines the dry run prints."""
+    """The lines the dry run prints; ``later``: the checkpoints a resume from an earlier step would set aside."""
     m, t, o, d = cfg.model, cfg.train, cfg.optim, cfg.dataset
     start, mb = run.step, size / 2**20
     ema = f"; an EMA of G (decay {t.ema_decay})" if run.ema is not None else ""
@@ -64,7 +65,13 @@ def report(
         f"({data.images.nbytes / 2**20:.1f} MiB as uint8) held on {placed}"
         + (f"; {len(run.classes)} classes" if run.classes else ""),
         f"device    {device}; " + ", ".join(f"{k} {v}" for k, v in speed.items()),
-        f"resume    {f'from {source} at step {start}' if source is not None else 'none: a fresh run from step 0'}",
+        f"resume    {f'from {source} at step {start}' if source is not None else 'none: a fresh run from step 0'}"
+        + (
+            f"; would set aside {', '.join(p.name for p in later)} (a rewind: they move to checkpoints/"
+            f"abandoned_after_{start}_*/)"
+            if later
+            else ""
+        ),
         f"schedule  steps {start:,} -> {t.steps:,} ({t.steps - start:,} to go); logs every {t.log_every} "
         f"({times(t.log_every, start, t.steps):,}), sample grids every {t.sample_every} "
         f"({times(t.sample_every, start, t.steps):,}), evaluations every {t.eval_every} "

@@ -22,54 +22,104 @@ from sngan.training.state import Run, keep_class_mix, restore
 OLD_MODEL_KEYS = {"z_dim": 128, "width": 1.0, "spectral_norm": True, "conditional": False}
 
 
+def held_run(run_dir: Path) -> list[str]:
+    """What of a run ``run_dir`` holds, named for a message: its checkpoints (rolling, ``best.pt``, set
+    aside) and its ``metrics.jsonl`` rows. Empty where no run saved or logged anything there (Hydra's
+    files, a log or the config of a start refused or stopped before its first step are not a run)."""
+    folder = Path(run_dir) / ckpt.CHECKPOINT_DIR
+    rolling = ckpt.list_checkpoints(run_dir)
+    held = [f"{len(rolling)} checkpoint(s), newest {rolling[-1].name}"] if rolling else []
+    held += ["checkpoints/best.pt"] if (folder / "best.pt").is_file() else []
+    aside = sorted(folder.glob("abandoned_after_*")) if folder.is_dir() else []
+    held += [f"{len(aside)} folder(s) of set-aside checkpoints ({aside[0].name}, ...)"] if aside else []
+    metrics = Path(run_dir) / "metrics.jsonl"
+    with contextlib.suppress(OSError):
+        rows = sum(1 for line in metrics.read_text().splitlines() if line.strip())
+        held += [f"metrics.jsonl ({rows} row{'s' if rows > 1 else ''})"] if rows else []
+    return held
+
+
 def find_resume(resume: str | None, run_dir: Path, config: dict[str, Any]) -> tuple[Path, dict[str, Any]] | None:
-    """The checkpoint to resume from, loaded: None (fresh run), 'auto' (the
-    newest loadable checkpoint of this run folder, if it has any), a run folder
-    (its newest loadable checkpoint) or a file. A fresh start in a folder that
-    already holds checkpoints is refused, so an old run is never overwritten."""
+    """The checkpoint to resume from, loaded: None (fresh run), 'auto' (the newest loadable checkpoint of
+    this run folder, else its best.pt; None where the folder holds no run), a run folder (the same) or a
+    file. A fresh start in a folder that already holds a run is refused, so an old run is never
+    overwritten; so is resume=auto in a folder that holds a run but no checkpoint to continue it from."""
+    held = held_run(run_dir)
     if resume is None:
-        existing = ckpt.list_checkpoints(run_dir)
-        if not existing:
+        if not held:
             return None
-        found = ckpt.newest_loadable(run_dir)
+        found = newest_or_best(run_dir, quiet=True)
         diff = [k for k in config_diff(found[1]["config"], config) if k != "resume"] if found else []
         detail = f" with another configuration (differs in {', '.join(diff)})" if diff else ""
+        rolling = ckpt.list_checkpoints(run_dir)
+        newest = f", newest checkpoint {rolling[-1].name}" if rolling else f" ({'; '.join(held)})"
+        how = "Continue it with resume=auto, or start" if found else "It has no checkpoint to continue from: start"
         raise ckpt.CheckpointError(
-            f"Run folder '{run_dir}' already holds a run{detail}, newest checkpoint {existing[-1].name}. "
-            f"Continue it with resume=auto, or start a new run elsewhere (hydra.run.dir=NEW_FOLDER); "
-            f"nothing was changed."
+            f"Run folder '{run_dir}' already holds a run{detail}{newest}. {how} a new run elsewhere "
+            f"(hydra.run.dir=NEW_FOLDER); nothing was changed."
         )
     if resume != "auto":
         target = Path(resume).resolve()
         own = target == run_dir.resolve() or run_dir.resolve() in target.parents
-        if not own and ckpt.list_checkpoints(run_dir):
+        if not own and held:
             raise ckpt.CheckpointError(
-                f"resume={resume} continues another run, but this run folder '{run_dir}' already holds "
-                f"checkpoints of its own ({ckpt.list_checkpoints(run_dir)[-1].name}) that would be mixed with "
-                f"it. Use a new run folder (hydra.run.dir=NEW_FOLDER), or resume=auto to continue this one; "
-                f"nothing was changed."
+                f"resume={resume} continues another run, but this run folder '{run_dir}' already holds a run of "
+                f"its own ({'; '.join(held)}) that would be mixed with it. Use a new run folder "
+                f"(hydra.run.dir=NEW_FOLDER), or resume=auto to continue this one; nothing was changed."
             )
     if resume != "auto" and not Path(resume).is_dir():
         hint = "Pass resume=auto (the newest checkpoint of this run folder), a run folder or an existing file."
         return Path(resume), ckpt.load(Path(resume), hint)
     folder = run_dir if resume == "auto" else Path(resume)
-    found = ckpt.newest_loadable(folder)
-    if found is None and (resume != "auto" or ckpt.list_checkpoints(folder)):
-        raise ckpt.CheckpointError(f"Run folder '{folder}' holds no loadable checkpoint to resume from.")
+    held = held if resume == "auto" else held_run(folder)
+    found = newest_or_best(folder)
+    if found is None and (resume != "auto" or held):
+        what = f" ({'; '.join(held)})" if held else ""
+        raise ckpt.CheckpointError(
+            f"Run folder '{folder}'{what} holds no loadable checkpoint to resume from. Resume from a checkpoint "
+            f"file of it that loads (resume=PATH), or start a new run elsewhere (hydra.run.dir=NEW_FOLDER); "
+            f"nothing was changed."
+        )
     return found
 
 
-def set_aside_later(run_dir: Path, step: int) -> Path | None:
-    """Once a resume has passed every check: a run resumed from one of its own earlier checkpoints (a
-    rewind, e.g. to before a divergence; or past a newer, damaged one) has its checkpoints of later steps,
-    best.pt too if later, moved to ``checkpoints/abandoned_after_<step>_<time>_<id>/``, so that pruning
-    keeps the resumed line's newest and resume=auto never returns to the abandoned one. Nothing is
-    deleted. Returns that folder, or None where nothing was later."""
+def newest_or_best(folder: Path, quiet: bool = False) -> tuple[Path, dict[str, Any]] | None:
+    """The newest rolling checkpoint of a run folder that loads, skipping (and, unless ``quiet``, reporting)
+    newer damaged ones; where none loads or none is left, its ``best.pt``, with a note saying so."""
+    best = Path(folder) / ckpt.CHECKPOINT_DIR / "best.pt"
+    candidates = list(reversed(ckpt.list_checkpoints(folder))) + ([best] if best.is_file() else [])
+    for path in candidates:
+        try:
+            state = ckpt.load(path)
+        except ckpt.CheckpointError as exc:
+            if not quiet:
+                print(f"warning: skipping {exc}", file=sys.stderr)
+            continue
+        if path == best and not quiet:
+            print(f"note: '{folder}' has no loadable rolling checkpoint (ckpt_<step>.pt); resuming from its "
+                  f"best.pt, saved at step {state.get('step')}.", file=sys.stderr)  # fmt: skip
+        return path, state
+    return None
+
+
+def later_checkpoints(run_dir: Path, step: int) -> list[Path]:
+    """The run's checkpoints of steps after ``step`` (best.pt too, if later): what a resume from ``step``
+    sets aside."""
     later = [p for p in ckpt.list_checkpoints(run_dir) if ckpt.step_of(p) > step]
     best = Path(run_dir) / ckpt.CHECKPOINT_DIR / "best.pt"
     with contextlib.suppress(ckpt.CheckpointError, KeyError, TypeError, ValueError):
         if best.is_file() and int(ckpt.load(best)["step"]) > step:
             later.append(best)
+    return later
+
+
+def set_aside_later(run_dir: Path, step: int) -> Path | None:
+    """Once a resume has passed every check and the run starts: a run resumed from one of its own earlier
+    checkpoints (a rewind, e.g. to before a divergence; or past a newer, damaged one) has its checkpoints of
+    later steps, best.pt too if later, moved to ``checkpoints/abandoned_after_<step>_<time>_<id>/``, so that
+    pruning keeps the resumed line's newest and resume=auto never returns to the abandoned one. Nothing is
+    deleted. Returns that folder, or None where nothing was later."""
+    later = later_checkpoints(run_dir, step)
     if not later:
         return None
     prefix = f"abandoned_after_{step}_{time.strftime('%Y%m%d-%H%M%S')}_"
@@ -100,14 +150,15 @@ def check_architecture(stored: dict[str, Any], config: dict[str, Any], path: Pat
 
 # Settings that define the experiment: a resume that changes one no longer continues the same run.
 # Everything else (steps, cadences, speed switches, metrics, device, paths) may change, with a note.
+# train.ema_decay: null would drop the EMA's weights, another value restart its average; augment: what D sees.
 EXPERIMENT = ("loss.", "optim.", "train.n_dis", "train.batch_size_d", "train.batch_size_g", "train.fake_labels",
-              "dataset.", "seed")  # fmt: skip
+              "train.ema_decay", "augment.", "dataset.", "seed")  # fmt: skip
 SAFE_IN_DATASET = ("dataset.root", "dataset.cache")  # the same images elsewhere, or decoded again
 
 
 def check_settings(stored: dict[str, Any], config: dict[str, Any], path: Path, step: int) -> list[str]:
-    """Name what a resume changes. Settings of the experiment (loss, n_dis, batch sizes, optimizer, data,
-    seed) are refused unless ``resume_force=true``; a ``train.steps`` the checkpoint has reached is
+    """Name what a resume changes. Settings of the experiment (loss, n_dis, batch sizes, optimizer, EMA,
+    augmentation, data, seed) are refused unless ``resume_force=true``; a ``train.steps`` the checkpoint has reached is
     refused (nothing would be trained). Returns notes on the changes that are allowed."""
     changed = [k for k in config_diff(stored, config) if k not in ("resume", "resume_force", "run_name")]
     changed = [k for k in changed if not k.startswith("model.")]  # check_architecture's business
@@ -155,22 +206,45 @@ def check_classes(stored: list[str] | None, run: Run, source: Path) -> None:
         )
 
 
+def check_data(stored: dict[str, Any] | None, run: Run, source: Path, force: bool) -> str | None:
+    """The images a run trains on are those its checkpoint trained on (``dataset.root`` may move them;
+    their content digest must match). Refused unless ``force``; then the note to print. Checkpoints from
+    before the digest was kept are not checked."""
+    if not stored or run.data_digest is None or stored.get("digest") == run.data_digest:
+        return None
+    said = (
+        f"the training images differ from those checkpoint '{source}' was trained on ({stored.get('count')} "
+        f"images then, {run.data_count} now, with other content: their digest was {stored.get('digest')}, is "
+        f"{run.data_digest})"
+    )
+    if force:
+        return f"resume_force=true: resuming although {said}."
+    raise ckpt.CheckpointError(
+        f"Resuming would change the experiment: {said[0].upper()}{said[1:]}. Point dataset.root at the images "
+        f"it trained on, start a new run without resume, or add resume_force=true to go on with these images "
+        f"anyway; nothing was changed."
+    )
+
+
 def resume_from(
-    run: Run, state: dict[str, Any], source: Path, config: dict[str, Any], run_dir: Path, seed: int, data_mix: bool
+    run: Run, state: dict[str, Any], source: Path, config: dict[str, Any], seed: int, data_mix: bool
 ) -> None:
-    """Check that the checkpoint fits this run, load it, and (rank 0) set the run's later checkpoints aside."""
+    """Check that the checkpoint fits this run and load it; the caller sets a rewound run's later checkpoints
+    aside (``set_aside_later``) once the run starts (a dry run never does)."""
     here = distributed.current()
     check_architecture(state["config"], config, source)
     notes = check_settings(state["config"], config, source, int(state["step"]))
     check_classes(state.get("classes"), run, source)
+    forced = check_data(state.get("data"), run, source, bool(config.get("resume_force")))
     restore(run, state, source, here.rank, seed)
     changed = keep_class_mix(run, state, data_mix)
-    if here.is_main:  # every check passed: a rewind sets the run's later checkpoints aside
-        set_aside_later(run_dir, run.step)
+    if here.is_main:
         if changed is not None:
             print(f"note: the dataset's images per class are now {changed}, but {source} was trained with "
                   f"{run.class_counts}; the run keeps drawing its fakes' classes with the checkpoint's "
                   f"mix. Start a new run to train with the new mix.", file=sys.stderr)  # fmt: skip
+        if forced:
+            print(f"note: {forced}", file=sys.stderr)
         if notes:
             print(f"note: resuming with changed settings ({'; '.join(notes)}); config.yaml now records them.",
                   file=sys.stderr)  # fmt: skip

@@ -45,6 +45,8 @@ class Run:
     fake_cdf: torch.Tensor | None = None  # fakes' class distribution (models.sampling.label_cdf); None: uniform
     augment: Augment | None = None  # what D sees (augment=diffaugment|ada); ADA's p and r_t sums inside
     tracker_run: dict[str, str] | None = None  # {"logger": "wandb", "id": ...}: the tracker run a resume continues
+    data_digest: str | None = None  # the training images' content digest (ImageData.digest): a resume checks it
+    data_count: int | None = None  # how many training images
     # What the updates call (DistributedDataParallel wrappers under torchrun, torch.compile'd modules
     # under train.compile; None: the modules themselves). The *_read ones are the network read by the
     # other one's update (no all-reduce): G in the D update, D in the G update.
@@ -123,6 +125,7 @@ def state_dict(
         "best": {"metric": run.best_metric, "fid": run.best_fid, "step": run.best_step},
         "tracker_run": dict(run.tracker_run) if run.tracker_run is not None else None,
         "augment": run.augment.state_dict() if run.augment is not None else None,
+        "data": {"digest": run.data_digest, "count": run.data_count} if run.data_digest is not None else None,
         "rng": rngs[0],
         "rng_ranks": rngs if len(rngs) > 1 else None,
         "replicas": replicas if replicas and len(replicas) > 1 else None,
