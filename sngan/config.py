@@ -11,12 +11,14 @@ key, the bad value and what is allowed.
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
 from dataclasses import dataclass, fields, is_dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 
@@ -121,7 +123,7 @@ class LoggerConfig:
     name: str  # tensorboard | wandb | mlflow
     project: str  # wandb project; mlflow experiment
     entity: str | None  # wandb team or user
-    mode: str  # wandb: online | offline | disabled
+    mode: str | None  # wandb: online | offline | disabled; None: $WANDB_MODE, else online (W&B's own rule)
     tags: list[str]
     tracking_uri: str | None  # mlflow; None: $MLFLOW_TRACKING_URI or MLflow's default
 
@@ -182,6 +184,7 @@ LIMIT_SEED = 0  # dataset.limit's subset: the same images for every run seed (da
 # A million samples put the synthetic quality's standard error below 0.0005 (sqrt(0.25 / 1e6)); more only
 # lengthen every evaluation (memory stays flat: sngan/metrics/synthetic.py scores in chunks).
 MAX_EVAL_SAMPLES = 1_000_000
+WANDB_MODES = ("online", "offline", "disabled")
 
 
 def _get(cfg: TrainConfig, dotted: str) -> Any:
@@ -215,6 +218,9 @@ def to_schema(cfg: DictConfig, schema_class: type = None) -> Any:  # type: ignor
         typed = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
+        names = setting_names(schema_class or TrainConfig)
+        if key != "?" and key.split("[")[0] not in names:  # a typo: the exception has no value; read the one given
+            raise unknown_setting(key, given(cfg, key), names) from None
         value = getattr(exc, "value", None)
         reason = str(getattr(exc, "msg", exc)).splitlines()[0]
         raise ConfigError(
@@ -223,6 +229,48 @@ def to_schema(cfg: DictConfig, schema_class: type = None) -> Any:  # type: ignor
         ) from None
     _check_finite(typed)
     return typed
+
+
+def setting_names(schema: type, prefix: str = "") -> list[str]:
+    """Every dotted key of a schema dataclass, sections included: ``["model", "model.name", ...]``."""
+    hints = get_type_hints(schema)  # the fields' types, not the strings postponed annotations leave
+    names = []
+    for f in fields(schema):
+        names.append(prefix + f.name)
+        section = next((t for t in (hints[f.name], *get_args(hints[f.name])) if is_dataclass(t)), None)
+        names += setting_names(section, f"{prefix}{f.name}.") if section else []
+    return names
+
+
+def given(cfg: DictConfig, key: str) -> str:
+    """The value ``cfg`` holds at ``key`` in JSON, as a command line would spell it (10, true, null, a string bare)."""
+    try:
+        value = OmegaConf.select(cfg, key)
+        value = OmegaConf.to_container(value) if isinstance(value, (DictConfig, ListConfig)) else value
+    except OmegaConfBaseException:  # an interpolation that does not resolve: the key alone says enough
+        return "..."
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def unknown_setting(key: str, value: str, names: list[str]) -> ConfigError:
+    """A key no schema has: its closest known key (a typo, mostly), else the settings of its section."""
+    section, _, leaf = key.rpartition(".")
+    peers = [n for n in names if n.count(".") == key.count(".")]  # train.lr_g may mean optim.lr_g, not optim
+    siblings = [n for n in peers if n.rpartition(".")[0] == section]
+    close = None
+    for candidates in (siblings, peers):  # its own section first; names compared without their section
+        leaves = {n.rpartition(".")[2]: n for n in reversed(candidates)}
+        match = difflib.get_close_matches(leaf, list(leaves), n=1, cutoff=0.6)
+        if match:
+            close = leaves[match[0]]
+            break
+    where = f"under {section}" if section in names else "at the top level" if not section else f"of {section}"
+    listed = ", ".join(n.rpartition(".")[2] for n in siblings) or "none"
+    hint = f"did you mean {close}?" if close else f"the settings {where} are: {listed}."
+    return ConfigError(
+        f"Invalid configuration: {key}={value}: there is no setting {key}; {hint} Fix the override or the "
+        f"YAML file (configs/ holds every setting, with its comment)."
+    )
 
 
 def _check_finite(typed: Any, prefix: str = "") -> None:
@@ -270,11 +318,15 @@ def validate(
         ("train.compile", ["auto", "none", "default", "max"]),
         ("train.data_on", ["auto", "device", "host"]),
         ("logger.name", ["tensorboard", "wandb", "mlflow"]),
-        ("logger.mode", ["online", "offline", "disabled"]),
         ("augment.name", ["none", "diffaugment", "ada"]),
     ):
         if _get(typed, key) not in choices:
             raise invalid(key, _get(typed, key), f"choose one of: {', '.join(choices)}")
+    if typed.logger.mode not in (None, *WANDB_MODES):  # None: W&B's own choice, $WANDB_MODE else online
+        raise invalid(
+            "logger.mode", typed.logger.mode,
+            f"choose one of: {', '.join(WANDB_MODES)}, or null ($WANDB_MODE decides, else online)",
+        )  # fmt: skip
     if typed.dataset.limit is not None and typed.dataset.limit <= 0:
         raise invalid("dataset.limit", typed.dataset.limit, "it must be greater than 0, or null for the whole split")
     for key in ("checkpoint_minutes", "max_minutes"):

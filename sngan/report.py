@@ -20,6 +20,7 @@ import html
 import json
 import re
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,6 +91,11 @@ def _writing(path: Path) -> Iterator[None]:
 
 def write_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise FileNotFoundError(
+            f"'{run_dir}' does not exist: pass a run folder written by python -m sngan.train "
+            f"(outputs/<run_name>/<date>), or a multirun folder (multirun/<run_name>/<date>)."
+        )
     if not (run_dir / "tb").is_dir():
         raise FileNotFoundError(
             f"'{run_dir}' holds no tb/ folder of TensorBoard events: pass a run folder written by "
@@ -115,6 +121,55 @@ def plot(run_dir: Path, panels: dict[str, dict[str, dict[str, list[float]]]], gr
     import matplotlib
 
     matplotlib.use("Agg")
+    title = f"sngan run {run_dir}"
+    texts = {  # where each text appears, for the note on characters no font draws
+        "the title (the run folder's path)": title,
+        "the legends (the scalars' tags)": " ".join(tag for tags in panels.values() for tag in tags),
+        "the sample grid's title": grid.stem if grid else "",
+    }
+    families = fonts_for(texts)
+    with matplotlib.rc_context({"font.family": families}), warnings.catch_warnings():
+        # a glyph no font has is said once, by fonts_for, not as one raw UserWarning per character
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font")
+        draw(title, panels, grid, png)
+
+
+def fonts_for(texts: dict[str, str]) -> list[str]:
+    """The font families to draw ``texts`` with: matplotlib's default, then any installed font that has
+    characters it lacks (a CJK run folder's name, say). Characters none has are named in one note line."""
+    from matplotlib import font_manager
+
+    default = font_manager.findfont(font_manager.FontProperties())
+    families = [font_manager.FontProperties(fname=default).get_name()]
+    missing = {c for text in texts.values() for c in text if not c.isspace()} - set(map(chr, _charmap(default)))
+    for font in font_manager.fontManager.ttflist if missing else ():
+        if font.name.startswith("Last Resort"):  # matplotlib's own fallback: a box for every character
+            continue
+        has = missing & set(map(chr, _charmap(font.fname)))
+        families += [font.name] if has and font.name not in families else []
+        missing -= has
+    if missing:
+        chars = [c for c in dict.fromkeys("".join(texts.values())) if c in missing]  # in the order they appear
+        where = ", ".join(place for place, text in texts.items() if set(text) & missing)
+        print(
+            f"note: no installed font has {''.join(chars)} ({', '.join(f'U+{ord(c):04X}' for c in chars)}), in "
+            f"{where}: report.png shows boxes there (report.html and report.json have the text); install a font "
+            f"that has them (e.g. Noto Sans CJK) to draw them.",
+            file=sys.stderr,
+        )
+    return families
+
+
+def _charmap(path: str) -> dict[int, int]:
+    from matplotlib.ft2font import FT2Font
+
+    try:
+        return FT2Font(path).get_charmap()
+    except (OSError, RuntimeError):  # a font file matplotlib listed but cannot read
+        return {}
+
+
+def draw(title: str, panels: dict[str, dict[str, dict[str, list[float]]]], grid: Path | None, png: Path) -> None:
     import matplotlib.pyplot as plt
 
     count = len(panels) + (grid is not None)
@@ -122,10 +177,10 @@ def plot(run_dir: Path, panels: dict[str, dict[str, dict[str, list[float]]]], gr
     rows = max(1, -(-count // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4 * rows), squeeze=False)
     flat = list(axes.flat)
-    for ax, (title, tags) in zip(flat, panels.items()):
+    for ax, (name, tags) in zip(flat, panels.items()):
         for tag, data in tags.items():
             ax.plot(data["steps"], data["values"], label=tag, linewidth=1)
-        ax.set_title(title, fontsize=10)
+        ax.set_title(name, fontsize=10)
         ax.set_xlabel("generator step")
         if len(tags) <= 12:
             ax.legend(fontsize=6)
@@ -136,7 +191,7 @@ def plot(run_dir: Path, panels: dict[str, dict[str, dict[str, list[float]]]], gr
         ax.axis("off")
     for ax in flat[count:]:
         ax.axis("off")
-    fig.suptitle(f"sngan run {run_dir}", fontsize=12)
+    fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     try:
         fig.savefig(png, dpi=80)

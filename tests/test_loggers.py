@@ -13,7 +13,7 @@ from helpers import THREADS, TINY, compose_cfg
 
 from sngan.cli.errors import run_or_exit
 from sngan.cli.settings import check_train
-from sngan.config import to_container
+from sngan.config import ConfigError, to_container
 from sngan.train import start
 from sngan.training import checkpoint as ckpt
 
@@ -161,3 +161,82 @@ def test_an_mlflow_store_that_cannot_be_opened_is_one_paragraph(tmp_path, capsys
     assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
     assert f"tracking URI {uri}" in errors[0] and "logger.tracking_uri" in errors[0]
     assert ckpt.find_latest(tmp_path / "run") is None
+
+
+# ---------------------------------------------------------------- start-up failures (issue 36)
+
+
+@pytest.fixture
+def no_wandb_login(tmp_path, monkeypatch) -> None:
+    """No W&B credentials anywhere W&B looks (the key's variable, a .netrc, its settings folder) and no
+    $WANDB_MODE, whatever the machine running the tests has."""
+    for name in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no.netrc"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb_config"))
+
+
+def logger_settings(overrides: list[str]):
+    return check_train(compose_cfg(RUN + overrides)).logger
+
+
+def test_wandb_mode_follows_wandb_mode_in_the_environment_unless_logger_mode_is_set(
+    tmp_path, monkeypatch, no_wandb_login
+):
+    """W&B's own rule: $WANDB_MODE decides unless the mode is given explicitly (the config's mode used to be
+    `online` always, so WANDB_MODE=offline without an API key ended in UsageError's traceback)."""
+    from sngan.training.trackers import open_mirror
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    settings = logger_settings(["logger=wandb"])
+    assert settings.mode is None  # configs/logger_common.yaml: null, W&B's own choice
+    mirror = open_mirror(settings, "env", {"seed": 0}, tmp_path / "run", None)
+    assert mirror is not None and mirror.run.settings.mode == "offline"
+    mirror.close(True)
+    assert list((tmp_path / "run" / "wandb").glob(f"offline-run-*-{mirror.run_id}"))
+    with pytest.raises(ConfigError) as refused:  # an explicit logger.mode wins over $WANDB_MODE
+        open_mirror(logger_settings(["logger=wandb", "logger.mode=online"]), "x", {}, tmp_path / "run2", None)
+    message = str(refused.value)
+    assert "in online mode (logger.mode): UsageError: No API key configured." in message, message
+    for advice in ("set WANDB_MODE=offline", "`wandb login`", "logger=tensorboard"):
+        assert advice in message, message
+    assert "\n" not in message
+
+
+def test_a_wandb_run_that_cannot_start_stops_training_with_one_paragraph(tmp_path, capsys, no_wandb_login):
+    code, err = train(tmp_path / "run", RUN + ["logger=wandb", "logger.mode=online"], capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    assert "No API key configured" in errors[0] and "WANDB_MODE=offline" in errors[0] and "wandb login" in errors[0]
+
+
+def test_mlflow_refusing_its_file_store_names_the_switch_and_is_never_cut_mid_sentence(tmp_path, monkeypatch):
+    """mlflow-skinny 3 refuses file: URIs without MLFLOW_ALLOW_FILE_STORE=true (its message names it near
+    its end, past the 300 characters the error used to keep: "... See htt)")."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from sngan.training.trackers import open_mirror
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    uri = f"file:{tmp_path / 'mlruns'}"
+    with pytest.raises(MlflowException, match="set `MLFLOW_ALLOW_FILE_STORE=true`") as raw:
+        MlflowClient(tracking_uri=uri)  # what the installed MLflow says, and what the message is built on
+    assert str(raw.value).find("MLFLOW_ALLOW_FILE_STORE") > 300
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # the issue's way: the environment, no logger.tracking_uri
+    with pytest.raises(ConfigError) as refused:
+        open_mirror(logger_settings(["logger=mlflow"]), "x", {}, tmp_path / "run", None)
+    message = str(refused.value)
+    assert f"tracking URI {uri}:" in message and "Set MLFLOW_ALLOW_FILE_STORE=true" in message, message
+    assert "sqlite:///mlflow.db" in message and "logger.tracking_uri" in message and "logger=tensorboard" in message
+    assert message.endswith("logger=tensorboard.") and "htt)" not in message
+
+
+def test_tracker_errors_keep_whole_sentences():
+    from sngan.training.trackers import whole_sentences
+
+    long = "First sentence here. " + "Second sentence, long, " * 20 + "ending at https://example.org/x here."
+    assert whole_sentences(long) == "First sentence here."  # the second ends past 300 characters
+    one = "One sentence " + "going on " * 60 + "to https://example.org/docs."
+    assert whole_sentences(one + "\nSecond line.") == one  # longer than 300 but one sentence: kept whole
+    assert whole_sentences("No full stop") == "No full stop."

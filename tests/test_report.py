@@ -53,7 +53,7 @@ def test_report_command_line(short_run, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "report.png").is_file() and (tmp_path / "report.html").is_file()
     bad = subprocess.run([sys.executable, "-m", "sngan.report", str(tmp_path / "nope")], capture_output=True, text=True)
-    assert bad.returncode == 2 and "holds no tb/" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "nope' does not exist" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def _free_port() -> int:

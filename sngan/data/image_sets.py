@@ -1,7 +1,10 @@
 """Images to be scored, not trained on: a folder of image files or a ``.npz`` of uint8 images (samples of
 another trainer, say), decoded into one uint8 tensor and brought to the reals' resolution the way that
-dataset's reals are: STL-10's by area averaging (as 96 -> 48), every other dataset's by PIL's bicubic fit
-(centre crop to square, as image folders are read)."""
+dataset's reals are. A square image whose side is an integer multiple k of the resolution is averaged over
+k x k blocks (the mean rounded), as STL-10's reals are (96 -> 48), for every dataset but ``folder``, whose
+reals are read by PIL's bicubic fit and so are these. Any other size gets that bicubic fit (centre crop to
+square), except under STL-10, whose reals' area averaging it keeps. CIFAR's reals are never resized: a
+multiple of 32 is averaged by blocks, which undoes the plain upscaling a sampler might have done."""
 
 from __future__ import annotations
 
@@ -70,7 +73,11 @@ def _to_resolution(image: torch.Tensor, r: int, dataset: str | None) -> tuple[to
     h, w = image.shape[-2:]
     if (h, w) == (r, r):
         return image, None
-    if dataset == "stl10":  # as sngan.data.torchvision_sets resizes STL-10's 96 x 96 reals
+    if h == w and h % r == 0 and dataset != "folder":  # STL-10's reals' 2x2 blocks (96 -> 48), any k here
+        k = h // r
+        blocks = F.avg_pool2d(image[None].float(), k)[0]
+        return blocks.round().clamp_(0, 255).to(torch.uint8), f"{w}x{h} -> {r}x{r} by averaging {k}x{k} blocks"
+    if dataset == "stl10":  # as sngan.data.torchvision_sets resizes STL-10's reals, any size to any
         area = F.interpolate(image[None].float(), size=(r, r), mode="area")[0]
         return area.round().clamp_(0, 255).to(torch.uint8), f"{w}x{h} -> {r}x{r} by area averaging"
     from PIL import Image, ImageOps

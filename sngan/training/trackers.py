@@ -4,12 +4,15 @@ A ``Mirror`` receives what the run's ``Tracker`` writes to TensorBoard: scalars 
 step), sample grids, histograms where the tracker has them (W&B does, MLflow does not) and the resolved
 config once. Its run id goes into every checkpoint (``Run.tracker_run``), so that a resumed run
 continues the same tracker run. Neither package is imported unless asked for; asking for one that is not
-installed is a one-paragraph error naming the install command (``check_installed``, at start-up).
+installed is a one-paragraph error naming the install command (``check_installed``, at start-up), and so
+is a tracker run that cannot start (``wandb_error``, ``mlflow_error``: what failed and what to do).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -74,11 +77,17 @@ class WandbMirror:
         import wandb
 
         self.wandb = wandb
-        self.run = wandb.init(
-            project=settings.project, entity=settings.entity, name=run_name, dir=str(run_dir), mode=settings.mode,
-            id=run_id, resume="allow", config=config, tags=list(settings.tags),
-            settings=wandb.Settings(console="off"),  # our stderr stays ours (train.log copies it)
-        )  # fmt: skip
+        # W&B's rule: an explicit mode wins, else $WANDB_MODE, else its settings files, else online. Read here:
+        # W&B reads the environment once a process (wandb.setup), and a second run in one process must follow it.
+        mode = settings.mode or os.environ.get("WANDB_MODE") or None
+        try:
+            self.run = wandb.init(
+                project=settings.project, entity=settings.entity, name=run_name, dir=str(run_dir),
+                mode=mode, id=run_id, resume="allow", config=config, tags=list(settings.tags),
+                settings=wandb.Settings(console="off"),  # our stderr stays ours (train.log copies it)
+            )  # fmt: skip
+        except Exception as exc:  # UsageError (no API key), CommError (no network), a bad $WANDB_MODE ...
+            raise wandb_error(settings.mode, exc) from None
         self.run_id = self.run.id
         self.run.define_metric("train/step")
         self.run.define_metric("*", step_metric="train/step")
@@ -105,7 +114,6 @@ class MlflowMirror:
 
     def __init__(self, settings: LoggerConfig, run_name: str, config: dict[str, Any], run_id: str | None) -> None:
         from mlflow.entities import Param
-        from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
         try:
@@ -121,13 +129,8 @@ class MlflowMirror:
             else:
                 self.client.update_run(run_id, status="RUNNING")
             self.client.log_dict(run_id, config, "config.yaml")
-        except MlflowException as exc:
-            first = str(exc).strip().splitlines()[0][:300]
-            raise ConfigError(
-                f"logger=mlflow could not open its run at tracking URI {self.client_uri(settings)} ({first}). Set "
-                f"logger.tracking_uri to a running MLflow server (http://host:5000) or a store this installation "
-                f"supports, or train with logger=tensorboard."
-            ) from None
+        except Exception as exc:  # MlflowException, or the connection's own error for a server
+            raise mlflow_error(self.client_uri(settings), exc) from None
         self.run_id = run_id
 
     @staticmethod
@@ -154,6 +157,46 @@ class MlflowMirror:
 
     def close(self, ok: bool) -> None:
         self.client.set_terminated(self.run_id, status="FINISHED" if ok else "FAILED")
+
+
+def wandb_error(mode: str | None, exc: Exception) -> ConfigError:
+    """W&B's start-up failure as one paragraph: what failed, and the three ways on."""
+    effective = mode or os.environ.get("WANDB_MODE") or "online"
+    source = "logger.mode" if mode else "$WANDB_MODE" if os.environ.get("WANDB_MODE") else "W&B's default"
+    return ConfigError(
+        f"logger=wandb could not start its W&B run in {effective} mode ({source}): {type(exc).__name__}: "
+        f"{whole_sentences(str(exc))} To log without an account or network, set WANDB_MODE=offline (or "
+        f"logger.mode=offline; `wandb sync` uploads the files later); to log online, run `wandb login` (or set "
+        f"WANDB_API_KEY) on a machine that reaches the W&B server; or train with logger=tensorboard (TensorBoard "
+        f"and metrics.jsonl are always written)."
+    )
+
+
+def mlflow_error(uri: str, exc: Exception) -> ConfigError:
+    """MLflow's start-up failure as one paragraph; a refused file store names the switch that allows it."""
+    if "MLFLOW_ALLOW_FILE_STORE" in str(exc):  # MLflow 3 keeps its file store (file:./mlruns) behind it
+        return ConfigError(
+            f"logger=mlflow could not open its run at tracking URI {uri}: MLflow 3 refuses its file store unless "
+            f"MLFLOW_ALLOW_FILE_STORE=true is set. Set MLFLOW_ALLOW_FILE_STORE=true to use that folder, or set "
+            f"logger.tracking_uri to a running MLflow server (http://host:5000) or a database store "
+            f"(sqlite:///mlflow.db, which needs the full mlflow package, not mlflow-skinny), or train with "
+            f"logger=tensorboard."
+        )
+    return ConfigError(
+        f"logger=mlflow could not open its run at tracking URI {uri}: {type(exc).__name__}: "
+        f"{whole_sentences(str(exc))} Set logger.tracking_uri to a running MLflow server (http://host:5000) or a "
+        f"store this installation supports, or train with logger=tensorboard."
+    )
+
+
+def whole_sentences(text: str, limit: int = 300) -> str:
+    """The first line of ``text``, shortened to the whole sentences within ``limit`` characters where it is
+    longer (kept whole where its first sentence is longer still): never cut mid-word or mid-URL."""
+    first = (text.strip().splitlines() or ["(no message)"])[0].strip()
+    if len(first) > limit:
+        ends = [m.end() for m in re.finditer(r"[.!?](?=\s)", first) if m.end() <= limit]
+        first = first[: ends[-1]] if ends else first
+    return first if first.endswith((".", "!", "?")) else first + "."
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
