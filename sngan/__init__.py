@@ -27,4 +27,4 @@ def __getattr__(name: str) -> Any:  # lazy, so `import sngan` stays light
 if sys.argv[:1] == ["-m"]:
     from sngan.training.stopping import answer_ctrl_c_from_the_start
 
-    answer_ctrl_c_from_the_start()
+    answer_ctrl_c_from_the_start(trains="sngan.train" in sys.orig_argv)  # the others say "nothing was written"

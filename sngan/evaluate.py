@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,16 +25,19 @@ import torch
 from omegaconf import DictConfig
 
 from sngan.cli.errors import ensure_folder, run_or_exit
+from sngan.cli.outputs import write_atomic
 from sngan.cli.provenance import resolve_device
 from sngan.cli.settings import EvaluateConfig, check_evaluate, check_stored
+from sngan.cli.tables import Doc, check_protocol, existing_table, merged, rows_report
 from sngan.config import ConfigError, DatasetConfig, validate_metrics
-from sngan.data.image_sets import load_image_set
+from sngan.data.image_sets import ImageSet, load_image_set
 from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generator_from_state
 from sngan.metrics.class_scoring import class_reference_stats, intra_class_fid
 from sngan.metrics.inception import InceptionFeatures, Weights
 from sngan.metrics.scoring import MetricsError, Scorer, load_extractor, make_scorer, split_of
 from sngan.training import checkpoint as ckpt
 from sngan.training.memory import out_of_memory
+from sngan.training.stopping import report_stops_with
 
 
 def checkpoints_of(target: Path) -> list[Path]:
@@ -127,6 +129,11 @@ def intra_class_references(
     return stats
 
 
+def default_out(target: Path, rule: str) -> Path:
+    """Beside the checkpoint (<ckpt>.<rule>.json), or in the run folder (eval_<rule>.json)."""
+    return target / f"eval_{rule}.json" if target.is_dir() else target.with_suffix(f".{rule}.json")
+
+
 def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     """Score every requested checkpoint (or the images of ``images=``); return the JSON document and where it
     was written."""
@@ -140,11 +147,10 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     first_path, first, first_nets = first_readable(paths, skipped)  # before the slow part
     paths = paths[paths.index(first_path) :]
     rule = cfg.metrics.name
-    out = (
-        Path(cfg.out)
-        if cfg.out
-        else (target / f"eval_{rule}.json" if target.is_dir() else target.with_suffix(f".{rule}.json"))
-    )
+    out = Path(cfg.out) if cfg.out else default_out(target, rule)
+    old = existing_table(out, rule, cfg.overwrite)  # before the slow part: a file that is not ours to replace
+    written = [0]  # rows in out so far, for a Ctrl-C's message
+    report_stops_with(lambda: rows_report(out, written[0], len(old["results"]) if old else 0))
     ensure_folder(out.parent)  # before the slow part
     if cfg.intra_class:
         check_intra_class(first)  # before the slow part
@@ -161,7 +167,8 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
         per_class = max(2, cfg.metrics.n_fake // len(references)) if references is not None else 0
         seed = cfg.seed if cfg.seed is not None else int(first["config"].get("seed", 0)) + EVAL_SEED_OFFSET
         rows: list[dict[str, Any]] = []
-        classes = first["classes"] if references is not None else None
+        head = table_head(scorer, seed, first["classes"] if references is not None else None, per_class)
+        check_protocol(out, old, {"intra_class": None} | head)  # before the first image is generated
         for path in paths:
             try:
                 nets = first_nets if path == first_path else networks_of(path)[1]  # each file read once
@@ -181,8 +188,9 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
                     )
                 rows.append(row)
                 print(format_row(scorer.rule.name, rows[-1]), file=sys.stderr)
-                write_results(out, scorer, seed, rows, classes, per_class, skipped)
-        return write_results(out, scorer, seed, rows, classes, per_class, skipped), out  # with files skipped last
+                write_results(out, head, rows, skipped, old)
+                written[0] = len(rows)
+        return write_results(out, head, rows, skipped, old), out  # with the files skipped last
 
 
 def evaluate_images(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
@@ -197,22 +205,14 @@ def evaluate_images(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
         if cfg.out
         else source.with_name(f"{source.stem if source.is_file() else source.name}.{rule}.json")
     )
+    old = existing_table(out, rule, cfg.overwrite)  # before the images are read: a file not ours to replace
+    written = [0]
+    report_stops_with(lambda: rows_report(out, written[0], len(old["results"]) if old else 0))
     dataset = cfg.dataset.name if cfg.dataset is not None else None
     resolution = cfg.dataset.resolution if cfg.dataset is not None else None
     found = load_image_set(cfg.images, resolution, dataset, limit=cfg.metrics.n_fake)  # the first n_fake
     ensure_folder(out.parent)  # before the slow part (after the images: a mistyped path creates no folder)
-    if found.resized:
-        print(f"note: resized as the reals are read: {found.resized} ({describe_sizes(found.sizes)}).", file=sys.stderr)
-    if found.total < cfg.metrics.n_fake:
-        raise MetricsError(
-            f"images={cfg.images} holds {found.total:,} images but rule {rule} scores {cfg.metrics.n_fake:,}. Give "
-            f"at least {cfg.metrics.n_fake:,}, or a rule with fewer under a name of its own (e.g. "
-            f"metrics.name={rule}_{found.total} metrics.n_fake={found.total}), so that its numbers are never "
-            f"compared with {rule}'s."
-        )
-    if found.total > cfg.metrics.n_fake:
-        print(f"note: scoring the first {cfg.metrics.n_fake:,} of {found.total:,} images (rule {rule}).",
-              file=sys.stderr)  # fmt: skip
+    check_count(found, cfg.images, rule, cfg.metrics.n_fake)
     fix = (
         f"Embed fewer images at once (batch_size={cfg.batch_size}, e.g. half), or score on another device (device=cpu)"
     )
@@ -220,12 +220,30 @@ def evaluate_images(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
         scorer = make_scorer(cfg.metrics, cfg.inception, cfg.dataset, device)
         assert scorer is not None
         scorer = dataclasses.replace(scorer, batch_size=cfg.batch_size)  # images an Inception pass; same numbers
+        check_protocol(out, old, {**scorer.describe(), "seed": None, "intra_class": None})  # before the embedding
         row = {"images": str(source), "count": found.total, "network": "-"}
-        row |= scorer.images(found.images)
-    doc = {**scorer.describe(), "sizes": found.sizes, "resized": found.resized, "results": [row]}
+        row |= scorer.images(found.images) | {"sizes": found.sizes, "resized": found.resized}
+    results, _ = merged(old, [row], [])
+    doc = {**scorer.describe(), "sizes": found.sizes, "resized": found.resized, "results": results}  # sizes: the newest
     write_json(out, doc)
+    written[0] = 1
     print(f"{source.name}: {rule}: {format_values(row)}", file=sys.stderr)
     return doc, out
+
+
+def check_count(found: ImageSet, images: str, rule: str, n_fake: int) -> None:
+    """Says what is resized and what is left out; refuses fewer images than the rule scores."""
+    if found.resized:
+        print(f"note: resized as the reals are read: {found.resized} ({describe_sizes(found.sizes)}).", file=sys.stderr)
+    if found.total < n_fake:
+        raise MetricsError(
+            f"images={images} holds {found.total:,} images but rule {rule} scores {n_fake:,}. Give "
+            f"at least {n_fake:,}, or a rule with fewer under a name of its own (e.g. "
+            f"metrics.name={rule}_{found.total} metrics.n_fake={found.total}), so that its numbers are never "
+            f"compared with {rule}'s."
+        )
+    if found.total > n_fake:
+        print(f"note: scoring the first {n_fake:,} of {found.total:,} images (rule {rule}).", file=sys.stderr)
 
 
 def describe_sizes(sizes: dict[str, int]) -> str:
@@ -233,33 +251,27 @@ def describe_sizes(sizes: dict[str, int]) -> str:
 
 
 def write_json(out: Path, doc: dict[str, Any]) -> None:
-    """``doc`` written to ``out`` atomically: a temporary file renamed over it."""
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """``doc`` written to ``out`` atomically (a temporary file renamed over it); an error names ``out``."""
+    write_atomic(out, lambda f: f.write((json.dumps(doc, indent=2) + "\n").encode()))
 
 
-def write_results(
-    out: Path,
-    scorer: Scorer,
-    seed: int,
-    rows: list[dict[str, Any]],
-    classes: list[str] | None,
-    per_class: int,
-    skipped: list[str],
-) -> dict[str, Any]:
-    """The JSON document of the rows scored so far, written after each one (atomically: a temporary file
-    renamed over it), so that an evaluation stopped after hours keeps what it measured."""
-    doc = {**scorer.describe(), "seed": seed, "results": list(rows)} | ({"skipped": list(skipped)} if skipped else {})
+def table_head(scorer: Scorer, seed: int, classes: list[str] | None, per_class: int) -> Doc:
+    """What the numbers of a checkpoint table mean: the rule, its protocol, the seed (and intra-class FID's)."""
+    head = {**scorer.describe(), "seed": seed}
     if classes is not None:
-        doc["intra_class"] = {
+        head["intra_class"] = {
             "n_fake_per_class": per_class,
             "real": "each class's images among the rule's reference images",
             "classes": classes,
         }
+    return head
+
+
+def write_results(out: Path, head: Doc, rows: list[Doc], skipped: list[str], old: Doc | None) -> Doc:
+    """The JSON document of the rows scored so far (joined to the table ``old`` that ``out`` held), written
+    after each one (atomically), so that an evaluation stopped after hours keeps what it measured."""
+    results, left_out = merged(old, rows, skipped)
+    doc = head | {"results": results} | ({"skipped": left_out} if left_out else {})
     write_json(out, doc)
     return doc
 

@@ -18,11 +18,13 @@ import hydra
 from omegaconf import DictConfig
 
 from sngan.cli.errors import run_or_exit
+from sngan.cli.outputs import stamp, written_report
 from sngan.cli.provenance import resolve_device
 from sngan.cli.settings import FidStatsConfig, check_fid_stats
 from sngan.config import ConfigError
 from sngan.data import DATASETS, NATIVE_RESOLUTION
-from sngan.metrics.scoring import load_extractor, reference_stats
+from sngan.metrics.scoring import load_extractor, reference_stats, stats_path
+from sngan.training.stopping import report_stops_with
 
 
 def compute(cfg: FidStatsConfig) -> tuple[Path, bool, int]:
@@ -35,8 +37,10 @@ def compute(cfg: FidStatsConfig) -> tuple[Path, bool, int]:
             f"Invalid configuration: dataset '{dataset.name}' has no native resolution; set "
             f"dataset.resolution to the size your model generates (32 or 48)."
         )
-    extractor, weights = load_extractor(cfg.inception, logits=False)
     split = cfg.split or dataset.split
+    before = stamp([stats_path(cfg.inception.stats_dir, dataset, split, cfg.n, cfg.inception.dims)])
+    report_stops_with(lambda: written_report(before))  # the file is written whole at the end, or not at all
+    extractor, weights = load_extractor(cfg.inception, logits=False)
     ref, path, computed = reference_stats(dataset, split, cfg.n, cfg.inception, extractor, weights, device)
     return path, computed, ref.count or 0
 

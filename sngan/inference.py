@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sngan.cli.outputs import named
 from sngan.config import ConfigError
 from sngan.models import MODELS, build_models
 from sngan.models.sampling import label_cdf, sample_y
@@ -241,7 +242,8 @@ def refuse_existing(weights: Path, meta: Path) -> None:
 
 def _write_atomic(files: dict[Path, bytes]) -> None:
     """Write each file via a temporary file, fsync and rename, so a crash or a full disk leaves old files
-    whole and never a torn export; the temporary files are removed on failure."""
+    whole and never a torn export; the temporary files are removed on failure. A failed write raises
+    OSError naming the file it was writing (a full disk's EFBIG names none)."""
     temps = {path: path.with_name(f".{path.name}.tmp") for path in files}
     try:
         for path, data in files.items():
@@ -251,6 +253,8 @@ def _write_atomic(files: dict[Path, bytes]) -> None:
                 os.fsync(f.fileno())
         for path, tmp in temps.items():
             os.replace(tmp, path)
+    except OSError as exc:
+        raise named(exc, path) from exc
     finally:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)

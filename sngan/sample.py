@@ -18,12 +18,14 @@ import torch
 from omegaconf import DictConfig
 
 from sngan.cli.errors import ensure_folder, run_or_exit
+from sngan.cli.outputs import stamp, written_report
 from sngan.cli.provenance import resolve_device
 from sngan.cli.settings import SampleConfig, check_sample
 from sngan.config import ConfigError
 from sngan.data.images import save_png
 from sngan.inference import generate, load_generator
 from sngan.models.sampling import label_cdf, sample_y
+from sngan.training.stopping import report_stops_with
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -81,8 +83,16 @@ def sample(cfg: SampleConfig) -> list[Path]:
     count = cfg.n * (getattr(generator, "num_classes", 0) or 1) if cfg.classes == "all" else cfg.n
     y = labels_for(generator, cfg, cfg.n if cfg.interpolate else count, gen)
     out = ensure_folder(cfg.out)
-    if not (cfg.interpolate or cfg.grid or cfg.classes == "all") and not cfg.overwrite:
-        clear_numbered(out, False)  # refused before the generator runs
+    writing = False
+    single = single_file(out, cfg)
+    if single is not None:
+        refuse_existing(single, cfg.overwrite)  # before the generator runs
+        before = stamp([single])
+        report_stops_with(lambda: written_report(before))
+    else:
+        if not cfg.overwrite:
+            clear_numbered(out, False)  # refused before the generator runs
+        report_stops_with(lambda: numbered_report(out, count) if writing else "nothing was written")
     if cfg.interpolate:
         a, b = torch.randn(2, cfg.n, generator.z_dim, generator=gen)
         z = slerp(a, b, torch.linspace(0, 1, cfg.frames)).reshape(-1, generator.z_dim)
@@ -94,26 +104,58 @@ def sample(cfg: SampleConfig) -> list[Path]:
                                  None if y is None else y[i : i + cfg.batch_size].to(device)).cpu()
                         for i in chunks])  # fmt: skip
     images = images.clamp(-1, 1).add(1).div(2)
-    if cfg.interpolate:
-        path = out / "interpolation.png"
-        save_png(images, path, nrow=cfg.frames)
-        return [path]
-    if cfg.grid or cfg.classes == "all":
-        path = out / "grid.png"
-        save_png(images, path, nrow=cfg.n if cfg.classes == "all" else max(1, round(len(images) ** 0.5)))
-        return [path]
+    if single is not None:
+        nrow = cfg.frames if cfg.interpolate else cfg.n if cfg.classes == "all" else max(1, round(len(images) ** 0.5))
+        save_png(images, single, nrow=nrow)
+        return [single]
     paths = [out / f"{i:06d}.png" for i in range(len(images))]
     clear_numbered(out, cfg.overwrite)
+    writing = True  # from here a stop counts the numbered PNGs in out: none are an earlier call's
     for image, path in zip(images, paths):
         save_png(image, path)
     return paths
+
+
+def single_file(out: Path, cfg: SampleConfig) -> Path | None:
+    """The one image this call writes (interpolation.png, grid.png), or None: numbered PNGs."""
+    if cfg.interpolate:
+        return out / "interpolation.png"
+    return out / "grid.png" if cfg.grid or cfg.classes == "all" else None
+
+
+def refuse_existing(path: Path, overwrite: bool) -> None:
+    """grid.png or interpolation.png of an earlier call (or a user's file of that name) is replaced only with
+    overwrite=true; a folder of that name never."""
+    if path.is_dir() or (path.exists() and not overwrite):
+        held = "is a folder" if path.is_dir() else f"already exists ({path.stat().st_size:,} bytes)"
+        fix = "Choose another out= folder" + ("" if path.is_dir() else ", or add overwrite=true to replace it")
+        raise ConfigError(f"Invalid configuration: {path} {held}, and this command writes its image there. "
+                          f"{fix}; nothing was written.")  # fmt: skip
+
+
+def numbered(out: Path) -> list[Path]:
+    """The PNGs in ``out`` named as ``sample`` names them (000000.png, ...), in order."""
+    return sorted(p for p in out.glob("*.png") if re.fullmatch(r"\d{6,}\.png", p.name))
+
+
+def numbered_report(out: Path, total: int) -> str:
+    """What a stop leaves of the numbered PNGs (each written atomically: all whole)."""
+    done = numbered(out)
+    if not done:
+        return f"nothing was written to {out}"
+    if len(done) == total:
+        return f"all {total:,} PNGs were written to {out}, each complete"
+    return (
+        f"{len(done):,} of {total:,} PNGs were written to {out} ({done[0].name}-{done[-1].name}), each complete; "
+        f"the rest were not. Run the command again with overwrite=true for all {total:,}"
+    )
 
 
 def clear_numbered(out: Path, overwrite: bool) -> None:
     """Numbered PNGs of an earlier ``sample`` in ``out`` would mix with new ones (a FID over the folder
     would count both): refused, or with overwrite=true removed first (only files named as ``sample``
     names them)."""
-    old = sorted(p for p in out.glob("*.png") if re.fullmatch(r"\d{6,}\.png", p.name))
+    old = numbered(out)
     if old and not overwrite:
         raise ConfigError(
             f"Invalid configuration: out={out} already holds {len(old)} numbered samples ({old[0].name}, ...) "

@@ -24,6 +24,7 @@ from sngan.cli import run_lock
 from sngan.cli.errors import ensure_folder, run_or_exit
 from sngan.cli.hydra_checks import register_resolvers, remove_if_new, write_hydra_record
 from sngan.cli.log_file import copied_to
+from sngan.cli.outputs import write_text
 from sngan.cli.provenance import provenance, resolve_device
 from sngan.cli.settings import check_train
 from sngan.config import LIMIT_SEED, ConfigError, TrainConfig, signal_number, to_container
@@ -152,7 +153,7 @@ def check_data_size(cfg: TrainConfig, images: int) -> None:
 
 
 def write_provenance(run_dir: Path, info: dict[str, Any]) -> None:
-    (run_dir / "provenance.json").write_text(json.dumps(info, indent=2))
+    write_text(run_dir / "provenance.json", json.dumps(info, indent=2))
 
 
 def record_fallback(run_dir: Path, info: dict[str, Any], is_main: bool) -> Callable[[Speed, str], None]:
@@ -298,7 +299,7 @@ def open_run_folder(
         record()
         if source is not None:
             set_aside_later(run_dir, run.step)  # a rewind: the run's later checkpoints move aside
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config))
+        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(config))
         write_provenance(run_dir, info)
         purge = run.step + 1 if source is not None else None  # events after the checkpoint: the interrupted run's
         return Tracker(run_dir, purge_step=purge, mirror=mirror)

@@ -253,11 +253,11 @@ def test_evaluate_images_resizes_like_the_reals_and_says_so_and_refuses_what_it_
                          device="cpu")  # fmt: skip
         return evaluate_images(cfg)[0]
 
-    # other sizes: as the synthetic reals' dataset would be read, by PIL's bicubic fit (as image folders)
+    # a multiple of the reals' size: averaged by blocks (as STL-10's reals), which undoes a plain upscaling
     np.savez(tmp_path / "big.npz", images.repeat_interleave(2, 2).repeat_interleave(2, 3).numpy())
     doc = run(tmp_path / "big.npz")
-    assert doc["resized"] == "64x64 -> 32x32 by bicubic fit" and doc["sizes"] == {"64x64": 32}
-    assert "note: resized as the reals are read: 64x64 -> 32x32 by bicubic fit" in capsys.readouterr().err
+    assert doc["resized"] == "64x64 -> 32x32 by averaging 2x2 blocks" and doc["sizes"] == {"64x64": 32}
+    assert "note: resized as the reals are read: 64x64 -> 32x32 by averaging 2x2 blocks" in capsys.readouterr().err
     # what cannot be scored: each a one-paragraph DatasetError / MetricsError naming the fix
     (tmp_path / "empty").mkdir()
     np.savez(tmp_path / "few.npz", images[:20].numpy())
@@ -296,8 +296,9 @@ def test_evaluate_images_resizes_like_the_reals_and_says_so_and_refuses_what_it_
 
 
 def test_image_sets_are_resized_as_their_datasets_reals_and_read_no_further_than_asked(tmp_path):
-    """STL-10's reals are area-averaged (96 -> 48): so are images scored against them; the rest are fitted by
-    PIL's bicubic filter, as image folders are read. ``limit`` decodes only the images to be scored."""
+    """STL-10's reals are averaged by 2x2 blocks (96 -> 48): so are images scored against them; folder's are
+    fitted by PIL's bicubic filter, and so are images scored against them. ``limit`` decodes only the images
+    to be scored."""
     from sngan.data.image_sets import load_image_set
 
     rng = np.random.default_rng(0)
@@ -306,7 +307,7 @@ def test_image_sets_are_resized_as_their_datasets_reals_and_read_no_further_than
     stl = load_image_set(str(tmp_path / "big.npz"), 48, "stl10", limit=4)
     area = torch.nn.functional.interpolate(torch.from_numpy(big[:4]).permute(0, 3, 1, 2).float(), 48, mode="area")
     assert torch.equal(stl.images, area.round().clamp(0, 255).to(torch.uint8))
-    assert (stl.total, stl.resized, stl.sizes) == (6, "96x96 -> 48x48 by area averaging", {"96x96": 4})
+    assert (stl.total, stl.resized, stl.sizes) == (6, "96x96 -> 48x48 by averaging 2x2 blocks", {"96x96": 4})
     fitted = load_image_set(str(tmp_path / "big.npz"), 48, "folder")
     assert fitted.resized == "96x96 -> 48x48 by bicubic fit" and not torch.equal(fitted.images[:4], stl.images)
     (tmp_path / "mixed").mkdir()

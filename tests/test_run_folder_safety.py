@@ -150,3 +150,14 @@ def test_refused_starts_resumes_and_dry_runs_leave_the_run_folder_as_it_was(tmp_
     assert cli("train.steps=6", "resume=auto", f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
     assert "resume=auto" in (run_dir / ".hydra" / "overrides.yaml").read_text()
     assert "Resumed from" in (run_dir / "train.log").read_text()
+
+
+def test_a_tracker_that_cannot_start_stops_the_run_before_anything_is_written(tmp_path, monkeypatch):
+    from sngan.config import ConfigError
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)  # MLflow 3 then refuses its file store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file:{tmp_path / 'mlruns'}")
+    run_dir = tmp_path / "run"
+    with pytest.raises(ConfigError, match="MLFLOW_ALLOW_FILE_STORE=true"):
+        run_training(run_dir, TINY + ["train.steps=2", "logger=mlflow", *QUIET])
+    assert files_of(run_dir) == {}  # no config.yaml, provenance.json, tb/ or checkpoints

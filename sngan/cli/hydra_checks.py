@@ -19,7 +19,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from sngan.cli.outputs import OutputError, ensure_folder
+from sngan.cli.outputs import OutputError, ensure_folder, write_text
 from sngan.cli.run_lock import LOCK_NAME, FolderBusy, hold, release
 
 
@@ -95,14 +95,6 @@ def write_hydra_record(task: DictConfig, run_dir: Path) -> None:
     assert hydra_cfg is not None
     folder = Path(run_dir) / ".hydra"
     folder.mkdir(parents=True, exist_ok=True)
-    for name, node in (
-        ("config.yaml", task),
-        ("hydra.yaml", hydra_cfg),
-        ("overrides.yaml", hydra_cfg.hydra.overrides.task),
-    ):
-        tmp = folder / f".{name}.tmp{os.getpid()}"
-        try:
-            tmp.write_text(OmegaConf.to_yaml(node), encoding="utf-8")
-            os.replace(tmp, folder / name)
-        finally:
-            tmp.unlink(missing_ok=True)
+    record = {"config.yaml": task, "hydra.yaml": hydra_cfg, "overrides.yaml": hydra_cfg.hydra.overrides.task}
+    for name, node in record.items():
+        write_text(folder / name, OmegaConf.to_yaml(node))

@@ -89,6 +89,7 @@ class EvaluateConfig:
     batch_size: int  # generated images per pass (memory only: SeededSampler's images do not depend on it)
     device: str
     intra_class: bool  # conditional checkpoints: also intra-class FID (n_fake / K images per class)
+    overwrite: bool  # replace an existing out file; else only an evaluate table of the same rule is added to
     dataset: DatasetConfig | None = None  # images= only: whose reference statistics judge them (no key: None)
 
 
@@ -106,7 +107,7 @@ class SampleConfig:
     device: str
     classes: str | None  # conditional G: "all" = a grid with one row of n images per class
     label: str | None  # conditional G: the `class=` option (an index or a class name)
-    overwrite: bool  # replace the numbered PNGs an earlier sample command left in `out`
+    overwrite: bool  # replace the numbered PNGs, grid.png or interpolation.png an earlier call left in `out`
 
 
 @dataclass
@@ -193,9 +194,11 @@ def check_sample(cfg: DictConfig) -> SampleConfig:
         raise invalid("classes", typed.classes, "interpolations take one class (class=K) or none, not classes=all")
     if typed.classes is not None and typed.label is not None:
         raise invalid("class", label, "give class=K (one class) or classes=all (every class), not both")
-    for key in ("n", "frames", "batch_size"):
-        if getattr(typed, key) <= 0 or (key == "frames" and typed.frames < 2):
-            raise invalid(key, getattr(typed, key), "it must be greater than 0 (frames: at least 2)")
+    for key in ("n", "batch_size"):
+        if getattr(typed, key) <= 0:
+            raise invalid(key, getattr(typed, key), "it must be greater than 0")
+    if typed.frames < 2:
+        raise invalid("frames", typed.frames, "an interpolation needs at least 2 frames (its two ends)")
     typed.ema = _check_ema(typed.ema)
     return typed
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageOps
 
+from sngan.cli.outputs import write_atomic
+
 
 def grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:
     """(N, C, H, W) images tiled into one (C, H', W') image, ``nrow`` per row (fewer rows than ``nrow``
@@ -40,8 +42,10 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 
 
 def save_png(images: torch.Tensor, path: Path | str, nrow: int = 8) -> None:
-    """A (C, H, W) image, or a grid of (N, C, H, W) images ``nrow`` per row, as a PNG file."""
-    to_pil(images if images.dim() == 3 else grid(images, nrow)).save(path, format="PNG")
+    """A (C, H, W) image, or a grid of (N, C, H, W) images ``nrow`` per row, as a PNG file, written atomically
+    (a stop or a full disk leaves the earlier file whole, never a truncated one; an error names ``path``)."""
+    picture = to_pil(images if images.dim() == 3 else grid(images, nrow))
+    write_atomic(path, lambda f: picture.save(f, format="PNG"))
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -10,7 +10,9 @@ never mixed in.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,6 +115,8 @@ def reference_stats(
         except ValueError as exc:
             print(f"warning: {exc}; recomputing.", file=sys.stderr)
     check_writable(path.parent)
+    if path.is_dir():  # found now, not once the features are computed
+        raise unwritable_error(path, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
     if images is None:
         images = load_dataset(dataset, split).images
     if n is not None:

@@ -58,6 +58,14 @@ class WallClock:
 
 # What a Ctrl-C outside the training steps means; the train command updates it as the run goes on.
 OUTSIDE_STEPS = ["before training started: nothing was trained or saved. Run the command again to start"]
+# The other commands (sample, evaluate, fid_stats, export) say instead what they had written: a function
+# asked at the stop, set with ``report_stops_with`` (None: the training sentence above).
+STOP_REPORT: list[Callable[[], str] | None] = [None]
+
+
+def report_stops_with(report: Callable[[], str]) -> None:
+    """A stop outside training says "Stopped by SIGINT: <report()>." (what the command wrote, what it did not)."""
+    STOP_REPORT[0] = report
 
 
 # The signals _stop_outside_steps has answered. Its SystemExit can be lost in the code it interrupts (a
@@ -69,7 +77,9 @@ ANSWERED: list[int] = []
 
 def _stop_outside_steps(signum: int, frame: FrameType | None) -> None:
     if not ANSWERED:
-        print(f"\nStopped by {signal.Signals(signum).name} {OUTSIDE_STEPS[0]}.", file=sys.stderr, flush=True)
+        report = STOP_REPORT[0]
+        said = f": {report()}" if report is not None else f" {OUTSIDE_STEPS[0]}"
+        print(f"\nStopped by {signal.Signals(signum).name}{said}.", file=sys.stderr, flush=True)
     ANSWERED.append(signum)
     sys.exit(128 + signum)
 
@@ -80,9 +90,12 @@ def keep_an_answered_stop() -> None:
         raise SystemExit(128 + ANSWERED[0])
 
 
-def answer_ctrl_c_from_the_start() -> None:
+def answer_ctrl_c_from_the_start(trains: bool = True) -> None:
     """Ctrl-C from the first moment (imports, Hydra, set-up) ends a command with one line and exit code 130,
-    not a KeyboardInterrupt traceback; the training loop's GracefulStop takes over while it runs."""
+    not a KeyboardInterrupt traceback; the training loop's GracefulStop takes over while it runs. A command
+    that does not train (``trains=False``) says "nothing was written" until it reports its own outputs."""
+    if not trains:
+        report_stops_with(lambda: "nothing was written")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _stop_outside_steps)
 
