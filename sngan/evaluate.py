@@ -25,7 +25,7 @@ import torch
 from omegaconf import DictConfig
 
 from sngan.cli.errors import ensure_folder, run_or_exit
-from sngan.cli.outputs import write_atomic
+from sngan.cli.outputs import write_text
 from sngan.cli.provenance import resolve_device
 from sngan.cli.settings import EvaluateConfig, check_evaluate, check_stored
 from sngan.cli.tables import Doc, check_protocol, existing_table, merged, rows_report
@@ -252,7 +252,7 @@ def describe_sizes(sizes: dict[str, int]) -> str:
 
 def write_json(out: Path, doc: dict[str, Any]) -> None:
     """``doc`` written to ``out`` atomically (a temporary file renamed over it); an error names ``out``."""
-    write_atomic(out, lambda f: f.write((json.dumps(doc, indent=2) + "\n").encode()))
+    write_text(out, json.dumps(doc, indent=2) + "\n")
 
 
 def table_head(scorer: Scorer, seed: int, classes: list[str] | None, per_class: int) -> Doc:

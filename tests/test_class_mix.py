@@ -118,7 +118,9 @@ def test_the_loop_draws_by_the_mix_and_a_resumed_run_keeps_its_checkpoints_mix(t
     assert len(drawn) == 2 and all(cdf.tolist() == [0.75, 1.0] for cdf in drawn)  # the D and the G update
     for i in (0, 1):  # two cats turn out to be dogs: the data's mix is now [10, 6]
         (tmp_path / "images" / "cat" / f"{i}.png").rename(tmp_path / "images" / "dog" / f"was_cat_{i}.png")
-    run_training(tmp_path / "run", args[:-1] + ["train.steps=2", "resume=auto"])
+    with pytest.raises(ckpt.CheckpointError, match="training images differ"):  # relabelled: other data
+        run_training(tmp_path / "run", args[:-1] + ["train.steps=2", "resume=auto"])
+    run_training(tmp_path / "run", args[:-1] + ["train.steps=2", "resume=auto", "resume_force=true"])
     assert "images per class are now [10, 6]" in capsys.readouterr().err and drawn[-1].tolist() == [0.75, 1.0]
     path = ckpt.find_latest(tmp_path / "run")
     state = ckpt.load(path)

@@ -276,7 +276,9 @@ def test_evaluate_scores_a_conditional_generator_with_classes_drawn_uniformly(co
     assert set(rows) == {"g", "ema"} and all(np.isfinite(row["fid"]) and row["fid"] > 0 for row in rows.values())
 
 
-def test_intra_class_fid_is_labelled_per_class_and_lower_for_the_right_labels(conditional_run, with_inception):
+def test_intra_class_fid_is_labelled_per_class_and_lower_for_the_right_labels(
+    conditional_run, with_inception, tmp_path
+):
     from test_commands import TINY_METRICS
 
     from sngan.evaluate import evaluate, intra_class_references, scorer_for
@@ -288,7 +290,8 @@ def test_intra_class_fid_is_labelled_per_class_and_lower_for_the_right_labels(co
     stats_dir = os.environ["SNGAN_STATS_DIR"]
     inception = inception_cfg(dims=64, stats_dir=stats_dir, batch_size=50)
     metrics = TINY_METRICS.__class__(**{**TINY_METRICS.__dict__, "n_fake": 100, "n_real": 200})
-    cfg = evaluate_cfg(ckpt=str(path), metrics=metrics, inception=inception, device="cpu", intra_class=True)
+    out = str(tmp_path / "intra.json")  # not beside the checkpoint: another test's table of this rule is there
+    cfg = evaluate_cfg(ckpt=str(path), metrics=metrics, inception=inception, device="cpu", intra_class=True, out=out)
     doc, _ = evaluate(cfg)
     row = doc["results"][0]
     per_class = [row[f"intra_fid/{k}"] for k in range(10)]
