@@ -69,7 +69,8 @@ def train(name: str, data: Path, args: argparse.Namespace) -> dict[str, object]:
 def run_once(name: str, run_dir: Path, data: Path, start: int, args: argparse.Namespace) -> dict[str, float]:
     """Train run ``name`` from ``start`` to ``--steps`` in its own process: its seconds and steps a second."""
     cmd = [sys.executable, "-m", "sngan.train", "model=cnn32", f"model.width={args.width}",
-           f"model.spectral_norm={args.spectral_norm}", "dataset=folder", f"dataset.root={data}", "dataset.cache=false",
+           f"constraint={'sn' if args.spectral_norm == 'true' else 'none'}", "dataset=folder", f"dataset.root={data}",
+           "dataset.cache=false",
            "metrics=none", "device=cpu", f"seed={args.seed}",
            f"train.steps={args.steps}", f"train.log_every={args.log_every}", f"train.sample_every={args.steps}",
            f"train.eval_every={args.steps}", f"train.checkpoint_every={args.check_every}",

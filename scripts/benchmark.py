@@ -11,6 +11,7 @@ it goes, so a time-limited run keeps what it measured.
     python scripts/benchmark.py fid --n 2000 --device cpu --model cnn32 --width 0.25
     python scripts/benchmark.py fid --out bench.jsonl
     python scripts/benchmark.py monitor --model resnet32 --device cpu   # cost of spectral monitoring
+    python scripts/benchmark.py methods --out fig10       # the paper's Figure 10: seconds per 100 G updates
 
 ``train`` times the trainer's own step (``sngan.training.loop.train_step``: n_dis D updates on
 device-resident data, one G update, the non-finite check) for each registered model at
@@ -19,6 +20,10 @@ precision/compile setting: generator iterations per second, milliseconds of one 
 one G update, peak GPU memory and the warm-up (compilation) time. ``--command`` also
 times another trainer given as a shell command running ``--command-iters`` iterations
 (its start-up included).
+
+``methods`` times, as ``train`` does, 100 generator updates of the standard CNN (n_dis 5, batches of
+64) for each way of constraining D, by default the four of the paper's Figure 10 (WGAN-GP, WN, SN and
+the unconstrained "vanilla" D), and draws them: OUT/fig10_time_per_100_updates.png, .csv and .jsonl.
 
 ``quality`` trains the quick start's network on the synthetic data for 2,000 steps with
 seeds 0 and 1 in each setting and reports the modes covered against fp32 eager.
@@ -251,7 +256,9 @@ def timed(fn: Any, n: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / n
 
 
-def prepare(model: str, name: str, device_name_: str, width: float, images: int) -> tuple[Any, ...]:
+def prepare(
+    model: str, name: str, device_name_: str, width: float, images: int, overrides: tuple[str, ...] = ()
+) -> tuple[Any, ...]:
     """A run of ``model`` under setting ``name`` as training builds it: (cfg, device, speed, notes, run, step),
     ``step()`` one generator iteration (raising on a non-finite update)."""
     from sngan.data import make_synthetic
@@ -261,7 +268,7 @@ def prepare(model: str, name: str, device_name_: str, width: float, images: int)
     from sngan.training.speed import resolve, set_backends
     from sngan.training.wrappers import accelerate
 
-    cfg = train_config(model, name, device_name_, [f"model.width={width}"])
+    cfg = train_config(model, name, device_name_, [f"model.width={width}", *overrides])
     device = resolve_device(cfg.device)
     data = make_synthetic(images, cfg.dataset.resolution)
     t = cfg.train
@@ -335,6 +342,66 @@ def bench_train(args: argparse.Namespace) -> None:
         rate = round(args.command_iters / seconds, 2) if args.command_iters else None
         emit({"bench": "command", "command": args.command, "returncode": done.returncode,
               "seconds": round(seconds, 1), "iters": args.command_iters, "g_iters_per_s": rate}, args.out)  # fmt: skip
+
+
+def bench_methods(args: argparse.Namespace) -> None:
+    """Seconds per 100 generator updates of each method (the paper's Figure 10: n_dis 5, one batch size)."""
+    device = resolve_device(args.device)
+    setting = args.setting or ("fp32-tf32" if device.type == "cuda" else "fp32")  # eager, as the paper's Chainer
+    if setting not in SETTINGS:
+        sys.exit(f"error: unknown setting {setting}; choose from {', '.join(SETTINGS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for method in args.methods.split(","):
+        loss = "wasserstein" if method.startswith("wgan_gp") else "nonsaturating"  # the paper's pairing
+        overrides = (f"constraint={method}", f"loss={loss}", "optim=setting_a", "train.batch_size_g=64")
+        cfg, device, _, notes, _, step = prepare(args.model, setting, args.device, args.width, args.images, overrides)
+        for _ in range(args.warmup):
+            step()
+        per_step = timed(step, args.steps, device)
+        records.append({
+            "bench": "methods", "method": method, "loss": loss, "model": args.model, "width": args.width,
+            "setting": setting, "device": device_name(device), "torch": torch.__version__, "n_dis": cfg.train.n_dis,
+            "batch_d": cfg.train.batch_size_d, "batch_g": cfg.train.batch_size_g, "steps": args.steps,
+            "seconds_per_100_g_updates": round(per_step * 100, 3), "notes": notes,
+        })  # fmt: skip
+        emit(records[-1], args.out / "fig10_time_per_100_updates.jsonl")
+    print(f"Wrote {', '.join(map(str, write_fig10(records, args.out)))}.", file=sys.stderr)
+
+
+def write_fig10(records: list[dict[str, Any]], out: Path) -> list[Path]:
+    """The paper's Figure 10: seconds per 100 generator updates of each method, a bar each; PNG and CSV in
+    ``out``. The paper gives its values only as bars, and in its text SN taking about 110-120% of WN's time
+    on CIFAR-10 (App. C.2): our ratio is in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sngan.cli.figures import save_figure, write_csv
+    from sngan.paper_figures import METHODS
+
+    rows = [{k: r[k] for k in ("method", "loss", "seconds_per_100_g_updates", "n_dis", "batch_d", "batch_g",
+                               "model", "width", "setting", "device", "steps")} for r in records]  # fmt: skip
+    seconds = {r["method"]: r["seconds_per_100_g_updates"] for r in rows}
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(rows) + 2), 4.5))
+    labels = ["Vanilla" if r["method"] == "none" else METHODS.get(r["method"], r["method"]) for r in rows]
+    bars = ax.bar(labels, [r["seconds_per_100_g_updates"] for r in rows], color="tab:blue", label="measured here")
+    ax.bar_label(bars, fmt="%.3g", fontsize=8)
+    ax.set_xlabel("method of D")
+    ax.set_ylabel("seconds per 100 generator updates")
+    first = rows[0] if rows else {}
+    ratio = ""
+    if {"sn", "wn"} <= set(seconds):
+        ratio = f"; SN / WN {seconds['sn'] / seconds['wn']:.0%} (paper: about 110-120%)"
+    what = f"{first.get('model')} x{first.get('width')}, n_dis {first.get('n_dis')}"
+    batches = f"batches {first.get('batch_d')}/{first.get('batch_g')}"
+    ax.set_title(f"Figure 10: {what}, {batches}, {first.get('device')}{ratio}", fontsize=9)
+    ax.legend(fontsize=8)
+    png, csv_path = out / "fig10_time_per_100_updates.png", out / "fig10_time_per_100_updates.csv"
+    save_figure(fig, png)
+    write_csv(csv_path, rows)
+    return [png, csv_path]
 
 
 def bench_quality(args: argparse.Namespace) -> None:
@@ -419,8 +486,19 @@ def main(argv: list[str] | None = None) -> None:
     qu.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     qu.add_argument("--device", default="auto")
     qu.add_argument("--out", type=Path, default=None)
+    me = sub.add_parser("methods", help="seconds per 100 generator updates per method (the paper's Figure 10)")
+    me.add_argument("--methods", default="wgan_gp,wn,sn,none", help="constraint options, comma-separated")
+    me.add_argument("--model", default="cnn32")
+    me.add_argument("--width", type=float, default=1.0)
+    me.add_argument("--setting", default=None, help="precision/compile setting (default: fp32-tf32 on CUDA, else fp32)")
+    me.add_argument("--steps", type=int, default=100, help="timed generator updates per method")
+    me.add_argument("--warmup", type=int, default=5)
+    me.add_argument("--images", type=int, default=10_000, help="synthetic training images (held on the device)")
+    me.add_argument("--device", default="auto")
+    me.add_argument("--out", type=Path, default=Path("fig10"), help="folder for the PNG, CSV and JSON lines")
     args = parser.parse_args(argv)
-    bench = {"train": bench_train, "quality": bench_quality, "fid": bench_fid, "monitor": bench_monitor}[args.bench]
+    bench = {"train": bench_train, "quality": bench_quality, "fid": bench_fid, "monitor": bench_monitor,
+             "methods": bench_methods}[args.bench]  # fmt: skip
     run_or_exit(lambda: bench(args))  # as the commands do: freed memory kept, a user error in one paragraph
 
 

@@ -31,7 +31,7 @@ class ModelConfig:
     name: str
     z_dim: int
     width: float  # channel multiplier; < 1 builds narrow versions
-    spectral_norm: bool
+    spectral_norm: bool  # follows constraint.spectral_norm (kept for old checkpoints); may not contradict it
     conditional: bool  # class-conditional: conditional-BN G and projection D (ResNets)
 
 
@@ -97,11 +97,12 @@ class LoopConfig:
 class MetricsConfig:
     """A metric rule (config group metrics/); ``name`` labels every number it yields."""
 
-    name: str  # none | fid_paper | fid50k_train | fid10k_test | a name of your own
-    n_fake: int  # generated images for FID/IS/KID
+    name: str  # none | fid_paper | fid_paper_final | fid50k_train | fid10k_test | a name of your own
+    n_fake: int  # generated images for FID/KID/PRDC
     real_split: str  # train: the split the model trains on | test: the dataset's test split
     n_real: int | None  # None: the whole split; else n_real of them (scoring.reference_index)
-    is_splits: int
+    is_split_size: int  # images per Inception Score split (IS takes the first is_split_size x is_splits
+    is_splits: int  # generated images, drawn beyond n_fake where it needs more); 1 split: no IS std
     kid_subsets: int
     kid_subset_size: int
     prdc_n: int  # real and generated features (at most) for precision/recall/density/coverage; 0: off
@@ -142,6 +143,18 @@ class AugmentConfig:
 
 
 @dataclass
+class ConstraintConfig:
+    """How D is kept in check (config group constraint/; sngan/models/constraints.py); a constant the
+    chosen constraint does not use is null."""
+
+    name: str  # sn | none | weight_clip | wgan_gp | gan_gp | bn | ln | wn | orthonormal | wgan_gp_sn
+    spectral_norm: bool  # fixed by the name (sn, wgan_gp_sn: true); model.spectral_norm follows it
+    clip: float | None  # weight_clip: D's weights within [-clip, clip] after every update (paper: 0.01)
+    gp_weight: float | None  # wgan_gp, gan_gp, wgan_gp_sn: lambda of the gradient penalty (paper: 10)
+    ortho_weight: float | None  # orthonormal: coefficient of ||W^T W - I||_F^2 (ours: 1e-4, Brock et al.'s)
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig
     dataset: DatasetConfig
@@ -152,6 +165,7 @@ class TrainConfig:
     inception: InceptionConfig
     logger: LoggerConfig
     augment: AugmentConfig
+    constraint: ConstraintConfig
     seed: int
     device: str  # auto | cpu | cuda | cuda:N | mps
     resume: str | None  # None | auto | path to a checkpoint or run folder
@@ -372,15 +386,18 @@ def signal_number(name: str) -> int | None:
     return int(sig)
 
 
-def metric_presets() -> dict[str, tuple[int, str, int | None]]:
-    """The named metric rules of configs/metrics/ (``none`` aside): name -> (n_fake, real_split, n_real). A
-    rule's name stands for its counts, so a run that changes them must rename the rule."""
+def metric_presets() -> dict[str, tuple[int, str, int | None, int, int]]:
+    """The named metric rules of configs/metrics/ (``none`` aside): name -> (n_fake, real_split, n_real,
+    is_split_size, is_splits). A rule's name stands for its counts, so a run that changes them must rename
+    the rule (the IS counts are checked where numbers are made: ``sngan.metrics.scoring.check_is_label``)."""
     presets = {}
     for path in sorted(resources.files("sngan.configs.metrics").iterdir(), key=lambda p: p.name):
         if path.name.endswith(".yaml"):
             rule = OmegaConf.create(path.read_text())
             if rule.name != "none":
-                presets[str(rule.name)] = (int(rule.n_fake), str(rule.real_split), rule.n_real)
+                presets[str(rule.name)] = (
+                    int(rule.n_fake), str(rule.real_split), rule.n_real, int(rule.is_split_size), int(rule.is_splits)
+                )  # fmt: skip
     return presets
 
 
@@ -390,6 +407,23 @@ INCEPTION_DIMS = (64, 192, 768, 2048)
 
 
 AUGMENT_POLICIES = ("color", "translation", "cutout")
+
+
+def validate_constraint(constraint: ConstraintConfig, users: dict[str, tuple[str, ...]]) -> None:
+    """The constants of ``constraint``: greater than 0 where it uses them, null where it does not (a value
+    there would be silently ignored). ``users``: each constraint name and the constants it reads."""
+    uses = users[constraint.name]
+    for key in ("clip", "gp_weight", "ortho_weight"):
+        value = getattr(constraint, key)
+        if key in uses and (value is None or not value > 0):
+            raise invalid(f"constraint.{key}", value, f"constraint={constraint.name} needs it greater than 0")
+        if key not in uses and value is not None:
+            others = ", ".join(name for name, needs in sorted(users.items()) if key in needs)
+            raise invalid(
+                f"constraint.{key}", value,
+                f"constraint={constraint.name} does not use it: set it to null, or choose a constraint that "
+                f"does ({others})",
+            )  # fmt: skip
 
 
 def validate_augment(augment: AugmentConfig) -> None:
@@ -420,7 +454,7 @@ def validate_metrics(metrics: MetricsConfig, inception: InceptionConfig, dataset
     validate_inception(inception)
     if metrics.name == "none":
         return
-    for key in ("n_fake", "is_splits", "kid_subsets", "kid_subset_size"):
+    for key in ("n_fake", "is_split_size", "is_splits", "kid_subsets", "kid_subset_size"):
         if getattr(metrics, key) < (2 if key != "is_splits" else 1):
             raise invalid(f"metrics.{key}", getattr(metrics, key), "it must be at least 2 (1 for is_splits)")
     if metrics.prdc_n != 0 and not 10 <= metrics.prdc_n <= PRDC_MAX:
@@ -446,7 +480,7 @@ def validate_metrics(metrics: MetricsConfig, inception: InceptionConfig, dataset
             f"'{dataset}' has none. Use a rule on the training split (metrics=fid_paper or fid50k_train)."
         )
     preset = metric_presets().get(metrics.name)
-    if preset is not None and preset != (metrics.n_fake, metrics.real_split, metrics.n_real):
+    if preset is not None and preset[:3] != (metrics.n_fake, metrics.real_split, metrics.n_real):
         raise ConfigError(
             f"Invalid configuration: metrics.name={metrics.name} names a fixed rule ({preset[0]} generated vs "
             f"{preset[2] or 'all'} {preset[1]} images) but the settings say {metrics.n_fake} vs "

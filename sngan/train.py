@@ -39,7 +39,7 @@ from sngan.training.loop import NonFiniteError, train_loop
 from sngan.training.memory import out_of_memory, what_to_lower
 from sngan.training.monitoring import Monitor, custom_scalars_layout
 from sngan.training.optim import adam
-from sngan.training.resume import find_resume, later_checkpoints, resume_from, set_aside_later
+from sngan.training.resume import find_resume, finished_note, later_checkpoints, resume_from, set_aside_later
 from sngan.training.speed import Speed, memory_format, resolve, set_backends
 from sngan.training.state import Run, fingerprint, make_ema, set_class_mix, state_dict
 from sngan.training.step import EAGER
@@ -58,7 +58,7 @@ def build_run(
     classes = class_names(cfg, data)
     k = len(classes) if classes else 0
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    g, d = build_models(cfg.model.name, cfg.model.z_dim, cfg.model.width, cfg.model.spectral_norm, k)
+    g, d = build_models(cfg.model.name, cfg.model.z_dim, cfg.model.width, None, k, cfg.constraint.name)
     g, d = (net.to(device, memory_format=memory_format(speed)) for net in (g, d))
     betas = (cfg.optim.beta1, cfg.optim.beta2)
     opt_g = adam(list(g.parameters()), cfg.optim.lr_g, betas, device)
@@ -174,7 +174,8 @@ def make_saver(run_dir: Path, config: dict[str, Any], info: dict[str, Any], keep
         """The rolling checkpoint of this step; name="keep": the same unless that file exists (then kept
         as it is); name="best": checkpoints/best.pt, never pruned. Every rank calls it at the same step
         (it gathers their RNG states); rank 0 writes."""
-        distributed.sync_buffers(r.generator, r.ema)  # G's BatchNorm statistics: rank 0's
+        # BatchNorm statistics (G's; D's under constraint=bn), which each rank updates from its own batches: rank 0's
+        distributed.sync_buffers(r.generator, r.ema, r.discriminator)
         rngs = distributed.gather(ckpt.rng_state())
         replicas = distributed.gather(fingerprint(r)) if distributed.current().enabled else None
         path = ckpt.checkpoint_path(run_dir, r.step)
@@ -230,6 +231,11 @@ def _start(
     found = distributed.broadcast(
         distributed.main_first(lambda: find_resume(cfg.resume, run_dir, config), others=False, per_node=False)
     )
+    done = finished_note(cfg.resume, found, config)  # a sweep's rerun: its finished cells are not trained again
+    if done is not None:
+        if here.is_main:
+            print(f"note: {done}", file=sys.stderr)
+        return {}
     split = distributed.main_first(lambda: load_dataset(cfg.dataset))
     limit = cfg.dataset.limit  # a fixed subset to train on; the references below keep the whole split
     data = split.subset(limit, LIMIT_SEED) if limit is not None else split

@@ -34,7 +34,7 @@ MARKER = Path("/tmp/sngan-bad-input-marker")
 TRAIN = [o for o in TINY if not o.startswith("dataset.size")] + ["train.steps=1"]
 SMALL_RULE = [
     "metrics=fid_paper", "metrics.name=t", "metrics.n_fake=8", "metrics.n_real=20", "metrics.is_splits=2",
-    "metrics.kid_subsets=2", "metrics.kid_subset_size=8", "inception.dims=64",
+    "metrics.is_split_size=4", "metrics.kid_subsets=2", "metrics.kid_subset_size=8", "inception.dims=64",
 ]  # fmt: skip
 
 

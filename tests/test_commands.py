@@ -42,12 +42,16 @@ from sngan.training import checkpoint as ckpt
 # A small rule of our own (named, so it is never mistaken for fid_paper) on 64-d features.
 METRICS = [
     "metrics=fid_paper", "metrics.name=tiny", "metrics.n_fake=32", "metrics.n_real=150",
-    "metrics.is_splits=2", "metrics.kid_subsets=10", "metrics.kid_subset_size=32", "inception.dims=64",
-    "dataset.size=150",
+    "metrics.is_split_size=16", "metrics.is_splits=2", "metrics.kid_subsets=10", "metrics.kid_subset_size=32",
+    "inception.dims=64", "dataset.size=150",
 ]  # fmt: skip
-TINY_METRICS = metrics_cfg(name="tiny", n_fake=32, n_real=150, is_splits=2, kid_subsets=10, kid_subset_size=32)
+TINY_METRICS = metrics_cfg(
+    name="tiny", n_fake=32, n_real=150, is_split_size=16, is_splits=2, kid_subsets=10, kid_subset_size=32
+)
 # The same reference statistics, half the generated images: for tests of which rows a table has, not of the numbers
-TINY16 = metrics_cfg(name="tiny16", n_fake=16, n_real=150, is_splits=2, kid_subsets=10, kid_subset_size=16)
+TINY16 = metrics_cfg(
+    name="tiny16", n_fake=16, n_real=150, is_split_size=8, is_splits=2, kid_subsets=10, kid_subset_size=16
+)
 
 
 def stats_of(run_dir: Path) -> Path:
@@ -132,7 +136,7 @@ def test_evaluate_a_run_folder_gives_one_table(trained, with_inception, tmp_path
     env = {**os.environ, "SNGAN_STATS_DIR": str(stats_of(run_dir))}  # the reference statistics training computed
     proc = subprocess.run(
         [sys.executable, "-m", "sngan.evaluate", f"ckpt={run_dir}", *METRICS[:-2], "inception.dims=64",
-         "metrics.name=tiny16", "metrics.n_fake=16", "metrics.kid_subset_size=16",  # TINY16: 6 rows of 16 images
+         "metrics.name=tiny16", "metrics.n_fake=16", "metrics.kid_subset_size=16", "metrics.is_split_size=8",  # TINY16
          f"out={out}", "device=cpu"],
         capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip

@@ -119,17 +119,15 @@ def test_metric_presets_are_read_from_the_yaml_rules():
     from sngan.config import metric_presets
 
     presets = metric_presets()
-    assert presets == {
-        "fid_paper": (5000, "train", 10000),
-        "fid50k_train": (50000, "train", None),
-        "fid10k_test": (10000, "test", 10000),
+    assert presets == {  # (n_fake, real split, n_real, IS split size, IS splits)
+        "fid_paper": (5000, "train", 10000, 5000, 1),  # the authors' training-time IS: one split of 5,000
+        "fid_paper_final": (5000, "train", 10000, 5000, 10),  # their final IS: 10 splits of 5,000
+        "fid50k_train": (50000, "train", None, 5000, 10),
+        "fid10k_test": (10000, "test", 10000, 1000, 10),
     }
     assert options("metrics") == sorted([*presets, "none"])
-    for name, (n_fake, split, n_real) in presets.items():
-        cfg = validated(compose_cfg([f"metrics={name}"]))
-        assert (cfg.metrics.name, cfg.metrics.n_fake, cfg.metrics.real_split, cfg.metrics.n_real) == (
-            name, n_fake, split, n_real,
-        )  # fmt: skip
-        assert cfg.metrics.is_splits == 10
+    for name, counts in presets.items():
+        m = validated(compose_cfg([f"metrics={name}"])).metrics
+        assert (m.name, m.n_fake, m.real_split, m.n_real, m.is_split_size, m.is_splits) == (name, *counts)
     assert validated(compose_cfg([])).metrics.name == "fid_paper"  # on by default
     assert validated(compose_cfg(["experiment=quickstart"])).metrics.name == "none"  # offline quick start

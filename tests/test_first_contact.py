@@ -209,8 +209,8 @@ def test_an_evaluation_that_runs_out_of_memory_is_skipped_and_training_goes_on(t
 
 METRICS = [
     "metrics=fid_paper", "metrics.name=tiny", "metrics.n_fake=32", "metrics.n_real=150",
-    "metrics.is_splits=2", "metrics.kid_subsets=10", "metrics.kid_subset_size=32", "inception.dims=64",
-    "dataset.size=150",
+    "metrics.is_split_size=16", "metrics.is_splits=2", "metrics.kid_subsets=10", "metrics.kid_subset_size=32",
+    "inception.dims=64", "dataset.size=150",
 ]  # fmt: skip
 
 
@@ -247,7 +247,9 @@ def test_an_fid_evaluation_that_runs_out_of_memory_is_skipped_then_evaluate_name
     assert ckpt.load(tmp_path / "run" / "checkpoints" / "best.pt")["step"] == 4
 
     failing_extract(monkeypatch, {1})  # the statistics are cached now: the first pass is the fakes'
-    rule = metrics_cfg(name="tiny", n_fake=32, n_real=150, is_splits=2, kid_subsets=10, kid_subset_size=32)
+    rule = metrics_cfg(
+        name="tiny", n_fake=32, n_real=150, is_split_size=16, is_splits=2, kid_subsets=10, kid_subset_size=32
+    )
     inception = inception_cfg(dims=64, stats_dir=str(tmp_path / "stats"))  # what training cached
     cfg = evaluate_cfg(ckpt=str(tmp_path / "run"), metrics=rule, inception=inception, device="cpu", batch_size=7)
     with pytest.raises(SystemExit) as stop:

@@ -158,7 +158,7 @@ def test_score_of_a_set_against_its_own_statistics(random_net, tmp_path):
     images = make_synthetic(80, 32, seed=1).images
     features, logits = extract(random_net, uint8_batches(images, 40), torch.device("cpu"))
     ref = save_reference(tmp_path / "s.npz", features, "abc")
-    rule = MetricRule("t", 80, "train", None, is_splits=2, kid_subsets=5, kid_subset_size=40)
+    rule = MetricRule("t", 80, "train", None, is_split_size=40, is_splits=2, kid_subsets=5, kid_subset_size=40)
     result = score(features, logits, ref, rule)
     assert abs(result["fid"]) < 1e-6
     assert result["is_mean"] >= 1.0
@@ -287,7 +287,7 @@ def test_a_published_statistics_file_replaces_the_cache(random_net, tmp_path):
     rng = np.random.default_rng(0)
     mu, sigma = random_gaussian_stats(rng, 64)
     np.savez(tmp_path / "published.npz", mu=mu, sigma=sigma)  # what pytorch-fid --save-stats writes
-    metrics = metrics_cfg(name="t", n_fake=20, is_splits=2, stats=str(tmp_path / "published.npz"))
+    metrics = metrics_cfg(name="t", n_fake=20, is_split_size=10, is_splits=2, stats=str(tmp_path / "published.npz"))
     inc = inception_cfg(stats_dir=str(tmp_path / "cache"), dims=64)
     weights = Weights(tmp_path / "w.pth", "sha")
     dataset = dataset_cfg("synthetic", size=50, resolution=32)

@@ -38,7 +38,8 @@ from sngan.training import checkpoint as ckpt
 # A tiny rule of our own name (never mistaken for fid_paper): seconds per row on one core.
 RULE = [
     "metrics=fid_paper", "metrics.name=tiny", "metrics.n_fake=10", "metrics.n_real=20", "metrics.prdc_n=0",
-    "metrics.kid_subsets=2", "metrics.kid_subset_size=8", "metrics.is_splits=2", "inception.dims=64",
+    "metrics.kid_subsets=2", "metrics.kid_subset_size=8", "metrics.is_splits=2", "metrics.is_split_size=5",
+    "inception.dims=64",
 ]  # fmt: skip
 # The dataset the tiny runs name, as images= names it: the same reference statistics file.
 DATASET = ["dataset=synthetic", "dataset.size=150", "dataset.resolution=32"]

@@ -108,11 +108,11 @@ def test_ablation_multirun_and_its_table(tmp_path, with_inception):
     with initialize_config_module(config_module="sngan.configs", version_base="1.3"):
         sweep_cfg = compose("train", ["experiment=ablation_sn"], return_hydra_config=True).hydra
     assert sweep_cfg.mode.name == "MULTIRUN"
-    assert dict(sweep_cfg.sweeper.params) == {"model.spectral_norm": "true,false", "seed": "0,1,2"}
+    assert dict(sweep_cfg.sweeper.params) == {"constraint": "sn,none", "seed": "0,1,2"}
     tiny = ["model.width=0.125", "train.steps=2", "train.eval_every=2", "train.eval_samples=50", "dataset.size=100",
             "train.batch_size_d=8", "train.batch_size_g=8", "train.grid_size=4", "train.monitor_every=1",
             "metrics=fid_paper", "metrics.name=tiny", "metrics.n_fake=32", "metrics.n_real=100", "metrics.is_splits=2",
-            "metrics.kid_subsets=5", "metrics.kid_subset_size=20", "inception.dims=64",
+            "metrics.is_split_size=16", "metrics.kid_subsets=5", "metrics.kid_subset_size=20", "inception.dims=64",
             "hydra.sweeper.params.seed=1"]  # fmt: skip
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
@@ -124,12 +124,12 @@ def test_ablation_multirun_and_its_table(tmp_path, with_inception):
     assert table.returncode == 0, table.stderr
     rows = json.loads((sweep / "ablation.json").read_text())
     # One value is no longer a swept one, so a row names SN alone.
-    assert sorted(r["overrides"].lower() for r in rows) == ["model.spectral_norm=false", "model.spectral_norm=true"]
+    assert sorted(r["overrides"].lower() for r in rows) == ["constraint=none", "constraint=sn"]
     assert all(r["final_step"] == 2 and 0 <= r["quality"] <= 1 and isinstance(r["diverged"], bool) for r in rows)
     assert all(r["rule"] == "tiny" and 0 <= r["recall"] <= 1 and 0 <= r["coverage"] <= 1 for r in rows)
     assert "| modes covered |" in (sweep / "ablation.md").read_text()
     assert "| recall (tiny) | coverage (tiny) |" in table.stdout
-    assert "| model.spectral_norm=False |" in table.stdout
+    assert "| constraint=none |" in table.stdout
 
 
 def test_the_sweep_table_adds_recall_and_coverage_where_a_metric_rule_was_on(tmp_path):

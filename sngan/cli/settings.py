@@ -21,12 +21,14 @@ from sngan.config import (
     invalid,
     to_schema,
     validate,
+    validate_constraint,
     validate_inception,
     validate_metrics,
 )
 from sngan.data import DATASETS, NATIVE_RESOLUTION
-from sngan.models import MODELS
+from sngan.models import CONSTRAINTS, MODELS
 from sngan.training.losses import LOSSES
+from sngan.training.resume import stored_constraint
 
 
 def check_train(raw: DictConfig) -> TrainConfig:
@@ -40,7 +42,46 @@ def check_train(raw: DictConfig) -> TrainConfig:
             f"Invalid configuration: model.conditional=true, but model '{cfg.model.name}' has no "
             f"class-conditional version. Choose one that has ({choices}), or set model.conditional=false."
         )
+    check_constraint(cfg)
     return cfg
+
+
+def check_constraint(cfg: TrainConfig) -> None:
+    """The constraint exists, its constants are set where it uses them, it agrees with model.spectral_norm,
+    and the paper defines it with this loss and this D."""
+    c = cfg.constraint
+    if c.name not in CONSTRAINTS:
+        raise invalid("constraint.name", c.name, f"choose one of: {', '.join(CONSTRAINTS.names())}")
+    rule = CONSTRAINTS.get(c.name)
+    validate_constraint(c, {name: CONSTRAINTS.get(name).constants for name in CONSTRAINTS.names()})
+    with_sn = ", ".join(n for n in CONSTRAINTS.names() if CONSTRAINTS.get(n).spectral_norm)
+    if c.spectral_norm != rule.spectral_norm:
+        raise ConfigError(
+            f"Invalid configuration: constraint.spectral_norm={str(c.spectral_norm).lower()} contradicts "
+            f"constraint={c.name}, which {'attaches' if rule.spectral_norm else 'has no'} spectral normalization: "
+            f"the key is fixed by the name. Choose the constraint instead (with spectral normalization: {with_sn})."
+        )
+    if cfg.model.spectral_norm != rule.spectral_norm:
+        raise ConfigError(
+            f"Invalid configuration: model.spectral_norm={str(cfg.model.spectral_norm).lower()} contradicts "
+            f"constraint={c.name}. model.spectral_norm is kept for old checkpoints and follows the constraint "
+            f"group: for the unnormalized D use constraint=none, for spectral normalization one of {with_sn} "
+            f"(constraint=sn: the paper's), and leave model.spectral_norm out."
+        )
+    if rule.losses is not None and cfg.loss.name not in rule.losses:
+        raise ConfigError(
+            f"Invalid configuration: constraint={c.name} with loss={cfg.loss.name} is no baseline the paper "
+            f"defines: {rule.pairing}. Use loss={' or loss='.join(rule.losses)} with it, or another constraint."
+        )
+    if cfg.model.conditional and not rule.conditional:
+        allowed = " or ".join(f"constraint={n}" for n in CONSTRAINTS.names() if CONSTRAINTS.get(n).conditional)
+        raise ConfigError(
+            f"Invalid configuration: constraint={c.name} with model.conditional=true is not defined: the paper's "
+            f"baselines are unconditional discriminators (section 4.1), and the class-conditional projection D "
+            f"(Miyato & Koyama) is defined with spectral normalization; a gradient penalty would also need a "
+            f"class for interpolates of images of two classes. Use {allowed} with the conditional model, or train "
+            f"unconditionally (model.conditional=false)."
+        )
 
 
 def check_stored(config: dict[str, Any], provenance: dict[str, Any] | None = None) -> TrainConfig:
@@ -49,6 +90,7 @@ def check_stored(config: dict[str, Any], provenance: dict[str, Any] | None = Non
     loss. A model, dataset or loss this version does not have is refused, naming the version that wrote
     the checkpoint (``provenance``: the checkpoint's record of it)."""
     known = {"model": MODELS.names(), "dataset": list(DATASETS), "loss": LOSSES.names()}
+    known["constraint"] = CONSTRAINTS.names()
     for group, names in known.items():
         name = config.get(group, {}).get("name")
         if name is not None and name not in names:
@@ -62,6 +104,7 @@ def check_stored(config: dict[str, Any], provenance: dict[str, Any] | None = Non
                 "evaluate or sample it."
             )
     choices = [f"{group}={config[group]['name']}" for group in ("model", "dataset", "loss") if group in config]
+    choices.append(f"constraint={stored_constraint(config)}")  # from before the group: model.spectral_norm's
     base = _compose("train", choices)
     OmegaConf.set_struct(base, False)  # a key since removed is the schema's to refuse, by name
     return check_train(OmegaConf.merge(base, OmegaConf.create(config)))

@@ -32,10 +32,27 @@ class MetricRule:
     n_real: (
         int | None
     )  # None: the whole split; else n_real of its images (which: sngan.metrics.scoring.reference_index)
-    is_splits: int = 10
+    is_split_size: int = 5_000  # images in each Inception Score split (the SNGAN authors': 5,000)
+    is_splits: int = 10  # IS splits: IS uses the first is_split_size x is_splits generated images
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     prdc_n: int = 10_000  # real and generated features, at most, for precision/recall/density/coverage; 0: off
+
+    @property
+    def is_images(self) -> int:
+        return self.is_split_size * self.is_splits
+
+    @property
+    def n_generated(self) -> int:
+        """Images a scoring generates: FID, KID and PRDC take the first ``n_fake``, IS the first ``is_images``
+        (from the same seeded stream, so the IS images beyond ``n_fake`` leave the other numbers as they were)."""
+        return max(self.n_fake, self.is_images)
+
+    def is_protocol(self) -> str:
+        """The IS protocol in words, for the JSON, the dry run and notes."""
+        if self.is_splits == 1:
+            return f"1 split of {self.is_split_size:,} images, no std"
+        return f"{self.is_splits} splits of {self.is_split_size:,} images: {self.is_images:,}"
 
 
 @contextlib.contextmanager
@@ -102,12 +119,15 @@ def score(
     rule: MetricRule,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    """FID against ``reference``; IS from the logits; KID, precision, recall, density and coverage where
-    the reference kept real features (ours do; published files do not)."""
+    """FID against ``reference`` of the first ``rule.n_fake`` images; IS from the logits of the first
+    ``rule.is_images`` in ``rule.is_splits`` splits of ``rule.is_split_size`` (none where fewer were given:
+    never a smaller-split IS under the rule's name; no ``is_std`` for one split); KID, precision, recall,
+    density and coverage of the first ``n_fake`` where the reference kept real features (ours do; published
+    files do not)."""
+    out = inception_scores(logits, rule)
+    features = features[: rule.n_fake]
     mu, sigma = feature_statistics(features)
-    out = {"fid": frechet_distance(mu, sigma, reference.mu, reference.sigma)}
-    if logits is not None:
-        out["is_mean"], out["is_std"] = inception_score(logits, rule.is_splits)
+    out = {"fid": frechet_distance(mu, sigma, reference.mu, reference.sigma)} | out
     if reference.features is not None:
         out["kid_mean"], out["kid_std"] = kernel_inception_distance(
             features, reference.features, rule.kid_subsets, rule.kid_subset_size, device=device
@@ -118,6 +138,15 @@ def score(
                 with full_fp32():  # float32 distances, not TF32's: the same numbers in training and in evaluate
                     out |= prdc(reals, fakes, device)
     return out
+
+
+def inception_scores(logits: np.ndarray | None, rule: MetricRule) -> dict[str, float]:
+    """``is_mean`` (and ``is_std`` over two splits or more) of the rule's IS images; empty where there are
+    fewer logits than the rule's splits hold (or none)."""
+    if logits is None or len(logits) < rule.is_images:
+        return {}
+    mean, std = inception_score(logits[: rule.is_images], rule.is_splits)  # equal splits of is_split_size
+    return {"is_mean": mean} | ({"is_std": std} if rule.is_splits > 1 else {})
 
 
 def prdc_reals(features: np.ndarray, n: int) -> np.ndarray:

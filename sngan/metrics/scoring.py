@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from sngan.cli.outputs import OutputError, ensure_folder
-from sngan.config import DatasetConfig, InceptionConfig, MetricsConfig
+from sngan.config import DatasetConfig, InceptionConfig, MetricsConfig, metric_presets
 from sngan.data import ImageData, load_images
 from sngan.data.folders import folder_signature
 from sngan.metrics.features import MetricRule, extract, generated_batches, score, uint8_batches
@@ -44,9 +44,29 @@ class MetricsError(RuntimeError):
 
 def rule_of(metrics: MetricsConfig) -> MetricRule:
     return MetricRule(
-        metrics.name, metrics.n_fake, metrics.real_split, metrics.n_real,
+        metrics.name, metrics.n_fake, metrics.real_split, metrics.n_real, metrics.is_split_size,
         metrics.is_splits, metrics.kid_subsets, metrics.kid_subset_size, metrics.prdc_n,
     )  # fmt: skip
+
+
+def check_is_label(metrics: MetricsConfig) -> None:
+    """A named rule's IS protocol (split size and splits) is its own: a changed one needs a name of its own.
+    Checked where numbers are made (the scorer, the dry run), not by ``validate_metrics``: checkpoints written
+    before the split size existed store fid_paper and fid10k_test with other IS counts, and still load."""
+    presets = metric_presets()
+    preset = presets.get(metrics.name)
+    if preset is None or preset[3:] == (metrics.is_split_size, metrics.is_splits):
+        return
+    given = rule_of(metrics)
+    named = MetricRule(metrics.name, metrics.n_fake, metrics.real_split, metrics.n_real, *preset[3:])
+    counts = (metrics.n_fake, metrics.real_split, metrics.n_real, metrics.is_split_size, metrics.is_splits)
+    same = [name for name, rule in presets.items() if rule == counts]
+    use = f"Use metrics={same[0]}, which has them, or give" if same else "Give"
+    raise MetricsError(
+        f"Invalid configuration: metrics.name={metrics.name} names a fixed rule whose Inception Score is "
+        f"{named.is_protocol()}, but the settings say {given.is_protocol()}. {use} the changed rule a name of "
+        f"its own (metrics.name=...), so that IS numbers of different split sizes never share a label."
+    )
 
 
 def load_dataset(dataset: DatasetConfig, split: str | None = None) -> ImageData:
@@ -170,9 +190,10 @@ class Scorer:
     batch_size: int
 
     def __call__(self, sample_fn: Callable[[int], torch.Tensor]) -> dict[str, float]:
-        """FID, IS and KID of ``rule.n_fake`` images from ``sample_fn`` (in [-1, 1])."""
+        """FID, KID and PRDC of the first ``rule.n_fake`` images from ``sample_fn`` (in [-1, 1]), IS of the first
+        ``rule.is_images`` (more images are drawn where the IS needs them; the first ``n_fake`` stay the same)."""
         here = distributed.current()
-        batches = generated_batches(sample_fn, self.rule.n_fake, self.batch_size, here.rank, here.world)
+        batches = generated_batches(sample_fn, self.rule.n_generated, self.batch_size, here.rank, here.world)
         # Out of memory on any rank: every rank still meets the others, then all raise it together.
         failures: list[str] = []
         mine = None
@@ -197,7 +218,11 @@ class Scorer:
         return outcome
 
     def images(self, images: torch.Tensor) -> dict[str, float]:
-        """The same numbers for given uint8 images (all of them: the caller picks ``rule.n_fake``), one process."""
+        """The same numbers for given uint8 images (the caller picks them: FID takes the first ``rule.n_fake``),
+        one process. Fewer than the rule's IS splits hold: no IS, and a note says why."""
+        if len(images) < self.rule.is_images:  # a smaller split would score lower under the same name
+            print(f"note: no Inception Score: rule {self.rule.name} takes it over {self.rule.is_protocol()}; "
+                  f"{len(images):,} images cannot fill them.", file=sys.stderr)  # fmt: skip
         features, logits = extract(self.extractor, uint8_batches(images, self.batch_size), self.device)
         return score(features, logits, self.reference, self.rule, self.device)
 
@@ -220,6 +245,7 @@ class Scorer:
             "n_real": (
                 self.reference.count if self.reference and self.reference.count is not None else self.rule.n_real
             ),
+            "is_split_size": self.rule.is_split_size,
             "is_splits": self.rule.is_splits,
             "kid": f"{self.rule.kid_subsets} subsets of {self.rule.kid_subset_size}",
             "prdc": self.prdc_counts(),
@@ -231,16 +257,19 @@ class Scorer:
 
 
 def describe_reference(metrics: MetricsConfig, inception: InceptionConfig, dataset: DatasetConfig) -> str:
-    """Where ``make_scorer`` takes the reference statistics from, said without computing them (the dry run)."""
+    """Where ``make_scorer`` takes the reference statistics from, and the rule's IS protocol, said without
+    computing them (the dry run)."""
     if metrics.name == "none":
         return "none (metrics=none)" + ("; the synthetic quality measure" if dataset.name == "synthetic" else "")
+    check_is_label(metrics)
+    generated = f"{metrics.n_fake:,} generated images (IS: {rule_of(metrics).is_protocol()})"
     if metrics.stats is not None:
-        return f"rule {metrics.name}: {metrics.n_fake:,} generated images against {metrics.stats}"
+        return f"rule {metrics.name}: {generated} against {metrics.stats}"
     split = split_of(dataset, metrics.real_split)
     path = stats_path(inception.stats_dir, dataset, split, metrics.n_real, inception.dims)
     count = "all" if metrics.n_real is None else f"{metrics.n_real:,}"
     state = "cached" if path.is_file() else f"computed at start from {count} {split} images"
-    return f"rule {metrics.name}: {metrics.n_fake:,} generated images against {path} ({state})"
+    return f"rule {metrics.name}: {generated} against {path} ({state})"
 
 
 def given_reference(metrics: MetricsConfig, inception: InceptionConfig) -> tuple[ReferenceStats, Path]:
@@ -272,6 +301,7 @@ def make_scorer(
     may be None only where ``metrics.stats`` names the statistics file."""
     if metrics.name == "none":
         return None
+    check_is_label(metrics)
     net, weights = extractor or load_extractor(inception)
     if not with_reference:
         return Scorer(rule_of(metrics), net, weights, None, None, device, inception.batch_size)

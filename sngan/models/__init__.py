@@ -1,7 +1,9 @@
 """The paper's generator/discriminator pairs, registered by short name.
 
 ``build_models("resnet32", width=0.5)`` returns ``(generator, discriminator)``;
-``MODELS.get(name).resolution`` tells the image size an architecture expects.
+``MODELS.get(name).resolution`` tells the image size an architecture expects;
+``build_models(..., constraint="wn")`` builds D as one of the paper's baselines
+(sngan/models/constraints.py).
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from torch import nn
 
 from sngan.registry import Registry
 
-from .layers import apply_spectral_norm, is_spectrally_normalized
+from .constraints import CONSTRAINTS, constrain_, norm_layer, spectral_norm_of
+from .layers import is_spectrally_normalized
 
 
 @dataclass(frozen=True)
 class Architecture:
     """A registered pair: image resolution and a builder of (G, D) without SN; ``conditional``
-    builders also take a class count."""
+    builders also take a class count; every builder takes ``norm``, D's gain-free normalization layer."""
 
     resolution: int
     build: Callable[..., tuple[nn.Module, nn.Module]]
@@ -36,21 +39,31 @@ MODELS: Registry[Architecture] = Registry("model")
 
 
 def build_models(
-    name: str, z_dim: int = 128, width: float = 1.0, spectral_norm: bool = True, num_classes: int = 0
+    name: str,
+    z_dim: int = 128,
+    width: float = 1.0,
+    spectral_norm: bool | None = None,
+    num_classes: int = 0,
+    constraint: str | None = None,
 ) -> tuple[nn.Module, nn.Module]:
-    """Build the registered pair ``name`` (class-conditional with ``num_classes`` > 0); the
-    discriminator gets spectral normalization on every convolution, linear layer and class
-    embedding unless disabled."""
+    """Build the registered pair ``name`` (class-conditional with ``num_classes`` > 0), its discriminator
+    as ``constraint`` (a CONSTRAINTS name) makes it; without one, ``spectral_norm`` picks "sn" (spectral
+    normalization on every convolution, linear layer and class embedding: the default) or "none"."""
+    if constraint is None:
+        constraint = "none" if spectral_norm is False else "sn"
+    elif spectral_norm is not None and spectral_norm != spectral_norm_of(constraint):
+        raise ValueError(f"spectral_norm={spectral_norm} contradicts constraint '{constraint}'")
     arch = MODELS.get(name)
     if num_classes and not arch.conditional:
         raise ValueError(f"model '{name}' has no class-conditional version")
-    generator, discriminator = arch.build(z_dim, width, num_classes) if num_classes else arch.build(z_dim, width)
-    if spectral_norm:
-        apply_spectral_norm(discriminator)
-    return generator, discriminator
+    norm = norm_layer(constraint)
+    generator, discriminator = (
+        arch.build(z_dim, width, num_classes, norm=norm) if num_classes else arch.build(z_dim, width, norm=norm)
+    )
+    return generator, constrain_(discriminator, constraint)
 
 
 # Importing the modules registers their architectures.
 from . import cnn, resnet  # noqa: E402,F401
 
-__all__ = ["MODELS", "Architecture", "build_models", "is_spectrally_normalized"]
+__all__ = ["CONSTRAINTS", "MODELS", "Architecture", "build_models", "is_spectrally_normalized"]

@@ -31,7 +31,10 @@ class CNNGenerator(nn.Module):
 
 
 class CNNDiscriminator(nn.Module):
-    def __init__(self, resolution: int, width: float = 1.0) -> None:
+    """``norm``: a gain-free normalization after convolutions 2-7 (constraint=bn|ln), not after the first
+    (it reads the image) nor the dense layer, as in chainer-gan-lib's DCGAN discriminator with BN."""
+
+    def __init__(self, resolution: int, width: float = 1.0, norm: type[nn.Module] | None = None) -> None:
         super().__init__()
         c = [scaled(n, width) for n in (64, 128, 256, 512)]
         spec = [  # (in, out, kernel, stride) as in Table 3
@@ -44,8 +47,9 @@ class CNNDiscriminator(nn.Module):
             (c[2], c[3], 3, 1),
         ]
         layers: list[nn.Module] = []
-        for cin, cout, k, s in spec:
-            layers += [normal_(nn.Conv2d(cin, cout, k, s, 1)), nn.LeakyReLU(0.1)]
+        for i, (cin, cout, k, s) in enumerate(spec):
+            normed = [norm(cout)] if norm is not None and i > 0 else []
+            layers += [normal_(nn.Conv2d(cin, cout, k, s, 1)), *normed, nn.LeakyReLU(0.1)]
         self.body = nn.Sequential(*layers)
         bottom = resolution // 8
         self.dense = normal_(nn.Linear(bottom * bottom * c[3], 1))
@@ -55,8 +59,8 @@ class CNNDiscriminator(nn.Module):
 
 
 def _cnn(resolution: int) -> Architecture:
-    def build(z_dim: int, width: float) -> tuple[nn.Module, nn.Module]:
-        return CNNGenerator(z_dim, resolution // 8, width), CNNDiscriminator(resolution, width)
+    def build(z_dim: int, width: float, norm: type[nn.Module] | None = None) -> tuple[nn.Module, nn.Module]:
+        return CNNGenerator(z_dim, resolution // 8, width), CNNDiscriminator(resolution, width, norm)
 
     return Architecture(resolution, build, lipschitz_chain=True, min_batch=2)  # bn0 is a BatchNorm1d
 

@@ -50,19 +50,89 @@ class FP32SpectralNorm(_SpectralNorm):
             return super().forward(weight.float()).to(weight.dtype)
 
 
-def apply_spectral_norm(net: nn.Module) -> nn.Module:
+class GainedSpectralNorm(FP32SpectralNorm):
+    """W~ = gamma * W_SN with one learned scalar gamma per layer, starting at 1: the paper's WGAN-GP with
+    spectral normalization (Appendix E.1, Eq. 32), which leaves the Lipschitz constant to the gradient
+    penalty. The same u/v buffers and power iteration as ``FP32SpectralNorm``; gamma is its parameter."""
+
+    def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, dim: int = 0) -> None:
+        super().__init__(weight, n_power_iterations, dim)
+        self.gamma = nn.Parameter(torch.ones((), dtype=weight.dtype, device=weight.device))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return self.gamma.to(weight.dtype) * super().forward(weight)
+
+
+def apply_spectral_norm(net: nn.Module, gain: bool = False) -> nn.Module:
     """Attach spectral normalization (one power iteration per forward in train
     mode, u and v kept as buffers between calls) to every Conv2d and Linear, and
-    to the projection discriminator's class embedding (its [K, C] matrix)."""
+    to the projection discriminator's class embedding (its [K, C] matrix); with
+    ``gain``, each with a learned scalar gain (``GainedSpectralNorm``)."""
+    kind = GainedSpectralNorm if gain else FP32SpectralNorm
     for module in list(net.modules()):
         if isinstance(module, (nn.Conv2d, nn.Linear, nn.Embedding)):
-            parametrize.register_parametrization(module, "weight", FP32SpectralNorm(module.weight, 1, dim=0))
+            parametrize.register_parametrization(module, "weight", kind(module.weight, 1, dim=0))
     return net
 
 
 def is_spectrally_normalized(module: nn.Module) -> bool:
     parametrizations = getattr(module, "parametrizations", None)
-    return parametrizations is not None and "weight" in parametrizations
+    # weight normalization is a parametrization too: spectral norm is the one with u and v
+    return parametrizations is not None and "weight" in parametrizations and hasattr(parametrizations.weight[0], "_u")
+
+
+class UnitRows(nn.Module):
+    """Weight normalization with the gain fixed at 1 (the paper's footnote 8: gamma_i = 1): each output
+    row of the weight, taken as a (d_out, d_in*h*w) matrix, divided by its norm, so the layer has no
+    learnable gain at all (torch's ``weight_norm`` would learn one, its ``original0``)."""
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        norms = weight.flatten(1).norm(dim=1).clamp_min(1e-12)
+        return weight / norms.view(-1, *([1] * (weight.dim() - 1)))
+
+
+def apply_weight_norm(net: nn.Module) -> nn.Module:
+    """Gain-free weight normalization (``UnitRows``) on every Conv2d and Linear of ``net``."""
+    for module in list(net.modules()):
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            parametrize.register_parametrization(module, "weight", UnitRows())
+    return net
+
+
+def orthogonal_init_(net: nn.Module) -> nn.Module:
+    """Every Conv2d and Linear weight a random orthonormal operator (rows or columns orthonormal, as the
+    (d_out, d_in*h*w) matrix allows), as orthonormal regularization starts (Brock et al., 2016)."""
+    for module in net.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.orthogonal_(module.weight)
+    return net
+
+
+class GainFreeBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm with a learned bias (beta) and no gain: the paper's BN baseline "excluded the multiplier
+    parameter gamma" (section 4.1), as chainer-gan-lib's ``BatchNormalization(use_gamma=False)``. torch's
+    layer is built affine and its gain then removed, so ``F.batch_norm`` gets ``weight=None``."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__(num_features)
+        self.register_parameter("weight", None)
+
+
+class GainFreeLayerNorm2d(nn.Module):
+    """Layer normalization of each image over all its features (C, H, W), then a learned bias per channel,
+    no gain (section 4.1). One bias per channel, as the BatchNorm baseline's, is our choice: the paper does
+    not say, and a bias per (C, H, W) element would tie the layer to one resolution."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, x.shape[1:]) + self.bias.view(1, -1, 1, 1).to(x.dtype)
+
+
+# Gain-free normalization layers after D's hidden convolutions, by the constraint's ``norm``.
+NORMS: dict[str, type[nn.Module]] = {"batch": GainFreeBatchNorm2d, "layer": GainFreeLayerNorm2d}
 
 
 def conv3(cin: int, cout: int, gain: float = 1.0) -> nn.Conv2d:
@@ -124,17 +194,20 @@ class DBlock(nn.Module):
     pooling when downsampling). The 1x1 shortcut exists when the channel count
     changes or the block downsamples. The official code convolves, then pools;
     the two commute (both linear, the bias survives averaging), so this block pools
-    first and its shortcut does a quarter of the work."""
+    first and its shortcut does a quarter of the work. ``norm`` (a gain-free
+    normalization, constraint=bn|ln) follows each residual convolution."""
 
-    def __init__(self, cin: int, cout: int, downsample: bool) -> None:
+    def __init__(self, cin: int, cout: int, downsample: bool, norm: type[nn.Module] | None = None) -> None:
         super().__init__()
         self.downsample = downsample
         self.conv1 = conv3(cin, cout, RESIDUAL_GAIN)
         self.conv2 = conv3(cout, cout, RESIDUAL_GAIN)
         self.shortcut = conv1(cin, cout) if (downsample or cin != cout) else None
+        # nn.Identity has no parameters or buffers: without a norm the state-dict keys stay as they were
+        self.norm1, self.norm2 = (norm(cout), norm(cout)) if norm is not None else (nn.Identity(), nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv2(F.relu(self.conv1(F.relu(x))))
+        h = self.norm2(self.conv2(F.relu(self.norm1(self.conv1(F.relu(x))))))
         s = x
         if self.downsample:
             h, s = F.avg_pool2d(h, 2), F.avg_pool2d(s, 2)
@@ -143,14 +216,17 @@ class DBlock(nn.Module):
 
 class DFirstBlock(nn.Module):
     """The discriminator's first ("optimized") block: no ReLU before the first
-    convolution, and the shortcut pools before its 1x1 convolution."""
+    convolution, and the shortcut pools before its 1x1 convolution. ``norm``
+    follows the second convolution only: the convolutions that read the image
+    stay plain, as the CNN's first one (chainer-gan-lib's BN discriminator)."""
 
-    def __init__(self, cin: int, cout: int) -> None:
+    def __init__(self, cin: int, cout: int, norm: type[nn.Module] | None = None) -> None:
         super().__init__()
         self.conv1 = conv3(cin, cout, RESIDUAL_GAIN)
         self.conv2 = conv3(cout, cout, RESIDUAL_GAIN)
         self.shortcut = conv1(cin, cout)
+        self.norm2 = norm(cout) if norm is not None else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.avg_pool2d(self.conv2(F.relu(self.conv1(x))), 2)
+        h = F.avg_pool2d(self.norm2(self.conv2(F.relu(self.conv1(x)))), 2)
         return h + self.shortcut(F.avg_pool2d(x, 2))

@@ -40,14 +40,17 @@ class ResNetGenerator(nn.Module):
 
 class ResNetDiscriminator(nn.Module):
     """``channels[0]`` is the first block's width; ``downsample[i]`` tells
-    whether block i+1 halves the resolution."""
+    whether block i+1 halves the resolution; ``norm``: a gain-free normalization
+    after each residual convolution but the first (constraint=bn|ln)."""
 
-    def __init__(self, channels: list[int], downsample: list[bool], num_classes: int = 0) -> None:
+    def __init__(
+        self, channels: list[int], downsample: list[bool], num_classes: int = 0, norm: type[nn.Module] | None = None
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
-        blocks: list[nn.Module] = [DFirstBlock(3, channels[0])]
+        blocks: list[nn.Module] = [DFirstBlock(3, channels[0], norm)]
         for cin, cout, down in zip(channels[:-1], channels[1:], downsample):
-            blocks.append(DBlock(cin, cout, down))
+            blocks.append(DBlock(cin, cout, down, norm))
         self.blocks = nn.Sequential(*blocks)
         self.dense = glorot_(nn.Linear(channels[-1], 1, bias=False))
         self.embed = glorot_(nn.Embedding(num_classes, channels[-1])) if num_classes else None
@@ -69,16 +72,20 @@ def check_labels(num_classes: int, y: torch.Tensor | None) -> None:
         )
 
 
-def _build_resnet32(z_dim: int, width: float, num_classes: int = 0) -> tuple[nn.Module, nn.Module]:
+def _build_resnet32(
+    z_dim: int, width: float, num_classes: int = 0, norm: type[nn.Module] | None = None
+) -> tuple[nn.Module, nn.Module]:
     g = ResNetGenerator(z_dim, 4, [scaled(256, width)] * 4, num_classes)
-    d = ResNetDiscriminator([scaled(128, width)] * 4, [True, False, False], num_classes)
+    d = ResNetDiscriminator([scaled(128, width)] * 4, [True, False, False], num_classes, norm)
     return g, d
 
 
-def _build_resnet48(z_dim: int, width: float, num_classes: int = 0) -> tuple[nn.Module, nn.Module]:
+def _build_resnet48(
+    z_dim: int, width: float, num_classes: int = 0, norm: type[nn.Module] | None = None
+) -> tuple[nn.Module, nn.Module]:
     g = ResNetGenerator(z_dim, 6, [scaled(n, width) for n in (512, 256, 128, 64)], num_classes)
     d = ResNetDiscriminator(
-        [scaled(n, width) for n in (64, 128, 256, 512, 1024)], [True, True, True, False], num_classes
+        [scaled(n, width) for n in (64, 128, 256, 512, 1024)], [True, True, True, False], num_classes, norm
     )
     return g, d
 

@@ -21,6 +21,7 @@ from sngan.data import ImageData
 from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generate
 from sngan.metrics import class_agreement, evaluate_synthetic
 from sngan.metrics.scoring import Scorer
+from sngan.models.constraints import CONSTRAINTS
 from sngan.training import distributed
 from sngan.training.losses import LOSSES
 from sngan.training.memory import EvaluationOutOfMemory, noted, out_of_memory, what_to_lower
@@ -30,7 +31,7 @@ from sngan.training.progress import Progress
 from sngan.training.spectral import grad_norm
 from sngan.training.speed import GraphCheck, Speed
 from sngan.training.state import Run, rollback, snapshot, update_ema
-from sngan.training.step import EAGER, d_step, g_step
+from sngan.training.step import EAGER, DRules, d_step, g_step
 from sngan.training.stopping import GracefulStop, Interrupted, TimeLimit, WallClock
 from sngan.training.tracking import Tracker
 from sngan.training.wrappers import CompileTrial
@@ -111,6 +112,14 @@ def set_lr(run: Run, cfg: TrainConfig) -> float:
     return factor
 
 
+def d_rules(cfg: TrainConfig) -> DRules:
+    """The constraint's penalty, clipping and BatchNorm handling as the D update takes them (validation
+    leaves the constants a constraint does not use null)."""
+    c = cfg.constraint
+    batch_stats = CONSTRAINTS.get(c.name).norm == "batch"
+    return DRules(c.gp_weight or 0.0, c.ortho_weight or 0.0, c.clip, batch_stats)
+
+
 class NonFiniteError(RuntimeError):
     """An update met a non-finite loss, gradient or weight under on_nonfinite=stop."""
 
@@ -159,7 +168,7 @@ def train_step(
     num_classes = len(run.classes) if run.classes else 0  # 0: unconditional
     # Under torchrun the *_update wrappers all-reduce gradients; the *_read ones do not.
     g_update, g_read, d_update, d_read = run.callables()
-    factor = set_lr(run, cfg)
+    factor, rules = set_lr(run, cfg), d_rules(cfg)
     # on_nonfinite=stop saves the state before this step if it fails: a copy beside the networks.
     last_good = snapshot(run) if t.on_nonfinite == "stop" else None
     # Update D n_dis times, each on a fresh real batch and fresh fakes (this rank's share of each).
@@ -178,6 +187,7 @@ def train_step(
             speed,
             run.fake_cdf,
             run.augment,
+            rules,
         )
         updates.append(("discriminator", stats))
     if grad_norms:  # now: under compile=max the G update's graphs may reuse the memory of D's gradients
@@ -196,6 +206,7 @@ def train_step(
         speed,
         run.fake_cdf,
         run.augment,
+        rules.batch_stats,
     )
     updates.append(("generator", g_stats))
     if grad_norms:

@@ -2,7 +2,9 @@
 
 Each registered loss is a pair ``(d_loss(real, fake), g_loss(fake))`` where
 ``real`` and ``fake`` are D's outputs (logits, shape ``[N]``) on real and
-generated images. ``nonsaturating`` is the paper's "standard" loss.
+generated images. ``nonsaturating`` is the paper's "standard" loss. The penalties
+some baselines add to D's loss (constraint group; sngan/models/constraints.py)
+are here too: the gradient penalty and the orthonormal regularizer.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from sngan.registry import Registry
@@ -48,3 +51,33 @@ def wasserstein_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
 LOSSES.register("hinge")(Loss(hinge_d, hinge_g))
 LOSSES.register("nonsaturating")(Loss(nonsaturating_d, nonsaturating_g))
 LOSSES.register("wasserstein")(Loss(wasserstein_d, hinge_g))
+
+
+def interpolates(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """x^ = eps x + (1 - eps) x~ with one eps ~ U[0, 1] per image (WGAN-GP, the paper's Eq. 30)."""
+    eps = torch.rand(len(real), *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    return eps * real + (1.0 - eps) * fake
+
+
+def gradient_penalty(out: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """E[(||grad_x^ D(x^)||_2 - 1)^2] (Eq. 31, without lambda) from ``out`` = D's raw outputs (logits, also
+    under the standard loss: GAN-GP's penalty is on the logit) at ``inputs`` (requires_grad). The gradient
+    of the summed outputs is each image's own because D reads each image alone (no BatchNorm in D where a
+    gradient penalty is used); create_graph lets the penalty train D."""
+    (grad,) = torch.autograd.grad(out.sum(), inputs, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1.0).square().mean()
+
+
+def orthonormal_penalty(net: nn.Module) -> torch.Tensor:
+    """Sum over ``net``'s convolutions and dense layers of ||W^T W - I||_F^2 (Brock et al. 2016; the paper's
+    Eq. 14), W the weight as a (d_out, d_in*h*w) matrix. Computed on the smaller Gram matrix (W W^T where
+    d_out < d_in): ||W^T W - I_n||^2 and ||W W^T - I_m||^2 differ by the constant n - m, so the gradient
+    is the same, and the smaller one is zero for any W with orthonormal rows or columns."""
+    first = next(net.parameters())
+    total = torch.zeros((), device=first.device, dtype=first.dtype)
+    for module in net.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            w = module.weight.flatten(1)
+            gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+            total = total + (gram - torch.eye(len(gram), device=w.device, dtype=w.dtype)).square().sum()
+    return total

@@ -18,8 +18,19 @@ from sngan.training import checkpoint as ckpt
 from sngan.training import distributed
 from sngan.training.state import Run, keep_class_mix, restore
 
+# resume=auto, except that a run which already reached train.steps is left as it is: exit 0, nothing trained
+SKIP_FINISHED = "auto_skip_finished"
 # What a checkpoint written before a model key existed used (those keys came later, with these values).
 OLD_MODEL_KEYS = {"z_dim": 128, "width": 1.0, "spectral_norm": True, "conditional": False}
+
+
+def stored_constraint(config: dict[str, Any]) -> str:
+    """The constraint a stored config trained with: its constraint.name, or, for a checkpoint from before
+    the constraint group, the one its model.spectral_norm meant (true: sn, false: none)."""
+    name = (config.get("constraint") or {}).get("name")
+    if name is not None:
+        return str(name)
+    return "sn" if (OLD_MODEL_KEYS | config.get("model", {}))["spectral_norm"] else "none"
 
 
 def held_run(run_dir: Path) -> list[str]:
@@ -43,7 +54,9 @@ def find_resume(resume: str | None, run_dir: Path, config: dict[str, Any]) -> tu
     """The checkpoint to resume from, loaded: None (fresh run), 'auto' (the newest loadable checkpoint of
     this run folder, else its best.pt; None where the folder holds no run), a run folder (the same) or a
     file. A fresh start in a folder that already holds a run is refused, so an old run is never
-    overwritten; so is resume=auto in a folder that holds a run but no checkpoint to continue it from."""
+    overwritten; so is resume=auto in a folder that holds a run but no checkpoint to continue it from.
+    'auto_skip_finished' finds as 'auto' does (``finished_note`` then tells a finished run apart)."""
+    resume = "auto" if resume == SKIP_FINISHED else resume
     held = held_run(run_dir)
     if resume is None:
         if not held:
@@ -136,15 +149,17 @@ def set_aside_later(run_dir: Path, step: int) -> Path | None:
 
 
 def check_architecture(stored: dict[str, Any], config: dict[str, Any], path: Path) -> None:
-    """Refuse a checkpoint whose model settings differ from this run's. Keys a checkpoint predates
-    (e.g. ``conditional``) count as their schema default."""
+    """Refuse a checkpoint whose model settings or constraint (which builds D's layers) differ from this
+    run's. Keys a checkpoint predates (e.g. ``conditional``) count as their schema default."""
     old, new = OLD_MODEL_KEYS | stored.get("model", {}), config["model"]
-    diff = config_diff(old, new)
-    if diff:
-        what = "; ".join(f"model.{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now" for k in diff)
+    diffs = [f"model.{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now" for k in config_diff(old, new)]
+    was, now = stored_constraint(stored), stored_constraint(config)
+    diffs += [f"constraint: {was!r} in the checkpoint, {now!r} now"] if was != now else []
+    if diffs:
+        what = "; ".join(diffs)
         raise ckpt.CheckpointError(
             f"Checkpoint '{path}' holds another architecture ({what}). Resume with the checkpoint's model "
-            f"settings, or start a fresh run without resume."
+            f"settings and constraint (constraint={was}), or start a fresh run without resume."
         )
 
 
@@ -152,7 +167,7 @@ def check_architecture(stored: dict[str, Any], config: dict[str, Any], path: Pat
 # Everything else (steps, cadences, speed switches, metrics, device, paths) may change, with a note.
 # train.ema_decay: null would drop the EMA's weights, another value restart its average; augment: what D sees.
 EXPERIMENT = ("loss.", "optim.", "train.n_dis", "train.batch_size_d", "train.batch_size_g", "train.fake_labels",
-              "train.ema_decay", "augment.", "dataset.", "seed")  # fmt: skip
+              "train.ema_decay", "augment.", "dataset.", "seed", "constraint.")  # fmt: skip
 SAFE_IN_DATASET = ("dataset.root", "dataset.cache")  # the same images elsewhere, or decoded again
 
 
@@ -161,10 +176,24 @@ def check_settings(stored: dict[str, Any], config: dict[str, Any], path: Path, s
     augmentation, data, seed) are refused unless ``resume_force=true``; a ``train.steps`` the checkpoint has reached is
     refused (nothing would be trained). Returns notes on the changes that are allowed."""
     changed = [k for k in config_diff(stored, config) if k not in ("resume", "resume_force", "run_name")]
-    changed = [k for k in changed if not k.startswith("model.")]  # check_architecture's business
+    # check_architecture's business (the constraint's name builds D; its constants are the experiment's)
+    changed = [k for k in changed if not k.startswith(("model.", "constraint.name", "constraint.spectral_norm"))]
     # A key the stored config lacks was not in the config files then (e.g. dataset.split of a synthetic run,
     # which that source does not read): the checkpoint chose nothing for it.
     changed = [k for k in changed if _has(stored, k)]
+    show = lambda k: f"{k}: {_get(stored, k)!r} -> {_get(config, k)!r}"  # noqa: E731
+    check_experiment(stored, config, path, changed)
+    steps = config["train"]["steps"]
+    if steps <= step:
+        raise ckpt.CheckpointError(
+            f"Checkpoint '{path}' is at step {step} and train.steps={steps}: there is nothing left to train. "
+            f"To train on, raise train.steps above {step} (the learning-rate decay follows the new total)."
+        )
+    return [show(k) for k in changed]
+
+
+def check_experiment(stored: dict[str, Any], config: dict[str, Any], path: Path, changed: list[str]) -> None:
+    """Refuse ``changed`` settings of the experiment (``EXPERIMENT``) unless ``resume_force=true``."""
     show = lambda k: f"{k}: {_get(stored, k)!r} -> {_get(config, k)!r}"  # noqa: E731
     experiment = [k for k in changed if k.startswith(EXPERIMENT) and k not in SAFE_IN_DATASET]
     if experiment and not config.get("resume_force"):
@@ -174,13 +203,26 @@ def check_settings(stored: dict[str, Any], config: dict[str, Any], path: Path, s
             f"checkpoint's settings (they are in its run folder's config.yaml), start a new run without resume, "
             f"or add resume_force=true to continue it with the new settings anyway; nothing was changed."
         )
-    steps = config["train"]["steps"]
-    if steps <= step:
-        raise ckpt.CheckpointError(
-            f"Checkpoint '{path}' is at step {step} and train.steps={steps}: there is nothing left to train. "
-            f"To train on, raise train.steps above {step} (the learning-rate decay follows the new total)."
-        )
-    return [show(k) for k in changed]
+
+
+def finished_note(resume: str | None, found: tuple[Path, dict[str, Any]] | None, config: dict[str, Any]) -> str | None:
+    """Under ``resume=auto_skip_finished`` (what sweeps use, so that a rerun trains only their unfinished
+    cells): a note saying that this run folder's run already reached ``train.steps`` with these settings, and
+    the caller trains nothing; else None. A finished run of other settings is refused, as a resume would."""
+    if resume != SKIP_FINISHED or found is None:
+        return None
+    path, state = found
+    step, steps = int(state["step"]), config["train"]["steps"]
+    if step < steps:
+        return None
+    check_architecture(state["config"], config, path)
+    changed = [k for k in config_diff(state["config"], config) if _has(state["config"], k)]
+    check_experiment(state["config"], config, path, changed)
+    return (
+        f"the run in '{path.parent.parent}' is finished: {path.name} is at step {step} and train.steps={steps}. "
+        f"Nothing was trained and the folder is left as it is (resume={SKIP_FINISHED}); raise train.steps to "
+        f"train on."
+    )
 
 
 _ABSENT = object()

@@ -35,7 +35,8 @@ def sn_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def _is_sn(module: nn.Module) -> bool:
     parametrizations = getattr(module, "parametrizations", None)
-    return parametrizations is not None and "weight" in parametrizations
+    # weight normalization (constraint=wn) is a parametrization too: spectral norm is the one with u and v
+    return parametrizations is not None and "weight" in parametrizations and hasattr(parametrizations.weight[0], "_u")
 
 
 def weight_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -8,6 +8,14 @@ gradient is the same either way: u and v are constants to autograd). The
 official Chainer code differs: it calls D separately on real and fake (two
 iterations per D update) and once more in the G update.
 
+The baselines of the constraint group (``DRules``) keep this: a gradient
+penalty reads D at the interpolates in that same train-mode call (real, fake
+and interpolates concatenated), so the power iteration still advances once and
+the penalty sees the sigma the loss sees; weight clipping acts after the
+optimizer step, inside the update. Only a BatchNorm D (constraint=bn, no SN) is
+called on real and fake separately, each normalized by its own statistics, and
+is read in train mode in the G update, as chainer-gan-lib's updater does.
+
 Each update is applied only if its loss, gradients and weights are all
 finite; "finite/d" and "finite/g" report the check and the loop decides what
 a skipped update means (stop or count it). Other values are detached scalar
@@ -26,17 +34,33 @@ update is skipped on every rank.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from sngan.models.constraints import clip_weights_
 from sngan.models.sampling import sample_y, sample_z
 from sngan.training import distributed
 from sngan.training.augment import Augment
 from sngan.training.distributed import all_agree
-from sngan.training.losses import Loss
+from sngan.training.losses import Loss, gradient_penalty, interpolates, orthonormal_penalty
 from sngan.training.speed import Speed, autocast, mark_step, memory_format
 
 EAGER = Speed()
+
+
+@dataclass(frozen=True)
+class DRules:
+    """What D's updates do beyond the loss (the constraint group's constants; zeros and None: nothing)."""
+
+    gp_weight: float = 0.0  # lambda of the gradient penalty at interpolates of real and fake (WGAN-GP, GAN-GP)
+    ortho_weight: float = 0.0  # coefficient of the orthonormal penalty (Brock et al.)
+    clip: float | None = None  # D's weights clamped to [-clip, clip] after every D update
+    batch_stats: bool = False  # BatchNorm in D: real and fake in separate calls, D in train mode in the G update
+
+
+PLAIN = DRules()
 
 
 def _update_if_finite(opt: torch.optim.Optimizer, loss: torch.Tensor) -> torch.Tensor:
@@ -81,10 +105,12 @@ def d_step(
     speed: Speed = EAGER,
     fake_cdf: torch.Tensor | None = None,
     augment: Augment | None = None,
+    rules: DRules = PLAIN,
 ) -> dict[str, torch.Tensor]:
     """Update D once on ``real`` (with its labels ``real_y`` when conditional) and as many fresh fakes
     (of classes drawn by ``sample_y`` with ``fake_cdf``), D seeing both through ``augment`` (and ADA's
-    heuristic seeing D's outputs on the real ones)."""
+    heuristic seeing D's outputs on the real ones), with the constraint's penalty and clipping
+    (``rules``). "loss/d" is the loss alone; a penalty is reported as "penalty/d"."""
     n = len(real)
     mark_step(speed)
     real = real.contiguous(memory_format=memory_format(speed))
@@ -94,18 +120,54 @@ def d_step(
             fake = call(generator, sample_z(n, z_dim, real.device), fake_y)
         both_y = None if fake_y is None or real_y is None else torch.cat([real_y, fake_y])
         both = torch.cat([real, fake.to(real.dtype)])
-        out = call(discriminator, augment(both) if augment is not None else both, both_y).float()
-    out_real, out_fake = out[:n], out[n:]
+        out, mixed = _read_d(discriminator, augment(both) if augment is not None else both, both_y, rules)
+    out_real, out_fake = out[:n], out[n : 2 * n]
     if augment is not None:
         augment.observe(out_real, n * distributed.current().world)
     loss_d = loss.d_loss(out_real, out_fake)
-    finite = _update_if_finite(opt_d, loss_d)
-    return {
+    penalty = _penalty(discriminator, out[2 * n :], mixed, rules)  # outside autocast, as backward is
+    finite = _update_if_finite(opt_d, loss_d if penalty is None else loss_d + penalty)
+    if rules.clip is not None:  # after the step; a skipped update leaves the (clipped) weights as they were
+        clip_weights_(discriminator, rules.clip)
+    stats = {
         "finite/d": finite,
         "loss/d": loss_d.detach(),
         "d_out/real": out_real.detach().mean(),
         "d_out/fake": out_fake.detach().mean(),
     }
+    return stats | ({"penalty/d": penalty.detach()} if penalty is not None else {})
+
+
+def _read_d(
+    discriminator: nn.Module, seen: torch.Tensor, y: torch.Tensor | None, rules: DRules
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """D's outputs (fp32) on ``seen`` (real, then fake) in train mode and, under a gradient penalty, on
+    interpolates of the two after them; returns the outputs and the interpolates (None without a penalty)."""
+    n = len(seen) // 2
+    if rules.batch_stats:  # no SN here: two calls cost no extra power iteration
+        halves = [(seen[:n], None if y is None else y[:n]), (seen[n:], None if y is None else y[n:])]
+        return torch.cat([call(discriminator, x, part_y) for x, part_y in halves]).float(), None
+    if not rules.gp_weight:
+        return call(discriminator, seen, y).float(), None
+    if y is not None:
+        raise ValueError("the gradient penalty is defined for an unconditional D only (refused at start-up)")
+    # The interpolates join real and fake in the one train-mode call: SN's u advances once per D update, and
+    # the penalty differentiates the very function the loss does. torch.compile'd modules cannot be
+    # differentiated twice, so the penalized update reads the plain module (the rest of the run stays compiled).
+    mixed = interpolates(seen[:n].detach(), seen[n:].detach()).requires_grad_(True)
+    eager = getattr(discriminator, "_orig_mod", discriminator)
+    return call(eager, torch.cat([seen, mixed]), None).float(), mixed
+
+
+def _penalty(
+    discriminator: nn.Module, out_mixed: torch.Tensor, mixed: torch.Tensor | None, rules: DRules
+) -> torch.Tensor | None:
+    """The constraint's term of D's loss: lambda * the gradient penalty, or the orthonormal one, or None."""
+    if mixed is not None:
+        return rules.gp_weight * gradient_penalty(out_mixed, mixed)
+    if rules.ortho_weight:
+        return rules.ortho_weight * orthonormal_penalty(discriminator)
+    return None
 
 
 def g_step(
@@ -120,10 +182,14 @@ def g_step(
     speed: Speed = EAGER,
     fake_cdf: torch.Tensor | None = None,
     augment: Augment | None = None,
+    batch_stats: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Update G once on ``batch`` fresh samples (of classes drawn by ``sample_y`` with ``fake_cdf`` when
-    conditional); D's weights, u and v stay put."""
-    discriminator.eval()
+    conditional); D's weights, u and v stay put. ``batch_stats`` (BatchNorm in D, no SN): D is read in
+    train mode, normalizing the fakes by their own statistics as in its own update (its running
+    statistics, which no update uses, move too)."""
+    if not batch_stats:
+        discriminator.eval()
     discriminator.requires_grad_(False)
     try:
         mark_step(speed)

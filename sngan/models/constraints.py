@@ -1,0 +1,114 @@
+"""The paper's ways of keeping the discriminator in check (section 4.1, Appendix D), by short name.
+
+Each registered ``Constraint`` says what it does to D when D is built (spectral normalization, gain-free
+batch, layer or weight normalization, orthogonal initialisation), whether it adds a penalty to D's loss
+(the gradient penalty, the orthonormal term: ``sngan.training.losses``) and whether it acts after each D
+update (weight clipping: ``clip_weights_``). Its constants (clip, gp_weight, ortho_weight) are the
+config group ``constraint``'s; the step receives them as numbers (``sngan.training.step.DRules``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sngan.registry import Registry
+
+from .layers import NORMS, apply_spectral_norm, apply_weight_norm, orthogonal_init_
+
+CONSTANTS = ("clip", "gp_weight", "ortho_weight")  # the group's constants; a constraint reads some of them
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """What one option of the constraint group does (which losses and D it is defined with, for refusals)."""
+
+    spectral_norm: bool = False  # SN on every D layer, one power iteration per D update
+    sn_gain: bool = False  # and a learned scalar gain on each (WGAN-GP with SN: Appendix E.1, Eq. 32)
+    norm: str | None = None  # "batch" | "layer": gain-free normalization after D's hidden convolutions
+    weight_norm: bool = False  # every D layer's rows at unit norm (the gain fixed at 1: footnote 8)
+    orthogonal_init: bool = False  # every D weight a random orthonormal operator at the start
+    constants: tuple[str, ...] = ()  # which of CONSTANTS it reads
+    losses: tuple[str, ...] | None = None  # the losses the paper pairs it with; None: any
+    pairing: str = ""  # where the paper pairs it with those losses, for the refusal of another
+    conditional: bool = False  # defined for the class-conditional projection D too
+
+
+CONSTRAINTS: Registry[Constraint] = Registry("constraint")
+
+_STANDARD = "the paper trains every baseline but WGAN-GP with the standard loss (section 4.1, p. 6, Eq. 15)"
+CONSTRAINTS.register("sn")(Constraint(spectral_norm=True, conditional=True))
+CONSTRAINTS.register("none")(Constraint(conditional=True))
+CONSTRAINTS.register("weight_clip")(
+    Constraint(
+        constants=("clip",),
+        losses=("nonsaturating",),
+        pairing=f"{_STANDARD}, weight clipping included (Table 2's 'Weight clipping' row); WGAN's pairing of "
+        "clipping with the Wasserstein loss (Arjovsky et al.) is not the paper's baseline",
+    )
+)
+CONSTRAINTS.register("wgan_gp")(
+    Constraint(
+        constants=("gp_weight",),
+        losses=("wasserstein",),
+        pairing="WGAN-GP is the Wasserstein loss plus the gradient penalty (section 4.1, Eqs. 29-31); the same "
+        "penalty with the standard loss is constraint=gan_gp",
+    )
+)
+CONSTRAINTS.register("gan_gp")(
+    Constraint(
+        constants=("gp_weight",),
+        losses=("nonsaturating",),
+        pairing="GAN-GP is the gradient penalty added to the standard loss (section 4.1, Eq. 15); with the "
+        "Wasserstein loss it is constraint=wgan_gp",
+    )
+)
+CONSTRAINTS.register("bn")(Constraint(norm="batch"))
+CONSTRAINTS.register("ln")(Constraint(norm="layer"))
+CONSTRAINTS.register("wn")(Constraint(weight_norm=True))
+CONSTRAINTS.register("orthonormal")(Constraint(orthogonal_init=True, constants=("ortho_weight",)))
+CONSTRAINTS.register("wgan_gp_sn")(
+    Constraint(
+        spectral_norm=True,
+        sn_gain=True,
+        constants=("gp_weight",),
+        losses=("wasserstein",),
+        pairing="Tables 7 and 8 (Appendix E.1) combine spectral normalization with WGAN-GP, whose loss is the "
+        "Wasserstein one",
+    )
+)
+
+
+def spectral_norm_of(name: str) -> bool:
+    """Whether constraint ``name`` attaches spectral normalization (model.spectral_norm follows it)."""
+    return CONSTRAINTS.get(name).spectral_norm
+
+
+def norm_layer(name: str) -> type[nn.Module] | None:
+    """The gain-free normalization layer constraint ``name`` puts after D's hidden convolutions, if any."""
+    norm = CONSTRAINTS.get(name).norm
+    return NORMS[norm] if norm is not None else None
+
+
+def constrain_(discriminator: nn.Module, name: str) -> nn.Module:
+    """What constraint ``name`` does to a freshly built D's weights: orthogonal initialisation, weight or
+    spectral normalization (each attached after initialisation, so it starts from those weights)."""
+    rule = CONSTRAINTS.get(name)
+    if rule.orthogonal_init:
+        orthogonal_init_(discriminator)
+    if rule.weight_norm:
+        apply_weight_norm(discriminator)
+    if rule.spectral_norm:
+        apply_spectral_norm(discriminator, gain=rule.sn_gain)
+    return discriminator
+
+
+@torch.no_grad()
+def clip_weights_(discriminator: nn.Module, clip: float) -> None:
+    """Clamp the weight of every convolution and dense layer of D to [-clip, clip] ("c = 0.01 for the
+    convolutional weight of each layer", section 4.1; biases move no Lipschitz constant and stay free)."""
+    weights = [m.weight for m in discriminator.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    torch._foreach_clamp_min_(weights, -clip)
+    torch._foreach_clamp_max_(weights, clip)
