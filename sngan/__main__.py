@@ -14,11 +14,12 @@ COMMANDS = {
     "export": "a checkpoint's generator as .safetensors (+ .json) for sngan.load_generator",
     "fid_stats": "a dataset's Inception reference statistics (.npz), computed once and cached",
     "report": "a run's curves and latest samples on one page (report.png, .html, .json)",
+    "paper_figures": "the paper's Figures 1-3 (PNG + CSV) from a finished grid of runs (docs/paper.md)",
 }
 
 
 def usage() -> str:
-    lines = [f"  python -m sngan.{name:<10} {what}" for name, what in COMMANDS.items()]
+    lines = [f"  python -m sngan.{name:<13} {what}" for name, what in COMMANDS.items()]
     return (
         "usage: python -m sngan.<command> [setting=value ...]\n\ncommands:\n" + "\n".join(lines) + "\n\n"
         "example: python -m sngan.train experiment=quickstart   (a few CPU minutes; README.md)\n"

@@ -8,7 +8,15 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "sngan"
-COMMANDS = {"sngan.train", "sngan.evaluate", "sngan.sample", "sngan.export", "sngan.fid_stats", "sngan.report"}
+COMMANDS = {
+    "sngan.train",
+    "sngan.evaluate",
+    "sngan.sample",
+    "sngan.export",
+    "sngan.fid_stats",
+    "sngan.report",
+    "sngan.paper_figures",
+}
 FOUNDATIONS = {"sngan.config", "sngan.registry"}  # import nothing from sngan
 
 
