@@ -101,8 +101,8 @@ class MetricsConfig:
     n_fake: int  # generated images for FID/KID/PRDC
     real_split: str  # train: the split the model trains on | test: the dataset's test split
     n_real: int | None  # None: the whole split; else n_real of them (scoring.reference_index)
-    is_split_size: int  # images per Inception Score split (IS takes the first is_split_size x is_splits
-    is_splits: int  # generated images, drawn beyond n_fake where it needs more); 1 split: no IS std
+    is_split_size: int  # images per Inception Score split; IS takes the first is_split_size x is_splits
+    is_splits: int  # generated images (drawn beyond n_fake where that is more); one split: no IS std
     kid_subsets: int
     kid_subset_size: int
     prdc_n: int  # real and generated features (at most) for precision/recall/density/coverage; 0: off

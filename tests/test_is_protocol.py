@@ -122,8 +122,16 @@ def test_images_that_cannot_fill_the_rules_splits_get_no_is_and_a_note(tmp_path,
 
 
 def test_the_evaluate_table_and_the_dry_run_state_the_is_protocol(tmp_path):
+    from sngan.cli.outputs import OutputError
+    from sngan.cli.tables import check_protocol
+
     described = scorer(preset("fid_paper_final"), tmp_path).describe()
     assert (described["rule"], described["is_split_size"], described["is_splits"]) == ("fid_paper_final", 5000, 10)
+    # a table of fid_paper written before the split size (10 splits of 500) is not added to
+    new = scorer(preset("fid_paper"), tmp_path).describe()
+    old = {key: value for key, value in new.items() if key != "is_split_size"} | {"is_splits": 10}
+    with pytest.raises(OutputError, match="is_split_size None there, 5000 now; is_splits 10 there, 1 now"):
+        check_protocol(tmp_path / "eval_fid_paper.json", old, new)
     stats = tmp_path / "stats"
     for name, said in (
         ("fid_paper", "5,000 generated images (IS: 1 split of 5,000 images, no std) against"),
