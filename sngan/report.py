@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from sngan.cli.outputs import OutputError, ensure_folder, output_error
+from sngan.cli.outputs import OutputError, ensure_folder, output_error, write_atomic, write_text
 
 # (panel title, pattern on the scalar tag); the first match wins, the rest goes to "other"
 PANELS = [
@@ -107,11 +107,12 @@ def write_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     items = "".join(f"<li>{html.escape(t)}: {', '.join(map(html.escape, tags))}</li>" for t, tags in panels.items())
     with _writing(out_dir):
         plot(run_dir, panels, latest_grid(run_dir), png)
-        doc.write_text(json.dumps({"run": str(run_dir), "panels": panels}, indent=1) + "\n")
-        page.write_text(
+        write_text(doc, json.dumps({"run": str(run_dir), "panels": panels}, indent=1) + "\n")
+        write_text(
+            page,
             f"<!doctype html><meta charset='utf-8'><title>sngan report: {html.escape(str(run_dir))}</title>"
             f"<h1>{html.escape(str(run_dir))}</h1><img src='report.png' style='max-width:100%'>"
-            f"<h2>Panels</h2><ul>{items}</ul><p>Series: <a href='report.json'>report.json</a></p>\n"
+            f"<h2>Panels</h2><ul>{items}</ul><p>Series: <a href='report.json'>report.json</a></p>\n",
         )
     return {"png": png, "html": page, "json": doc}
 
@@ -194,7 +195,7 @@ def draw(title: str, panels: dict[str, dict[str, dict[str, list[float]]]], grid:
     fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     try:
-        fig.savefig(png, dpi=80)
+        write_atomic(png, lambda f: fig.savefig(f, format="png", dpi=80))
     finally:
         plt.close(fig)
 
@@ -241,8 +242,8 @@ def sweep_table(sweep_dir: Path, out_dir: Path | None = None) -> tuple[list[dict
     )
     md, js = out_dir / "ablation.md", out_dir / "ablation.json"
     with _writing(out_dir):
-        md.write_text(head + body)
-        js.write_text(json.dumps(rows, indent=1) + "\n")
+        write_text(md, head + body)
+        write_text(js, json.dumps(rows, indent=1) + "\n")
     return rows, md, js
 
 
