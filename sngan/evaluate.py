@@ -34,7 +34,8 @@ from sngan.data.image_sets import ImageSet, load_image_set
 from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generator_from_state
 from sngan.metrics.class_scoring import class_reference_stats, intra_class_fid
 from sngan.metrics.inception import InceptionFeatures, Weights
-from sngan.metrics.scoring import MetricsError, Scorer, load_extractor, make_scorer, split_of
+from sngan.metrics.features import MetricRule
+from sngan.metrics.scoring import MetricsError, Scorer, load_extractor, make_scorer, rule_of, split_of
 from sngan.training import checkpoint as ckpt
 from sngan.training.memory import out_of_memory
 from sngan.training.stopping import report_stops_with
@@ -210,9 +211,10 @@ def evaluate_images(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     report_stops_with(lambda: rows_report(out, written[0], len(old["results"]) if old else 0))
     dataset = cfg.dataset.name if cfg.dataset is not None else None
     resolution = cfg.dataset.resolution if cfg.dataset is not None else None
-    found = load_image_set(cfg.images, resolution, dataset, limit=cfg.metrics.n_fake)  # the first n_fake
+    wanted = rule_of(cfg.metrics)  # FID etc. take the first n_fake images, IS the first is_images
+    found = load_image_set(cfg.images, resolution, dataset, limit=wanted.n_generated)
     ensure_folder(out.parent)  # before the slow part (after the images: a mistyped path creates no folder)
-    check_count(found, cfg.images, rule, cfg.metrics.n_fake)
+    check_count(found, cfg.images, wanted)
     fix = (
         f"Embed fewer images at once (batch_size={cfg.batch_size}, e.g. half), or score on another device (device=cpu)"
     )
@@ -231,8 +233,10 @@ def evaluate_images(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     return doc, out
 
 
-def check_count(found: ImageSet, images: str, rule: str, n_fake: int) -> None:
-    """Says what is resized and what is left out; refuses fewer images than the rule scores."""
+def check_count(found: ImageSet, images: str, wanted: MetricRule) -> None:
+    """Says what is resized and what is left out; refuses fewer images than the rule's FID scores (fewer than
+    its IS splits hold: the scorer leaves IS out and says so)."""
+    rule, n_fake = wanted.name, wanted.n_fake
     if found.resized:
         print(f"note: resized as the reals are read: {found.resized} ({describe_sizes(found.sizes)}).", file=sys.stderr)
     if found.total < n_fake:
@@ -242,8 +246,10 @@ def check_count(found: ImageSet, images: str, rule: str, n_fake: int) -> None:
             f"metrics.name={rule}_{found.total} metrics.n_fake={found.total}), so that its numbers are never "
             f"compared with {rule}'s."
         )
-    if found.total > n_fake:
-        print(f"note: scoring the first {n_fake:,} of {found.total:,} images (rule {rule}).", file=sys.stderr)
+    used = max(n_fake, wanted.is_images) if found.total >= wanted.is_images else n_fake
+    if found.total > used:
+        print(f"note: scoring the first {used:,} of {found.total:,} images (rule {rule}: FID etc. of the first "
+              f"{n_fake:,}, IS over {wanted.is_protocol()}).", file=sys.stderr)  # fmt: skip
 
 
 def describe_sizes(sizes: dict[str, int]) -> str:

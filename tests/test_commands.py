@@ -244,6 +244,38 @@ def test_evaluate_images_gives_a_folder_or_npz_of_samples_the_numbers_of_their_c
         assert row["count"] == (21 if source == folder else 16) and got["sizes"] == {"32x32": 16}  # of those scored
 
 
+def test_evaluate_images_reads_the_images_a_rules_inception_score_needs_beyond_its_fid(
+    trained, with_inception, tmp_path, capsys
+):
+    """A rule shaped like fid_paper_final (IS over more images than FID's n_fake): images= reads the IS images
+    too and prints the checkpoint's IS; fewer images than the IS splits hold give FID alone and say why."""
+    run_dir, _ = trained
+    (stats,) = stats_of(run_dir).glob("*.npz")
+    inception = inception_cfg(dims=64, stats_dir=str(stats.parent))
+    final = metrics_cfg(name="tiny16x2", n_fake=16, n_real=150, is_split_size=16, is_splits=2, kid_subsets=10,
+                        kid_subset_size=16)  # fmt: skip
+    path, images = the_runs_own_samples(run_dir, 32)
+    doc, _ = evaluate(evaluate_cfg(ckpt=str(path), metrics=final, inception=inception, device="cpu"))
+    expected = next(row for row in doc["results"] if row["network"] == "g")
+    assert "is_mean" in expected and "is_std" in expected
+    np.savez(tmp_path / "all.npz", images=images.numpy())
+    np.savez(tmp_path / "fid_only.npz", images=images[:20].numpy())
+    cfg = images_cfg([f"images={tmp_path / 'all.npz'}", *RUN_DATASET], metrics=final, inception=inception,
+                     device="cpu")  # fmt: skip
+    (row,) = evaluate_images(cfg)[0]["results"]
+    for key in ("fid", "is_mean", "is_std", "kid_mean", "precision"):
+        assert row[key] == pytest.approx(expected[key], rel=1e-9, abs=1e-12), key
+    capsys.readouterr()
+    cfg = images_cfg([f"images={tmp_path / 'fid_only.npz'}", *RUN_DATASET], metrics=final, inception=inception,
+                     device="cpu")  # fmt: skip
+    (row,) = evaluate_images(cfg)[0]["results"]
+    assert row["fid"] == pytest.approx(expected["fid"], rel=1e-9) and "is_mean" not in row
+    assert (
+        "no Inception Score: rule tiny16x2 takes it over 2 splits of 16 images: 32; 20 images"
+        in capsys.readouterr().err
+    )
+
+
 def test_evaluate_images_resizes_like_the_reals_and_says_so_and_refuses_what_it_cannot_score(
     trained, with_inception, tmp_path, capsys
 ):

@@ -47,7 +47,7 @@ def test_settings_a_to_f_resolve_to_table_1(option):
 
 
 def test_the_figure_command_reads_the_settings_the_option_files_hold():
-    from sngan.paper_figures import table1
+    from sngan.metrics.published import table1
 
     assert table1() == {k[-1].upper(): (v[0], v[0], *v[1:]) for k, v in TABLE_1.items()}
     assert resolved([]) == (2e-4, 2e-4, 0.0, 0.9, 5, "linear")  # adam_sngan, the ResNets' default, as before
@@ -67,7 +67,7 @@ def test_cnn_experiments_pin_table_2s_sn_gan_rows():
 
 
 def test_the_readme_targets_are_the_pinned_rows_of_table_2():
-    from sngan.paper_figures import TABLE2
+    from sngan.metrics.published import TABLE2
 
     text = (ROOT / "README.md").read_text()
     for experiment, key in (("sngan_cnn32_cifar10", ("cifar10", "sn", False, 100_000)),
