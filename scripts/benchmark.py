@@ -380,7 +380,7 @@ def write_fig10(records: list[dict[str, Any]], out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     from sngan.cli.figures import save_figure, write_csv
-    from sngan.paper_figures import METHODS
+    from sngan.metrics.published import METHODS
 
     rows = [{k: r[k] for k in ("method", "loss", "seconds_per_100_g_updates", "n_dis", "batch_d", "batch_g",
                                "model", "width", "setting", "device", "steps")} for r in records]  # fmt: skip
