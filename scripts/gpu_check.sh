@@ -58,7 +58,7 @@ for phase in "${phases[@]}"; do
     case $phase in
     resnet32) run_phase resnet32 175 "${bench[@]}" train --models resnet32 --device cuda --warmup 5 --steps 20 \
         --settings bf16-max,fp32-tf32-max,fp32-tf32 --out "$out/train.jsonl" ;;
-    tests) run_phase tests 165 "$py" -m pytest -n0 -q -p no:cacheprovider tests/test_gpu.py ;;
+    tests) run_phase tests 165 "$py" -m pytest -o addopts= -v -p no:cacheprovider tests/test_gpu.py ;;
     profile) run_phase profile 60 "$py" scripts/profile_step.py --device cuda --setting bf16-max --steps 5 \
         --out "$out/profile.jsonl" --trace "$out/trace.json" ;;
     fid) run_phase fid 50 "${bench[@]}" fid --device cuda --n 5000 --repeats 2 --offline --out "$out/fid.jsonl" ;;

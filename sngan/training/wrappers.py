@@ -57,6 +57,42 @@ class CompileFailed(RuntimeError):
     """An explicitly asked-for train.compile failed in a first compiled step that runs eagerly."""
 
 
+class CudaContextLost(RuntimeError):
+    """A CUDA error that leaves the process's CUDA context unusable (an illegal memory access ...)."""
+
+
+# CUDA's "sticky" errors: after one, every CUDA call of the process fails, so an eager retry fails again and
+# its message blames the run's code. The messages are the CUDA runtime's own (cudaGetErrorString).
+STICKY_CUDA_ERRORS = (
+    "illegal memory access", "unspecified launch failure", "device-side assert", "misaligned address",
+    "illegal instruction", "invalid program counter", "hardware stack error", "uncorrectable ecc error",
+    "launch timed out", "invalid address space",
+)  # fmt: skip
+
+
+def poisons_the_context(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it wraps: torch.compile's, the CUDA-graph tree's) is a sticky CUDA error."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = str(seen).lower()
+        if "cuda" in text and any(words in text for words in STICKY_CUDA_ERRORS):
+            return True
+        seen = getattr(seen, "inner_exception", None) or seen.__cause__ or seen.__context__
+    return False
+
+
+def context_lost(step: int, compile: str, exc: BaseException) -> CudaContextLost:
+    return CudaContextLost(
+        f"CUDA failed in step {step} (train.compile={compile}): {innermost_line(exc)}. This error leaves the "
+        f"process's CUDA context unusable, so the step is not tried again eagerly (it would fail the same way) "
+        f"and nothing more can be read from the GPU; the checkpoints already in the run folder are intact and "
+        f"resume=auto continues from the newest. To tell a compiler bug from a driver or hardware fault, run "
+        f"the same command once with train.compile=none and CUDA_LAUNCH_BLOCKING=1. For a bug report send this "
+        f"message, that run's train.log, and the output of `python -m torch.utils.collect_env` and "
+        f"`nvidia-smi -q`."
+    )
+
+
 class CompileTrial:
     """The first compiled steps of a process, each from a snapshot: if one raises (torch.compile or CUDA-graph
     capture failing on a card, driver or torch nobody tried), the state goes back to before it and the same
@@ -80,26 +116,42 @@ class CompileTrial:
     def step(self, body: Callable[[Speed], T]) -> T:
         """``body(speed)``: one training step under this trial's speed settings."""
         if not self.left:
-            return body(self.speed)
+            try:
+                return body(self.speed)
+            except Exception as exc:
+                if poisons_the_context(exc):
+                    raise context_lost(self.run.step + 1, self.speed.compile, exc) from exc
+                raise
         before = snapshot(self.run)
+        failure: Exception | None = None
         try:
             out = body(self.speed)
         except Exception as exc:
             if is_out_of_memory(exc):
                 raise
-            return self._eagerly(body, before, exc)
-        self.left -= 1
-        return out
+            if poisons_the_context(exc):  # not retried: the eager step would fail too, blaming the run's code
+                raise context_lost(self.run.step + 1, self.speed.compile, exc) from exc
+            failure = exc
+            rollback(self.run, before)  # this rank's step again, eagerly, from the same state (its collectives
+            slow_down(self.run)  # pair with the other ranks' in the step); the run's own error is raised here
+            out = body(replace(self.speed, compile="none"))
+        # Under torchrun every rank learns which failed (one exchange per trial step), so that all go on eagerly
+        # together, or all stop together: a rank left compiled beside an eager one would train other numerics
+        # than the provenance says, and a rank that stops alone leaves the others waiting in a collective.
+        failed = distributed.gather_failures(innermost_line(failure) if failure is not None else None)
+        if not failed:
+            self.left -= 1
+            return out
+        return self._eagerly(out, before, failed, failure)
 
-    def _eagerly(self, body: Callable[[Speed], T], before: dict[str, Any], exc: Exception) -> T:
-        rollback(self.run, before)
+    def _eagerly(self, out: T, before: dict[str, Any], failed: list[tuple[int, str]], exc: Exception | None) -> T:
+        """Every rank: on eagerly (compile=auto), or back to ``before``, saved, and stopped with CompileFailed."""
         self.left, compiled_as, speed = 0, self.speed.compile, replace(self.speed, compile="none")
         slow_down(self.run)
-        out = body(speed)  # the run's own error, if it is one, is raised here unchanged
-        said = innermost_line(exc)
+        said = "; ".join(f"rank {rank}: {line}" if distributed.current().enabled else line for rank, line in failed)
         if self.requested != "auto":
             rollback(self.run, before)
-            saved = self.save(self.run, "keep") if self.run.step > 0 else None
+            saved = self.save(self.run, "keep") if self.run.step > 0 else None  # every rank: save gathers RNGs
             kept = (
                 f"The state after step {self.run.step}, the last completed one, is saved as {saved}."
                 if saved is not None
@@ -115,8 +167,9 @@ class CompileTrial:
         if self.fell_back is not None:
             self.fell_back(speed, f"compile={compiled_as} failed at step {self.run.step} ({said})")
         if distributed.current().is_main:
+            every = " on every rank" if distributed.current().enabled else ""
             print(f"note: train.compile=auto chose compile={compiled_as}, which failed at step {self.run.step} "
-                  f"({said}); that step ran again eagerly from the same state and training goes on eagerly "
+                  f"({said}); that step ran again eagerly from the same state and training goes on eagerly{every} "
                   f"(slower, same mathematics). Set train.compile=none to skip the attempt.",
                   file=sys.stderr)  # fmt: skip
         return out
