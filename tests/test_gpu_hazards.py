@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,3 +98,114 @@ def test_an_error_that_poisons_the_cuda_context_is_not_retried_and_says_what_to_
     calls.clear()
     trial = CompileTrial(run, Speed(compile="max"), "auto", save=lambda r, name: Path("unused"))
     assert trial.step(ordinary) == "eager" and calls == ["max", "none"]
+
+
+def tiny_run(extra: list[str]):
+    from helpers import TINY, compose_cfg, validated
+
+    from sngan.data import make_synthetic
+    from sngan.train import build_run
+
+    cfg = validated(compose_cfg(TINY + ["train.n_dis=2", "train.monitor_every=null"] + extra))
+    return cfg, build_run(cfg, make_synthetic(50, 32), torch.device("cpu"))
+
+
+def everything(run) -> dict:
+    """The whole training state, as a checkpoint holds it (copies)."""
+    from sngan.training.state import snapshot
+
+    state = snapshot(run)
+    state["opt_g"] = state["opt_g"]["state"]  # the param_groups' learning rate is set from the step anyway
+    state["opt_d"] = state["opt_d"]["state"]
+    return state
+
+
+def same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+@pytest.mark.parametrize("failing", ["first D update", "second D update", "G update"])
+def test_a_failed_step_is_put_back_exactly_from_what_the_guard_keeps(failing):
+    """on_nonfinite=stop keeps only what a failed step can change (D, D's optimizer, G's buffers, data order,
+    RNGs), never G's weights, G's optimizer or the EMA: G's update is gated on the step's D updates being
+    finite. After a failed step every part of the state equals the one before it, bit for bit."""
+    from sngan.training import loop
+    from sngan.training.guard import StepGuard
+
+    cfg, run = tiny_run(["train.ema_decay=0.9"])
+    guard = StepGuard(run)
+    for _ in range(2):  # the optimizers have state, the EMA has moved
+        assert loop.train_step(cfg, run, guard=guard)[2] is None
+    kept_ptrs = {t.data_ptr() for t in guard.live()}
+    for never in (*run.generator.parameters(), *run.ema.parameters(), *run.ema.buffers()):
+        assert never.data_ptr() not in kept_ptrs
+    assert not any(t.data_ptr() in kept_ptrs for s in run.opt_g.state.values() for t in s.values())
+    before = everything(run)
+    calls = {"d": 0}
+
+    def nan_in(module, inputs, output):
+        if module.training:  # a D update (D is read in eval mode in the G update)
+            calls["d"] += 1
+            bad = (failing, calls["d"]) in (("first D update", 1), ("second D update", 2))
+        else:
+            bad = failing == "G update"
+        return output * float("nan") if bad else output
+
+    hook = run.discriminator.register_forward_hook(nan_in)
+    _, _, failed = loop.train_step(cfg, run, guard=guard)
+    hook.remove()
+    network = "generator" if failing == "G update" else "discriminator"
+    assert failed is not None and failed.startswith(f"the {network} update of step 3")
+    assert same(everything(run), before)
+
+
+# aten ops that make the host wait for a CUDA device: a tensor read as a Python number or truth value, and
+# ops whose output size depends on values (the host must see them to allocate the output).
+WAITING_OPS = {
+    "aten._local_scalar_dense.default", "aten.nonzero.default", "aten.is_nonzero.default", "aten.equal.default",
+    "aten.masked_select.default", "aten.unique_consecutive.default", "aten._unique2.default",
+    "aten.repeat_interleave.Tensor",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["train.on_nonfinite=skip"], ["constraint=wgan_gp", "loss=wasserstein"], ["constraint=weight_clip",
+     "loss=nonsaturating"], ["constraint=orthonormal", "loss=nonsaturating"], ["augment=ada"]],
+    ids=["sn", "skip", "wgan_gp", "weight_clip", "orthonormal", "ada"],
+)  # fmt: skip
+def test_a_training_step_waits_for_the_device_once(extra, monkeypatch):
+    """The one wait docs/speed.md names: the finite flags of the step's updates, read together at its end
+    (one ``tolist``). Nothing else of a step reads a tensor on the host: no ``.item()``, no truth value of a
+    tensor, no op whose output size depends on values, under either on_nonfinite policy and every constraint."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from sngan.training import loop
+    from sngan.training.guard import StepGuard
+
+    class Waits(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if str(func) in WAITING_OPS:
+                self.seen.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    cfg, run = tiny_run(extra)
+    guard = StepGuard(run)
+    loop.train_step(cfg, run, guard=guard)  # the optimizers' first step (their state is created)
+    reads: list[int] = []
+    plain = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: reads.append(self.numel()) or plain(self))
+    with Waits() as waits:
+        for _ in range(3):
+            assert loop.train_step(cfg, run, guard=guard)[2] is None
+    assert waits.seen == [] and reads == [cfg.train.n_dis + 1] * 3, (waits.seen, reads)
