@@ -209,3 +209,43 @@ def test_a_training_step_waits_for_the_device_once(extra, monkeypatch):
         for _ in range(3):
             assert loop.train_step(cfg, run, guard=guard)[2] is None
     assert waits.seen == [] and reads == [cfg.train.n_dis + 1] * 3, (waits.seen, reads)
+
+
+def test_no_compiled_graph_reads_a_tensor_another_compiled_graph_returned(monkeypatch):
+    """Under train.compile G and D are compiled separately; chaining them (G's graph output straight into D's
+    graph, as in the G update) is the pattern CUDA-graph trees fail on (pytorch#160281, #152887). Each
+    compiled graph here records the tensors it is called with and returns: over D and G updates, no graph of
+    one network is called with a tensor a graph of the other returned."""
+    from sngan.training import loop
+    from sngan.training.speed import Speed
+    from sngan.training.wrappers import accelerate
+
+    calls: list[tuple[str, list[torch.Tensor], list[torch.Tensor]]] = []
+
+    def recording(network: str):
+        def backend(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]):
+            def run(*args):
+                out = gm.forward(*args)
+                outs = [t for t in (out if isinstance(out, (list, tuple)) else [out]) if isinstance(t, torch.Tensor)]
+                calls.append((network, [a for a in args if isinstance(a, torch.Tensor)], outs))
+                return out
+
+            return run
+
+        return backend
+
+    def compiled(net: torch.nn.Module, mode: str) -> torch.nn.Module:
+        network = "G" if net is run.generator else "D"
+        return torch.compile(net, backend=recording(network), dynamic=False)
+
+    monkeypatch.setattr("sngan.training.wrappers.compiled", compiled)
+    cfg, run = tiny_run(["train.compile=default"])
+    speed = Speed(compile="default")
+    accelerate(run, speed)
+    for _ in range(2):
+        assert loop.train_step(cfg, run, speed)[2] is None
+    torch._dynamo.reset()
+    assert {network for network, _, _ in calls} == {"G", "D"}
+    for network, inputs, _ in calls:
+        produced = {t.data_ptr() for other, _, outs in calls if other != network for t in outs}
+        assert not [t for t in inputs if t.data_ptr() in produced], f"{network}'s graph read the other's output"

@@ -200,6 +200,8 @@ def g_step(
         y = sample_y(batch, num_classes, device, fake_cdf)
         with autocast(speed, device):
             fake = call(generator, sample_z(batch, z_dim, device), y)
+            if speed.compile != "none":  # an explicit boundary: D's compiled graph reads a copy, never the output
+                fake = fake.clone()  # of G's (chained CUDA-graph trees fail: pytorch#160281, #152887)
             out_fake = call(discriminator, augment(fake) if augment is not None else fake, y).float()
         loss_g = loss.g_loss(out_fake)
         finite = _update_if_finite(opt_g, loss_g, gate)
