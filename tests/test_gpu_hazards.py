@@ -249,3 +249,23 @@ def test_no_compiled_graph_reads_a_tensor_another_compiled_graph_returned(monkey
     for network, inputs, _ in calls:
         produced = {t.data_ptr() for other, _, outs in calls if other != network for t in outs}
         assert not [t for t in inputs if t.data_ptr() in produced], f"{network}'s graph read the other's output"
+
+
+@pytest.mark.slow
+def test_the_gpu_check_rehearses_its_phases_on_the_cpu(tmp_path):
+    """``--rehearse`` runs the same phases at tiny size on the CPU: each phase's line lands in OUT/phases.tsv as
+    it ends (name, exit code, seconds, limit), its figures in their JSON lines, and a summary gives the time
+    against the limits and the 15-minute window."""
+    out = tmp_path / "out"
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--rehearse", str(out), "tests", "fid"],
+                          capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line.split("\t") for line in (out / "phases.tsv").read_text().splitlines()]
+    assert [(name, rc, limit) for name, rc, _, limit in rows] == [("tests", "0", "165"), ("fid", "0", "50")], rows
+    assert all(0 <= int(seconds) <= int(limit) for _, _, seconds, limit in rows)
+    assert '"bench": "fid"' in (out / "fid.jsonl").read_text() and "skipped" in (out / "tests.log").read_text()
+    assert "of their 225 s of limits" in done.stdout and "the GPU window is 900 s" in done.stdout
+    bad = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--rehearse", str(out), "nope"],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert bad.returncode == 2 and "unknown phase 'nope'" in bad.stderr
