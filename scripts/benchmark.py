@@ -267,6 +267,7 @@ def prepare(
     from sngan.data import make_synthetic
     from sngan.train import build_run
     from sngan.training.distributed import Dist
+    from sngan.training.guard import StepGuard
     from sngan.training.loop import train_step
     from sngan.training.speed import resolve, set_backends
     from sngan.training.wrappers import accelerate
@@ -282,9 +283,10 @@ def prepare(
         torch.cuda.reset_peak_memory_stats(device)
     run = build_run(cfg, data, device, Dist(), speed)
     accelerate(run, speed)  # a fresh dynamo cache for each setting
+    guard = StepGuard(run) if cfg.train.on_nonfinite == "stop" else None  # as the loop keeps one for the run
 
     def step() -> None:
-        failed = train_step(cfg, run, speed)[2]
+        failed = train_step(cfg, run, speed, guard=guard)[2]
         if failed is not None:
             raise RuntimeError(f"a non-finite update in the benchmark: {failed}")
 

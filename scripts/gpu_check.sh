@@ -69,7 +69,8 @@ run_phase() {  # run_phase NAME SECONDS COMMAND...: the command's output goes to
     echo "   exit $rc after $took s of its $limit s$([ $rc -eq 124 ] || [ $rc -eq 137 ] && echo ' (time limit: what it measured is kept)')"
 }
 
-# Sizes: the GPU's, or the rehearsal's tiny ones on the CPU (the same commands and phases).
+# Sizes: the GPU's, or the rehearsal's tiny ones on the CPU (the same commands and phases). ${a[@]+"${a[@]}"}:
+# an empty array under set -u on bash < 4.4 is "unbound".
 if [ $rehearse -eq 1 ]; then
     dev=cpu tiny=(--width 0.125 --images 256)
     r32=(--warmup 1 --steps 2 --settings fp32,fp32-default) prof=(--setting fp32 --steps 2 --warmup 1)
@@ -83,15 +84,15 @@ fi
 : >"$out/phases.tsv"
 for phase in "${phases[@]}"; do
     case $phase in
-    resnet32) run_phase resnet32 175 "${bench[@]}" train --models resnet32 --device $dev "${r32[@]}" "${tiny[@]}" \
+    resnet32) run_phase resnet32 175 "${bench[@]}" train --models resnet32 --device $dev ${r32[@]+"${r32[@]}"} ${tiny[@]+"${tiny[@]}"} \
         --out "$out/train.jsonl" ;;
     tests) run_phase tests 165 "$py" -m pytest -o addopts= -v -p no:cacheprovider tests/test_gpu.py ;;
-    profile) run_phase profile 60 "$py" scripts/profile_step.py --device $dev "${prof[@]}" "${tiny[@]}" \
+    profile) run_phase profile 60 "$py" scripts/profile_step.py --device $dev ${prof[@]+"${prof[@]}"} ${tiny[@]+"${tiny[@]}"} \
         --out "$out/profile.jsonl" --trace "$out/trace.json" ;;
-    fid) run_phase fid 50 "${bench[@]}" fid --device $dev "${fidargs[@]}" --offline --out "$out/fid.jsonl" ;;
-    others) run_phase others 240 "${bench[@]}" train --models cnn32,resnet48,cnn48 --device $dev "${oth[@]}" \
-        "${tiny[@]}" --out "$out/train.jsonl" ;;
-    quality) run_phase quality 420 "${bench[@]}" quality --device $dev "${qual[@]}" --out "$out/quality.jsonl" ;;
+    fid) run_phase fid 50 "${bench[@]}" fid --device $dev ${fidargs[@]+"${fidargs[@]}"} --offline --out "$out/fid.jsonl" ;;
+    others) run_phase others 240 "${bench[@]}" train --models cnn32,resnet48,cnn48 --device $dev ${oth[@]+"${oth[@]}"} \
+        ${tiny[@]+"${tiny[@]}"} --out "$out/train.jsonl" ;;
+    quality) run_phase quality 420 "${bench[@]}" quality --device $dev ${qual[@]+"${qual[@]}"} --out "$out/quality.jsonl" ;;
     augment)
         if [ $rehearse -eq 1 ]; then
             echo "== augment: not rehearsed (it needs CIFAR-10 and hours)"

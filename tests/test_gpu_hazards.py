@@ -52,6 +52,29 @@ def test_the_gpu_checks_pytest_call_needs_no_xdist_and_keeps_each_result():
     assert "-o addopts=" in line and " -v" in line and "-n0" not in line, line
 
 
+# What torch appends to every CUDA error it raises (c10/cuda/CUDAException.cpp), naming device-side assertions.
+TORCH_CUDA_ERROR_TAIL = (
+    "CUDA kernel errors might be asynchronously reported at some other API call, so the stacktrace below might be "
+    "incorrect.\nFor debugging consider passing CUDA_LAUNCH_BLOCKING=1\nCompile with `TORCH_USE_CUDA_DSA` to enable "
+    "device-side assertions.\n"
+)
+
+
+def test_sticky_cuda_errors_are_told_from_the_others():
+    from sngan.training.wrappers import poisons_the_context
+
+    sticky = ["an illegal memory access was encountered", "unspecified launch failure", "misaligned address",
+              "device-side assert triggered"]  # fmt: skip
+    others = ["operation not permitted when stream is capturing", "out of memory", "invalid argument"]
+    for said in sticky:
+        assert poisons_the_context(RuntimeError(f"CUDA error: {said}\n{TORCH_CUDA_ERROR_TAIL}")), said
+    for said in others:
+        assert not poisons_the_context(RuntimeError(f"CUDA error: {said}\n{TORCH_CUDA_ERROR_TAIL}")), said
+    assert poisons_the_context(RuntimeError("CUBLAS_STATUS_EXECUTION_FAILED when calling `cublasSgemm( handle)`"))
+    assert poisons_the_context(RuntimeError("NCCL error in: ProcessGroupNCCL.cpp:1, unhandled cuda error"))
+    assert not poisons_the_context(ValueError("cuda device-side assertions mentioned in passing"))
+
+
 def test_an_error_that_poisons_the_cuda_context_is_not_retried_and_says_what_to_send(capsys):
     """An illegal memory access (a sticky CUDA error, wrapped as torch.compile wraps it) in a first compiled
     step is not run again eagerly: one paragraph says what happened, that the checkpoints are intact, and what
@@ -67,8 +90,7 @@ def test_an_error_that_poisons_the_cuda_context_is_not_retried_and_says_what_to_
     def illegal(speed: Speed):
         calls.append(speed.compile)
         try:
-            raise RuntimeError("CUDA error: an illegal memory access was encountered\nCUDA kernel errors might be "
-                               "asynchronously reported at some other API call")  # fmt: skip
+            raise RuntimeError(f"CUDA error: an illegal memory access was encountered\n{TORCH_CUDA_ERROR_TAIL}")
         except RuntimeError as cuda:
             raise RuntimeError("backend='inductor' raised:") from cuda  # as torch.compile wraps it
 
@@ -92,7 +114,7 @@ def test_an_error_that_poisons_the_cuda_context_is_not_retried_and_says_what_to_
     def ordinary(speed: Speed):
         calls.append(speed.compile)
         if speed.compile != "none":
-            raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+            raise RuntimeError(f"CUDA error: operation not permitted when stream is capturing\n{TORCH_CUDA_ERROR_TAIL}")
         return "eager"
 
     calls.clear()
@@ -246,6 +268,17 @@ def test_no_compiled_graph_reads_a_tensor_another_compiled_graph_returned(monkey
         assert loop.train_step(cfg, run, speed)[2] is None
     torch._dynamo.reset()
     assert {network for network, _, _ in calls} == {"G", "D"}
+    # backward too: G's backward reads a copy of the gradient D's backward returned
+    from sngan.training.step import Boundary
+
+    x = torch.randn(4, 3, requires_grad=True)
+    seen = {}
+    y = x * 2
+    y.register_hook(lambda grad: seen.setdefault("into_g", grad))
+    out = Boundary.apply(y)
+    out.register_hook(lambda grad: seen.setdefault("from_d", grad))
+    (out * 3).sum().backward()
+    assert torch.equal(x.grad, torch.full((4, 3), 6.0)) and seen["into_g"].data_ptr() != seen["from_d"].data_ptr()
     for network, inputs, _ in calls:
         produced = {t.data_ptr() for other, _, outs in calls if other != network for t in outs}
         assert not [t for t in inputs if t.data_ptr() in produced], f"{network}'s graph read the other's output"

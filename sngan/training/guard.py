@@ -35,7 +35,7 @@ class StepGuard:
         self.run = run
         self.kept: list[torch.Tensor] = []
         self.host: dict[str, Any] = {}
-        self.started = (False, False)  # whether D's and G's optimizers had state (Adam's moments) at ``keep``
+        self.states: tuple[set[Any], set[Any]] = (set(), set())  # the parameters D's and G's optimizers had state for
 
     def live(self) -> list[torch.Tensor]:
         """The tensors a failed step can change, in a fixed order."""
@@ -53,7 +53,7 @@ class StepGuard:
         with torch.no_grad():
             torch._foreach_copy_(self.kept, live)
         run = self.run
-        self.started = (bool(run.opt_d.state), bool(run.opt_g.state))
+        self.states = (set(run.opt_d.state), set(run.opt_g.state))
         sampler = run.sampler
         self.host = {  # the permutation is replaced at each epoch, never changed in place: a reference will do
             "sampler": (sampler.perm, sampler.pos, sampler.gen.get_state()),
@@ -65,9 +65,9 @@ class StepGuard:
     def put_back(self) -> None:
         """After a failed step: the state ``keep`` saw."""
         run = self.run
-        for opt, started in zip((run.opt_d, run.opt_g), self.started):
-            if not started:  # the failed step was the optimizer's first: Adam made its (zero) moments in it
-                opt.state.clear()
+        for opt, had in zip((run.opt_d, run.opt_g), self.states):
+            for param in [p for p in opt.state if p not in had]:  # Adam makes a parameter's (zero) moments at its
+                del opt.state[param]  # first step, even one it skips: the failed step was that first step
         with torch.no_grad():
             torch._foreach_copy_(self.live(), self.kept)
         perm, pos, gen = self.host["sampler"]

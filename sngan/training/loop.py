@@ -34,7 +34,7 @@ from sngan.training.state import Run, update_ema
 from sngan.training.step import EAGER, DRules, d_step, g_step
 from sngan.training.stopping import GracefulStop, Interrupted, TimeLimit, WallClock
 from sngan.training.tracking import Tracker
-from sngan.training.wrappers import CompileTrial
+from sngan.training.wrappers import CompileTrial, probe_compiled
 
 
 def lr_factor(step: int, total: int, decay: str) -> float:
@@ -292,6 +292,7 @@ def train_loop(
     wall = WallClock(t.max_minutes, t.checkpoint_minutes)
     graphs = GraphCheck(speed)
     trial = CompileTrial(run, speed, t.compile, save, fell_back)  # a failing compile: eager (auto) or an error
+    trial.preflight(partial(probe_compiled, run, cfg, speed, d_rules(cfg).batch_stats))  # torchrun: agreed first
     first, fix = run.step, what_to_lower(t.batch_size_d, t.batch_size_g, cfg.model.width)
     device = run.fixed_z.device
     kept = StepGuard(run) if t.on_nonfinite == "stop" else None  # its buffers last the run

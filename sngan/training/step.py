@@ -35,6 +35,7 @@ update is skipped on every rank.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -61,6 +62,20 @@ class DRules:
 
 
 PLAIN = DRules()
+
+
+class Boundary(torch.autograd.Function):
+    """A copy both ways between two compiled graphs: forward, the next graph reads a copy of the previous
+    one's output; backward, the previous graph's backward reads a copy of the gradient the next one's
+    returned (a plain ``clone`` passes the gradient through as it is)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad.clone()
 
 
 def _update_if_finite(opt: torch.optim.Optimizer, loss: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
@@ -201,7 +216,7 @@ def g_step(
         with autocast(speed, device):
             fake = call(generator, sample_z(batch, z_dim, device), y)
             if speed.compile != "none":  # an explicit boundary: D's compiled graph reads a copy, never the output
-                fake = fake.clone()  # of G's (chained CUDA-graph trees fail: pytorch#160281, #152887)
+                fake = Boundary.apply(fake)  # of G's (chained CUDA-graph trees fail: pytorch#160281, #152887)
             out_fake = call(discriminator, augment(fake) if augment is not None else fake, y).float()
         loss_g = loss.g_loss(out_fake)
         finite = _update_if_finite(opt_g, loss_g, gate)
