@@ -37,7 +37,6 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /opt/sngan
 COPY pyproject.toml README.md LICENSE ./
 COPY sngan ./sngan
-COPY configs ./configs
 COPY scripts/install.sh ./scripts/install.sh
 
 # Non-editable install through the same script the tests run; then a non-root user. The volume

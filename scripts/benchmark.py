@@ -12,6 +12,7 @@ it goes, so a time-limited run keeps what it measured.
     python scripts/benchmark.py fid --out bench.jsonl
     python scripts/benchmark.py monitor --model resnet32 --device cpu   # cost of spectral monitoring
     python scripts/benchmark.py methods --out fig10       # the paper's Figure 10: seconds per 100 G updates
+    python scripts/benchmark.py snapshot                  # what on_nonfinite=stop copies before each step
 
 ``train`` times the trainer's own step (``sngan.training.loop.train_step``: n_dis D updates on
 device-resident data, one G update, the non-finite check) for each registered model at
@@ -41,6 +42,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +267,7 @@ def prepare(
     from sngan.data import make_synthetic
     from sngan.train import build_run
     from sngan.training.distributed import Dist
+    from sngan.training.guard import StepGuard
     from sngan.training.loop import train_step
     from sngan.training.speed import resolve, set_backends
     from sngan.training.wrappers import accelerate
@@ -280,9 +283,10 @@ def prepare(
         torch.cuda.reset_peak_memory_stats(device)
     run = build_run(cfg, data, device, Dist(), speed)
     accelerate(run, speed)  # a fresh dynamo cache for each setting
+    guard = StepGuard(run) if cfg.train.on_nonfinite == "stop" else None  # as the loop keeps one for the run
 
     def step() -> None:
-        failed = train_step(cfg, run, speed)[2]
+        failed = train_step(cfg, run, speed, guard=guard)[2]
         if failed is not None:
             raise RuntimeError(f"a non-finite update in the benchmark: {failed}")
 
@@ -368,6 +372,40 @@ def bench_methods(args: argparse.Namespace) -> None:
         })  # fmt: skip
         emit(records[-1], args.out / "fig10_time_per_100_updates.jsonl")
     print(f"Wrote {', '.join(map(str, write_fig10(records, args.out)))}.", file=sys.stderr)
+
+
+def tensors_in(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in tensors_in(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in tensors_in(v)]
+    return []
+
+
+def bench_snapshot(args: argparse.Namespace) -> None:
+    """What on_nonfinite=stop copies before every step, per model: the whole state (``state.snapshot``, what
+    it copied until issue 38 and what the compile trial still copies) against ``guard.StepGuard`` (only what a
+    failed step can change); tensors, MiB and milliseconds a copy, after two steps (the optimizers' state)."""
+    from sngan.training.guard import StepGuard
+    from sngan.training.state import snapshot
+
+    for model in args.models.split(","):
+        small = ("train.batch_size_d=4", "train.batch_size_g=4", "train.n_dis=1")  # the state, not the step
+        cfg, device, _, _, run, step = prepare(model, "fp32", args.device, 1.0, 64, small)
+        step(), step()
+        guard = StepGuard(run)
+        guard.keep()
+        whole = tensors_in(snapshot(run))
+        for name, tensors, copy in (("snapshot (before)", whole, partial(snapshot, run)),
+                                    ("StepGuard (after)", guard.kept, guard.keep)):  # fmt: skip
+            emit({
+                "bench": "snapshot", "model": model, "what": name, "tensors": len(tensors),
+                "mib": round(sum(t.numel() * t.element_size() for t in tensors) / 2**20, 2),
+                "ms": round(timed(copy, args.repeats, device) * 1000, 3), "ema": cfg.train.ema_decay is not None,
+                "device": device_name(device), "torch": torch.__version__,
+            }, args.out)  # fmt: skip
 
 
 def write_fig10(records: list[dict[str, Any]], out: Path) -> list[Path]:
@@ -497,9 +535,14 @@ def main(argv: list[str] | None = None) -> None:
     me.add_argument("--images", type=int, default=10_000, help="synthetic training images (held on the device)")
     me.add_argument("--device", default="auto")
     me.add_argument("--out", type=Path, default=Path("fig10"), help="folder for the PNG, CSV and JSON lines")
+    sn = sub.add_parser("snapshot", help="what on_nonfinite=stop copies before each step, before and after issue 38")
+    sn.add_argument("--models", default="resnet32,cnn32")
+    sn.add_argument("--repeats", type=int, default=20)
+    sn.add_argument("--device", default="auto")
+    sn.add_argument("--out", type=Path, default=None, help="also append the JSON lines to this file")
     args = parser.parse_args(argv)
     bench = {"train": bench_train, "quality": bench_quality, "fid": bench_fid, "monitor": bench_monitor,
-             "methods": bench_methods}[args.bench]  # fmt: skip
+             "methods": bench_methods, "snapshot": bench_snapshot}[args.bench]  # fmt: skip
     run_or_exit(lambda: bench(args))  # as the commands do: freed memory kept, a user error in one paragraph
 
 

@@ -1,6 +1,6 @@
 """Typed schema of the training configuration, and its validation.
 
-The values live in one place, the YAML files of configs/ (each key there, with
+The values live in one place, the YAML files of sngan/configs/ (each key there, with
 its comment); the dataclasses here say only which keys exist and their types.
 This is the only module that knows OmegaConf types. ``validate`` merges the
 composed config into the dataclass schema (unknown keys, wrong types), then
@@ -283,7 +283,7 @@ def unknown_setting(key: str, value: str, names: list[str]) -> ConfigError:
     hint = f"did you mean {close}?" if close else f"the settings {where} are: {listed}."
     return ConfigError(
         f"Invalid configuration: {key}={value}: there is no setting {key}; {hint} Fix the override or the "
-        f"YAML file (configs/ holds every setting, with its comment)."
+        f"YAML file (sngan/configs/ holds every setting, with its comment)."
     )
 
 
@@ -387,7 +387,7 @@ def signal_number(name: str) -> int | None:
 
 
 def metric_presets() -> dict[str, tuple[int, str, int | None, int, int]]:
-    """The named metric rules of configs/metrics/ (``none`` aside): name -> (n_fake, real_split, n_real,
+    """The named metric rules of sngan/configs/metrics/ (``none`` aside): name -> (n_fake, real_split, n_real,
     is_split_size, is_splits). A rule's name stands for its counts, so a run that changes them must rename
     the rule (the IS counts are checked where numbers are made: ``sngan.metrics.scoring.check_is_label``)."""
     presets = {}

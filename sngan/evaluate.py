@@ -33,8 +33,8 @@ from sngan.config import ConfigError, DatasetConfig, validate_metrics
 from sngan.data.image_sets import ImageSet, load_image_set
 from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generator_from_state
 from sngan.metrics.class_scoring import class_reference_stats, intra_class_fid
-from sngan.metrics.inception import InceptionFeatures, Weights
 from sngan.metrics.features import MetricRule
+from sngan.metrics.inception import InceptionFeatures, Weights
 from sngan.metrics.scoring import MetricsError, Scorer, load_extractor, make_scorer, rule_of, split_of
 from sngan.training import checkpoint as ckpt
 from sngan.training.memory import out_of_memory

@@ -46,7 +46,7 @@ from sngan.training.step import EAGER
 from sngan.training.stopping import GracefulStop, Interrupted, TimeLimit, requeue
 from sngan.training.trackers import check_installed, open_mirror
 from sngan.training.tracking import NullTracker, Tracker
-from sngan.training.wrappers import CompileFailed, accelerate, distribute
+from sngan.training.wrappers import CompileFailed, CudaContextLost, accelerate, distribute
 
 register_resolvers()
 
@@ -386,7 +386,7 @@ def _main(
     try:
         result = run_or_exit(
             lambda: start(check_train(raw), to_container(raw), run_dir, record),
-            NonFiniteError, RankFailed, CompileFailed,
+            NonFiniteError, RankFailed, CompileFailed, CudaContextLost,
         )  # fmt: skip
     except Interrupted as stopped:
         where = f"Training {stopped} with a checkpoint in {run_dir / ckpt.CHECKPOINT_DIR}."

@@ -4,7 +4,10 @@ chosen by ``FAULT`` (this test helper's own variable; the product reads no test 
 - ``oom``: rank 1's second Inception feature pass (its share of the first evaluation's fakes) runs out of
   memory;
 - ``compile``: torch.compile's backend raises when it compiles (a broken inductor or Triton), on every rank,
-  and ``train.compile=auto`` resolves to compile=default as it does on GPUs under torchrun.
+  and ``train.compile=auto`` resolves to compile=default as it does on GPUs under torchrun;
+- ``compile_rank1``: the same on rank 1 only (one host's broken toolchain); rank 0 compiles;
+- ``compile_rank1_d``: on rank 1 only, and only D's graphs (those whose input is a batch of images): without
+  the trial before the first step, rank 1 would first fail inside the D update, after DDP's collectives began.
 """
 
 from __future__ import annotations
@@ -28,10 +31,13 @@ if fault == "oom":
         return real_extract(*args, **kwargs)
 
     scoring.extract = extract
-elif fault == "compile":
+elif fault in ("compile", "compile_rank1", "compile_rank1_d"):
 
     def backend(gm, example_inputs):
-        raise RuntimeError("Triton: no usable C compiler for this GPU")
+        images = any(isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[1] == 3 for x in example_inputs)
+        if fault == "compile" or (os.environ["RANK"] == "1" and (fault == "compile_rank1" or images)):
+            raise RuntimeError("Triton: no usable C compiler for this GPU")
+        return gm.forward
 
     real_resolve = train.resolve
     speed.compiler_for = lambda device: True  # the backend needs no compiler

@@ -78,7 +78,7 @@ def sample_cfg(**values: Any) -> SampleConfig:
 
 
 def metrics_cfg(**values: Any) -> MetricsConfig:
-    """A metric rule: configs/metrics/none.yaml with ``values`` (give ``name`` and the counts)."""
+    """A metric rule: sngan/configs/metrics/none.yaml with ``values`` (give ``name`` and the counts)."""
     return to_schema(OmegaConf.merge(_composed("evaluate", ["metrics=none"]).metrics, values), MetricsConfig)
 
 
@@ -87,6 +87,6 @@ def inception_cfg(**values: Any) -> InceptionConfig:
 
 
 def dataset_cfg(name: str, **values: Any) -> DatasetConfig:
-    """configs/dataset/<name>.yaml with ``values``."""
+    """sngan/configs/dataset/<name>.yaml with ``values``."""
     raw = _composed("fid_stats", [f"dataset={name}"]).dataset
     return to_schema(OmegaConf.merge(raw, values), DatasetConfig)

@@ -22,7 +22,7 @@ from sngan.training.losses import LOSSES, gradient_penalty, orthonormal_penalty
 from sngan.training.resume import check_architecture, stored_constraint
 from sngan.training.step import DRules, d_step, g_step
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "constraint"
+CONFIGS = Path(__file__).resolve().parents[1] / "sngan" / "configs" / "constraint"
 NAMES = ["sn", "none", "weight_clip", "wgan_gp", "gan_gp", "bn", "ln", "wn", "orthonormal", "wgan_gp_sn"]
 # The loss each constraint runs with in the smoke runs: the one the paper pairs it with, else the default.
 LOSS_OF = {"weight_clip": "nonsaturating", "wgan_gp": "wasserstein", "gan_gp": "nonsaturating"}

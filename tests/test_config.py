@@ -9,7 +9,7 @@ from hydra.errors import MissingConfigException
 
 from sngan.config import ConfigError
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parent.parent / "sngan" / "configs"
 
 
 def options(group: str) -> list[str]:

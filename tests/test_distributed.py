@@ -162,6 +162,30 @@ def test_a_compile_that_fails_under_torchrun_falls_back_to_eager_on_every_rank(t
     assert state["step"] == 4 and state["replicas"] and state["replicas"][0] == state["replicas"][1]
 
 
+@pytest.mark.parametrize(
+    "requested,fault", [("auto", "compile_rank1"), ("auto", "compile_rank1_d"), ("default", "compile_rank1")]
+)
+def test_a_compile_that_fails_on_one_rank_only_is_agreed_by_every_rank(tmp_path, requested, fault):
+    """Rank 1's compile fails (every graph, or D's only: inside the D update, after DDP's collectives began,
+    but for the trial before the first step), rank 0's works: under compile=auto both ranks go on eagerly
+    (one note naming rank 1, identical replicas, provenance eager); a compile asked for by name stops both
+    ranks with the error, neither waiting for the other."""
+    args = TINY + ["train.steps=4", f"train.compile={requested}", "device=cpu", f"hydra.run.dir={tmp_path / 'run'}"]
+    out = with_fault(args, {"FAULT": fault, "SNGAN_DIST_TIMEOUT_MIN": "1"})
+    if requested == "auto":
+        assert out.returncode == 0, out.stderr[-3000:]
+        notes = [line for line in out.stderr.splitlines() if "train.compile=auto chose compile=default" in line]
+        assert len(notes) == 1 and "rank 1: " in notes[0] and "Triton: no usable C compiler" in notes[0], notes
+        assert "rank 0:" not in notes[0] and "on every rank" in notes[0]
+        state = ckpt.load(ckpt.find_latest(tmp_path / "run"))
+        assert state["step"] == 4 and state["replicas"][0] == state["replicas"][1]
+        assert state["provenance"]["speed"]["compile"] == "none"
+    else:
+        assert out.returncode != 0 and "Timeout" not in out.stderr, out.stderr[-3000:]
+        stops = [line for line in out.stderr.splitlines() if "error: train.compile=default failed in its trial" in line]
+        assert stops and all("(rank 1: " in line and "Triton" in line for line in stops), out.stderr[-3000:]
+
+
 def test_an_evaluation_out_of_memory_on_one_rank_is_skipped_by_every_rank(tmp_path, inception_home):
     """Rank 1 alone runs out in the step-2 evaluation: no rank waits for it; all skip it and train on."""
     env = {"TORCH_HOME": str(inception_home), "SNGAN_STATS_DIR": str(tmp_path / "stats"), "FAULT": "oom"}

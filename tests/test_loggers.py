@@ -189,7 +189,7 @@ def test_wandb_mode_follows_wandb_mode_in_the_environment_unless_logger_mode_is_
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     settings = logger_settings(["logger=wandb"])
-    assert settings.mode is None  # configs/logger_common.yaml: null, W&B's own choice
+    assert settings.mode is None  # sngan/configs/logger_common.yaml: null, W&B's own choice
     mirror = open_mirror(settings, "env", {"seed": 0}, tmp_path / "run", None)
     assert mirror is not None and mirror.run.settings.mode == "offline"
     mirror.close(True)

@@ -147,7 +147,7 @@ def help_groups(text: str) -> dict[str, list[str]]:
 
 
 def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (ROOT / "configs" / group).glob("*.yaml"))
+    return sorted(p.stem for p in (ROOT / "sngan" / "configs" / group).glob("*.yaml"))
 
 
 @pytest.mark.slow

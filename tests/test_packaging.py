@@ -19,9 +19,8 @@ def test_wheel_contains_every_config_file(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     (wheel,) = tmp_path.glob("sngan-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    expected = {
-        f"sngan/configs/{p.relative_to(ROOT / 'configs').as_posix()}" for p in (ROOT / "configs").rglob("*.yaml")
-    }
+    configs = ROOT / "sngan" / "configs"
+    expected = {f"sngan/configs/{p.relative_to(configs).as_posix()}" for p in configs.rglob("*.yaml")}
     assert "sngan/configs/train.yaml" in expected and "sngan/configs/experiment/quickstart.yaml" in expected
     assert expected <= names
     assert {"sngan/train.py", "sngan/models/resnet.py", "sngan/metrics/synthetic.py"} <= names

@@ -1,7 +1,7 @@
 """Each command's settings checked: training against the schema and the registries (``check_train``),
 and the typed schemas of evaluate, sample, fid_stats and export.
 
-Each entry point composes its own YAML (configs/<command>.yaml) and calls
+Each entry point composes its own YAML (sngan/configs/<command>.yaml) and calls
 ``check_*`` here, which returns a plain dataclass or raises ``ConfigError``.
 """
 

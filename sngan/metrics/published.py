@@ -1,5 +1,5 @@
 """What the paper publishes that the figures need: its method labels, Table 1's settings A-F (as the option
-files configs/optim/setting_*.yaml hold them) and Table 2's scores (Miyato et al. 2018, arXiv v1, p. 7-8)."""
+files sngan/configs/optim/setting_*.yaml hold them) and Table 2's scores (Miyato et al. 2018, arXiv v1, p. 7-8)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ TABLE2 = {
 
 
 def table1() -> dict[str, tuple[float, ...]]:
-    """The settings A-F as the option files configs/optim/setting_*.yaml hold them: (lr_g, lr_d, beta1, beta2,
+    """The settings A-F as the option files sngan/configs/optim/setting_*.yaml hold them: (lr_g, lr_d, beta1, beta2,
     n_dis), decay none."""
     import yaml
 

@@ -144,6 +144,16 @@ def all_agree(flag: torch.Tensor) -> torch.Tensor:
     return t.bool()
 
 
+def gather_failures(said: str | None) -> list[tuple[int, str]]:
+    """(rank, what failed) for every rank whose ``said`` is not None: one object all-gather under torchrun
+    (every rank must call it), this process's own otherwise."""
+    if not current().enabled:
+        return [(0, said)] if said is not None else []
+    everyone: list[str | None] = [None] * current().world
+    dist.all_gather_object(everyone, said)
+    return [(rank, line) for rank, line in enumerate(everyone) if line is not None]
+
+
 def sum_over_ranks(values: torch.Tensor) -> torch.Tensor:
     """``values`` added over ranks (one all-reduce, on their own device); a copy."""
     t = values.detach().clone()

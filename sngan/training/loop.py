@@ -12,7 +12,6 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -23,6 +22,7 @@ from sngan.metrics import class_agreement, evaluate_synthetic
 from sngan.metrics.scoring import Scorer
 from sngan.models.constraints import CONSTRAINTS
 from sngan.training import distributed
+from sngan.training.guard import StepGuard
 from sngan.training.losses import LOSSES
 from sngan.training.memory import EvaluationOutOfMemory, noted, out_of_memory, what_to_lower
 from sngan.training.monitoring import Monitor
@@ -30,11 +30,11 @@ from sngan.training.optim import set_rate
 from sngan.training.progress import Progress
 from sngan.training.spectral import grad_norm
 from sngan.training.speed import GraphCheck, Speed
-from sngan.training.state import Run, rollback, snapshot, update_ema
+from sngan.training.state import Run, update_ema
 from sngan.training.step import EAGER, DRules, d_step, g_step
 from sngan.training.stopping import GracefulStop, Interrupted, TimeLimit, WallClock
 from sngan.training.tracking import Tracker
-from sngan.training.wrappers import CompileTrial
+from sngan.training.wrappers import CompileTrial, probe_compiled
 
 
 def lr_factor(step: int, total: int, decay: str) -> float:
@@ -125,20 +125,20 @@ class NonFiniteError(RuntimeError):
 
 
 def handle_nonfinite(
-    policy: str, run: Run, network: str, stats: dict[str, torch.Tensor], last_good: dict[str, Any] | None
+    policy: str, run: Run, network: str, stats: dict[str, torch.Tensor], guard: StepGuard | None
 ) -> str | None:
     """Count a skipped update (``on_nonfinite=skip``: None), or put back the state after the last completed
     step and say what failed (``on_nonfinite=stop``: the loop saves that state and stops).
 
-    ``last_good`` (``state.snapshot`` taken before the step) undoes the failed step's other, finite updates,
+    ``guard`` (kept before the step) undoes the failed step's other, finite updates,
     so the saved state is exactly the one after the last completed step and resumes like any checkpoint (one
     written at the end of that step is the same state and is kept)."""
     if policy == "skip":
         run.skipped[network] += 1
         return None
     values = ", ".join(f"{k}={float(v):.4g}" for k, v in stats.items() if not k.startswith("finite"))
-    if last_good is not None:  # always, under on_nonfinite=stop
-        rollback(run, last_good)
+    if guard is not None:  # always, under on_nonfinite=stop
+        guard.put_back()
     return f"the {network} update of step {run.step + 1} ({values})"
 
 
@@ -156,21 +156,26 @@ def due(step: int, every: int, last: int) -> bool:
 
 
 def train_step(
-    cfg: TrainConfig, run: Run, speed: Speed = EAGER, grad_norms: bool = False
+    cfg: TrainConfig, run: Run, speed: Speed = EAGER, grad_norms: bool = False, guard: StepGuard | None = None
 ) -> tuple[dict[str, torch.Tensor], float, str | None]:
     """One generator iteration: n_dis D updates, one G update, the non-finite check, the EMA. Returns the
     statistics of the last D update and of the G update (tensors, not yet read), with ``grad_norms`` the
     gradient norms each network's last update left ("grad_norm/d", "grad_norm/g", each measured before
     the next update runs), the learning-rate factor the updates used, and what failed under
-    ``on_nonfinite=stop`` (None if nothing did; else the run is back at the state before this step)."""
+    ``on_nonfinite=stop`` (None if nothing did; else the run is back at the state before this step, which
+    ``guard`` keeps: the loop's, whose buffers last the run; a fresh one where none is given)."""
     loss, t = LOSSES.get(cfg.loss.name), cfg.train
     device, here = run.fixed_z.device, distributed.current()
     num_classes = len(run.classes) if run.classes else 0  # 0: unconditional
     # Under torchrun the *_update wrappers all-reduce gradients; the *_read ones do not.
     g_update, g_read, d_update, d_read = run.callables()
     factor, rules = set_lr(run, cfg), d_rules(cfg)
-    # on_nonfinite=stop saves the state before this step if it fails: a copy beside the networks.
-    last_good = snapshot(run) if t.on_nonfinite == "stop" else None
+    # on_nonfinite=stop puts back the state before this step if it fails: what a failed step can change,
+    # copied beside the networks (sngan/training/guard.py). G's update lands only if every D update did.
+    stop = t.on_nonfinite == "stop"
+    guard = (guard or StepGuard(run)) if stop else None
+    if guard is not None:
+        guard.keep()
     # Update D n_dis times, each on a fresh real batch and fresh fakes (this rank's share of each).
     updates = []
     for _ in range(t.n_dis):
@@ -190,6 +195,7 @@ def train_step(
             rules,
         )
         updates.append(("discriminator", stats))
+    gate = torch.stack([s["finite/d"].reshape(()) for _, s in updates]).all() if stop else None
     if grad_norms:  # now: under compile=max the G update's graphs may reuse the memory of D's gradients
         stats = stats | grad_norm("d", run.discriminator)  # a copy: ``updates`` keeps the update's own
     # Update G once; D is read without the all-reduce wrapper, so its gradients are not all-reduced.
@@ -207,6 +213,7 @@ def train_step(
         run.fake_cdf,
         run.augment,
         rules.batch_stats,
+        gate,
     )
     updates.append(("generator", g_stats))
     if grad_norms:
@@ -214,7 +221,7 @@ def train_step(
     # Skipped updates (non-finite): the flags are read once per step, the only wait for the device.
     finite = torch.cat([s[f"finite/{network[0]}"] for network, s in updates]).tolist()
     for ok, (network, update_stats) in zip(finite, updates, strict=True):
-        failed = None if ok else handle_nonfinite(t.on_nonfinite, run, network, update_stats, last_good)
+        failed = None if ok else handle_nonfinite(t.on_nonfinite, run, network, update_stats, guard)
         if failed is not None:
             return stats | g_stats, factor, failed
     if run.ema is not None and t.ema_decay is not None:
@@ -285,19 +292,21 @@ def train_loop(
     wall = WallClock(t.max_minutes, t.checkpoint_minutes)
     graphs = GraphCheck(speed)
     trial = CompileTrial(run, speed, t.compile, save, fell_back)  # a failing compile: eager (auto) or an error
+    trial.preflight(partial(probe_compiled, run, cfg, speed, d_rules(cfg).batch_stats))  # torchrun: agreed first
     first, fix = run.step, what_to_lower(t.batch_size_d, t.batch_size_g, cfg.model.width)
     device = run.fixed_z.device
+    kept = StepGuard(run) if t.on_nonfinite == "stop" else None  # its buffers last the run
     try:
         while run.step < t.steps:
             # Update D n_dis times and G once; skip or stop on a non-finite update; average G. Running out of
             # memory in the first step means settings too big for this machine: an error that names them.
             every = t.monitor_every
             monitor_due = monitor is not None and every is not None and due(run.step + 1, every, t.steps)
-            guard = (
+            memory = (
                 out_of_memory("running the first training step", fix, device) if run.step == first else nullcontext()
             )
-            with guard:
-                stats, factor, failed = trial.step(partial(train_step, cfg, run, grad_norms=monitor_due))
+            with memory:
+                stats, factor, failed = trial.step(partial(train_step, cfg, run, grad_norms=monitor_due, guard=kept))
             if failed is not None:  # on_nonfinite=stop: save the state after the last completed step, stop
                 raise nonfinite_error(failed, run.step, save(run, "keep"))
             graphs.after_step()  # compile=max: a note if more updates ran without CUDA graphs

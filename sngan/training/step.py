@@ -35,6 +35,7 @@ update is skipped on every rank.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -63,9 +64,24 @@ class DRules:
 PLAIN = DRules()
 
 
-def _update_if_finite(opt: torch.optim.Optimizer, loss: torch.Tensor) -> torch.Tensor:
+class Boundary(torch.autograd.Function):
+    """A copy both ways between two compiled graphs: forward, the next graph reads a copy of the previous
+    one's output; backward, the previous graph's backward reads a copy of the gradient the next one's
+    returned (a plain ``clone`` passes the gradient through as it is)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad.clone()
+
+
+def _update_if_finite(opt: torch.optim.Optimizer, loss: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
     """Backpropagate ``loss`` and step ``opt`` only if the loss, every gradient and every weight is
-    finite; otherwise leave the weights and the optimizer's moments as they are. Returns the check as a
+    finite (and ``gate``, a bool tensor, is true); otherwise leave the weights and the optimizer's moments as
+    they are. Returns the check as a
     bool tensor of one element, without waiting for it: one fused kernel checks every tensor, and a fused
     Adam skips a flagged update on the device (the loop reads the flags once per step)."""
     params = [p for group in opt.param_groups for p in group["params"]]
@@ -76,7 +92,8 @@ def _update_if_finite(opt: torch.optim.Optimizer, loss: torch.Tensor) -> torch.T
     with torch.no_grad():  # scales by 1 (a no-op) and sets ``found`` where a value is NaN or infinite
         torch._amp_foreach_non_finite_check_and_unscale_(checked, found, found + 1)
         weights_finite = torch.isfinite(torch.stack(torch._foreach_norm([p.detach() for p in params]))).all()
-    finite = all_agree((found == 0) & weights_finite)  # torchrun: skipped on every rank if on any
+    finite = (found == 0) & weights_finite
+    finite = all_agree(finite if gate is None else finite & gate)  # torchrun: skipped on every rank if on any
     if all(group.get("fused") for group in opt.param_groups):
         opt.found_inf = (~finite).float().reshape(())  # type: ignore[attr-defined]  # what GradScaler hands fused Adam
         try:
@@ -183,11 +200,13 @@ def g_step(
     fake_cdf: torch.Tensor | None = None,
     augment: Augment | None = None,
     batch_stats: bool = False,
+    gate: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Update G once on ``batch`` fresh samples (of classes drawn by ``sample_y`` with ``fake_cdf`` when
     conditional); D's weights, u and v stay put. ``batch_stats`` (BatchNorm in D, no SN): D is read in
     train mode, normalizing the fakes by their own statistics as in its own update (its running
-    statistics, which no update uses, move too)."""
+    statistics, which no update uses, move too). ``gate`` (a bool tensor): applied only where it is true
+    (on the device, no wait), as ``finite/g`` then says."""
     if not batch_stats:
         discriminator.eval()
     discriminator.requires_grad_(False)
@@ -196,9 +215,11 @@ def g_step(
         y = sample_y(batch, num_classes, device, fake_cdf)
         with autocast(speed, device):
             fake = call(generator, sample_z(batch, z_dim, device), y)
+            if speed.compile != "none":  # an explicit boundary: D's compiled graph reads a copy, never the output
+                fake = Boundary.apply(fake)  # of G's (chained CUDA-graph trees fail: pytorch#160281, #152887)
             out_fake = call(discriminator, augment(fake) if augment is not None else fake, y).float()
         loss_g = loss.g_loss(out_fake)
-        finite = _update_if_finite(opt_g, loss_g)
+        finite = _update_if_finite(opt_g, loss_g, gate)
     finally:
         discriminator.requires_grad_(True)
         discriminator.train()

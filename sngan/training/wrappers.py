@@ -14,11 +14,13 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from sngan.config import TrainConfig
+from sngan.models.sampling import sample_y, sample_z
 from sngan.training import distributed
 from sngan.training.distributed import Dist
 from sngan.training.memory import first_line, is_out_of_memory
-from sngan.training.speed import Speed, compiled
+from sngan.training.speed import Speed, autocast, compiled
 from sngan.training.state import Run, rollback, snapshot
+from sngan.training.step import call
 
 T = TypeVar("T")
 
@@ -57,6 +59,47 @@ class CompileFailed(RuntimeError):
     """An explicitly asked-for train.compile failed in a first compiled step that runs eagerly."""
 
 
+class CudaContextLost(RuntimeError):
+    """A CUDA error that leaves the process's CUDA context unusable (an illegal memory access ...)."""
+
+
+# CUDA's "sticky" errors: after one, every CUDA call of the process fails, so an eager retry fails again and
+# its message blames the run's code. The phrases are the CUDA runtime's own (cudaGetErrorString), read on the
+# line that says "CUDA error:" (torch adds lines to every CUDA error, one naming device-side assertions);
+# cuBLAS's and NCCL's reports of a failed kernel are sticky too.
+STICKY_CUDA_ERRORS = (
+    "illegal memory access", "unspecified launch failure", "device-side assert triggered", "misaligned address",
+    "illegal instruction", "invalid program counter", "hardware stack error", "uncorrectable ecc error",
+    "launch timed out", "invalid address space",
+)  # fmt: skip
+STICKY_LIBRARY_ERRORS = ("cublas_status_execution_failed", "unhandled cuda error")
+
+
+def poisons_the_context(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it wraps: torch.compile's, the CUDA-graph tree's) is a sticky CUDA error.
+    Out-of-memory errors are not (the caller's own handling)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        for line in str(seen).lower().splitlines():
+            said = line.partition("cuda error:")[2]
+            if any(words in said for words in STICKY_CUDA_ERRORS) or any(w in line for w in STICKY_LIBRARY_ERRORS):
+                return True
+        seen = getattr(seen, "inner_exception", None) or seen.__cause__ or seen.__context__
+    return False
+
+
+def context_lost(step: int, compile: str, exc: BaseException) -> CudaContextLost:
+    return CudaContextLost(
+        f"CUDA failed in step {step} (train.compile={compile}): {innermost_line(exc)}. This error leaves the "
+        f"process's CUDA context unusable, so the step is not tried again eagerly (it would fail the same way) "
+        f"and nothing more can be read from the GPU; the checkpoints already in the run folder are intact and "
+        f"resume=auto continues from the newest. To tell a compiler bug from a driver or hardware fault, run "
+        f"the same command once with train.compile=none and CUDA_LAUNCH_BLOCKING=1. For a bug report send this "
+        f"message, that run's train.log, and the output of `python -m torch.utils.collect_env` and "
+        f"`nvidia-smi -q`."
+    )
+
+
 class CompileTrial:
     """The first compiled steps of a process, each from a snapshot: if one raises (torch.compile or CUDA-graph
     capture failing on a card, driver or torch nobody tried), the state goes back to before it and the same
@@ -80,46 +123,116 @@ class CompileTrial:
     def step(self, body: Callable[[Speed], T]) -> T:
         """``body(speed)``: one training step under this trial's speed settings."""
         if not self.left:
-            return body(self.speed)
+            try:
+                return body(self.speed)
+            except Exception as exc:
+                if not is_out_of_memory(exc) and poisons_the_context(exc):
+                    raise context_lost(self.run.step + 1, self.speed.compile, exc) from exc
+                raise
         before = snapshot(self.run)
+        failure: Exception | None = None
         try:
             out = body(self.speed)
         except Exception as exc:
             if is_out_of_memory(exc):
                 raise
-            return self._eagerly(body, before, exc)
-        self.left -= 1
-        return out
+            if poisons_the_context(exc):  # not retried: the eager step would fail too, blaming the run's code
+                raise context_lost(self.run.step + 1, self.speed.compile, exc) from exc
+            failure = exc
+            rollback(self.run, before)  # this rank's step again, eagerly, from the same state (its collectives
+            slow_down(self.run)  # pair with the other ranks' in the step); the run's own error is raised here
+            out = body(replace(self.speed, compile="none"))
+        # Under torchrun every rank learns which failed (one exchange per trial step), so that all go on eagerly
+        # together, or all stop together: a rank left compiled beside an eager one would train other numerics
+        # than the provenance says, and a rank that stops alone leaves the others waiting in a collective.
+        failed = distributed.gather_failures(innermost_line(failure) if failure is not None else None)
+        if not failed:
+            self.left -= 1
+            return out
+        return self._eagerly(out, before, failed, failure, f"at step {self.run.step}")
 
-    def _eagerly(self, body: Callable[[Speed], T], before: dict[str, Any], exc: Exception) -> T:
-        rollback(self.run, before)
+    def preflight(self, probe: Callable[[], None]) -> None:
+        """Under torchrun, before the first step: ``probe()`` compiles and runs, on every rank, the compiled
+        networks that take part in no collective (``probe_compiled``), and the ranks agree on what failed.
+        A rank whose compiler is broken fails there, where the others wait for nothing, instead of inside a
+        step whose collectives its eager retry would have to pair with the others' compiled ones."""
+        if not self.left or not distributed.current().enabled:
+            return
+        failure: Exception | None = None
+        try:
+            probe()
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise
+            if poisons_the_context(exc):
+                raise context_lost(self.run.step + 1, self.speed.compile, exc) from exc
+            failure = exc
+        failed = distributed.gather_failures(innermost_line(failure) if failure is not None else None)
+        if failed:
+            self._eagerly(None, None, failed, failure, f"in its trial before step {self.run.step + 1}")
+
+    def _eagerly(
+        self, out: T, before: dict[str, Any] | None, failed: list[tuple[int, str]], exc: Exception | None, when: str
+    ) -> T:
+        """Every rank: on eagerly (compile=auto), or back to ``before``, saved, and stopped with CompileFailed."""
         self.left, compiled_as, speed = 0, self.speed.compile, replace(self.speed, compile="none")
         slow_down(self.run)
-        out = body(speed)  # the run's own error, if it is one, is raised here unchanged
-        said = innermost_line(exc)
+        said = "; ".join(f"rank {rank}: {line}" if distributed.current().enabled else line for rank, line in failed)
         if self.requested != "auto":
-            rollback(self.run, before)
-            saved = self.save(self.run, "keep") if self.run.step > 0 else None
+            if before is not None:
+                rollback(self.run, before)
+            saved = self.save(self.run, "keep") if self.run.step > 0 and before is not None else None  # every rank
             kept = (
                 f"The state after step {self.run.step}, the last completed one, is saved as {saved}."
                 if saved is not None
                 else "No step had been completed; the checkpoints in the run folder are untouched."
             )
             raise CompileFailed(
-                f"train.compile={self.requested} failed at step {self.run.step + 1} ({said}), which runs eagerly "
+                f"train.compile={self.requested} failed {when} ({said}), which runs eagerly "
                 f"without error: torch.compile does not work on this machine as set up. {kept} Run the same "
                 f"command with train.compile=none (eager), or train.compile=auto (falls back to eager by itself); "
                 f"TORCH_LOGS=+dynamo,+inductor shows the compiler's side."
             ) from exc
         self.speed = speed
         if self.fell_back is not None:
-            self.fell_back(speed, f"compile={compiled_as} failed at step {self.run.step} ({said})")
+            self.fell_back(speed, f"compile={compiled_as} failed {when} ({said})")
         if distributed.current().is_main:
-            print(f"note: train.compile=auto chose compile={compiled_as}, which failed at step {self.run.step} "
-                  f"({said}); that step ran again eagerly from the same state and training goes on eagerly "
+            every = " on every rank" if distributed.current().enabled else ""
+            again = "that step ran again eagerly from the same state and " if before is not None else ""
+            print(f"note: train.compile=auto chose compile={compiled_as}, which failed {when} "
+                  f"({said}); {again}training goes on eagerly{every} "
                   f"(slower, same mathematics). Set train.compile=none to skip the attempt.",
                   file=sys.stderr)  # fmt: skip
         return out
+
+
+def probe_compiled(run: Run, cfg: TrainConfig, speed: Speed, batch_stats: bool) -> None:
+    """The compiled networks no collective runs through, compiled and run once on the shapes training gives
+    them: G as the D update reads it (no gradient, this rank's share of a D batch) and D as the G update
+    reads it (eval mode unless ``batch_stats``, the gradient to its input). The state is put back after."""
+    here, t = distributed.current(), cfg.train
+    device, classes = run.fixed_z.device, len(run.classes) if run.classes else 0
+    lo, hi = distributed.shard(t.batch_size_d, here.rank, here.world)
+    n_d, n_g = hi - lo, t.batch_size_g // here.world
+    g, d = run.g_read, run.d_read
+    if g is None or d is None:
+        return
+    before = snapshot(run)
+    try:
+        with autocast(speed, device):
+            with torch.no_grad():
+                fake = call(g, sample_z(n_d, cfg.model.z_dim, device), sample_y(n_d, classes, device, run.fake_cdf))
+            layout = torch.channels_last if fake.dim() == 4 and not fake.is_contiguous() else torch.contiguous_format
+            x = torch.randn((n_g, *fake.shape[1:]), device=device, dtype=fake.dtype).contiguous(memory_format=layout)
+            if not batch_stats:
+                run.discriminator.eval()
+            run.discriminator.requires_grad_(False)
+            out = call(d, x.requires_grad_(True), sample_y(n_g, classes, device, run.fake_cdf)).float()
+        out.mean().backward()
+    finally:
+        run.discriminator.requires_grad_(True)
+        run.discriminator.train()
+        rollback(run, before)
 
 
 def innermost_line(exc: BaseException) -> str:
