@@ -188,8 +188,11 @@ def draw_bars(rows: list[dict[str, Any]], measure: Measure, title: str, png: Pat
     if any(r["paper"] is not None for r in rows):
         paper = "paper, Table 2: the method's optimum, drawn at its best setting here"
         ax.plot([], [], marker="D", color="black", linestyle="none", label=paper)
+    handles, _ = ax.get_legend_handles_labels()
     if any(r["trained_steps"] is not None and r["trained_steps"] < r["train_steps"] for r in rows):
-        ax.bar([], [], color="white", edgecolor="black", hatch="//", label="hatched: run not finished")
+        from matplotlib.patches import Patch  # an empty bar's legend entry would take the next colour instead
+
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="hatched: run not finished"))
     ax.set_xticks(range(len(settings)), [tick_label(k, table1()) for k in settings], fontsize=8)
     ax.set_xlabel("optimizer setting (Table 1)")
     ax.set_ylabel(measure.label)
@@ -203,7 +206,7 @@ def draw_bars(rows: list[dict[str, Any]], measure: Measure, title: str, png: Pat
     else:
         ax.set_ylim(0, measure.top)
     ax.set_title(title, fontsize=11)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside, never over
     ax.grid(axis="y", alpha=0.3)
     save_figure(fig, png)
 
