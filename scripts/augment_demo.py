@@ -55,7 +55,7 @@ def subset(zip_path: Path, out: Path, images: int, skip: int = 0) -> Path:
 
 
 def train(name: str, data: Path, args: argparse.Namespace) -> dict[str, object]:
-    from sngan.training import checkpoint as ckpt
+    from sngan.utils import checkpoint as ckpt
 
     run_dir = args.out / name
     saved = ckpt.list_checkpoints(run_dir) if args.resume else []
@@ -96,7 +96,7 @@ def held_out(run_dir: Path, sets: dict[str, Path]) -> dict[str, list[tuple[int, 
     from sngan.data.dataset import to_float
     from sngan.data.folders import folder_images, load_folder
     from sngan.models import build_models
-    from sngan.training import checkpoint as ckpt
+    from sngan.utils import checkpoint as ckpt
 
     images = {
         name: to_float(load_folder(str(root), 32, folder_images(str(root))).images) for name, root in sets.items()

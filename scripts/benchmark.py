@@ -266,11 +266,11 @@ def prepare(
     ``step()`` one generator iteration (raising on a non-finite update)."""
     from sngan.data import make_synthetic
     from sngan.train import build_run
-    from sngan.training.distributed import Dist
     from sngan.training.guard import StepGuard
     from sngan.training.loop import train_step
     from sngan.training.speed import resolve, set_backends
     from sngan.training.wrappers import accelerate
+    from sngan.utils.distributed import Dist
 
     cfg = train_config(model, name, device_name_, [f"model.width={width}", *overrides])
     device = resolve_device(cfg.device)

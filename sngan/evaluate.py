@@ -25,7 +25,6 @@ import torch
 from omegaconf import DictConfig
 
 from sngan.cli.errors import ensure_folder, run_or_exit
-from sngan.cli.outputs import write_text
 from sngan.cli.provenance import resolve_device
 from sngan.cli.settings import EvaluateConfig, check_evaluate, check_stored
 from sngan.cli.tables import Doc, check_protocol, existing_table, merged, rows_report
@@ -36,9 +35,10 @@ from sngan.metrics.class_scoring import class_reference_stats, intra_class_fid
 from sngan.metrics.features import MetricRule
 from sngan.metrics.inception import InceptionFeatures, Weights
 from sngan.metrics.scoring import MetricsError, Scorer, load_extractor, make_scorer, rule_of, split_of
-from sngan.training import checkpoint as ckpt
-from sngan.training.memory import out_of_memory
 from sngan.training.stopping import report_stops_with
+from sngan.utils import checkpoint as ckpt
+from sngan.utils.memory import out_of_memory
+from sngan.utils.outputs import write_text
 
 
 def checkpoints_of(target: Path) -> list[Path]:

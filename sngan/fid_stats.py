@@ -18,13 +18,13 @@ import hydra
 from omegaconf import DictConfig
 
 from sngan.cli.errors import run_or_exit
-from sngan.cli.outputs import stamp, written_report
 from sngan.cli.provenance import resolve_device
 from sngan.cli.settings import FidStatsConfig, check_fid_stats
 from sngan.config import ConfigError
 from sngan.data import DATASETS, NATIVE_RESOLUTION
 from sngan.metrics.scoring import load_extractor, reference_stats, stats_path
 from sngan.training.stopping import report_stops_with
+from sngan.utils.outputs import stamp, written_report
 
 
 def compute(cfg: FidStatsConfig) -> tuple[Path, bool, int]:

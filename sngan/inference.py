@@ -23,11 +23,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from sngan.cli.outputs import named
 from sngan.config import ConfigError
 from sngan.models import MODELS, build_models
 from sngan.models.sampling import label_cdf, sample_y
-from sngan.training import checkpoint as ckpt
+from sngan.utils import checkpoint as ckpt
+from sngan.utils.outputs import named
 
 EXPORT_FORMAT = "sngan-generator/1"
 EVAL_SEED_OFFSET = 12345  # evaluations draw z from seed + this, in training and in python -m sngan.evaluate

@@ -29,8 +29,8 @@ from typing import Any
 import torch
 
 from sngan.cli.figures import save_figure, write_csv
-from sngan.cli.outputs import OutputError, ensure_folder
 from sngan.metrics.published import METHODS, SETTINGS, TABLE2, setting_of, table1
+from sngan.utils.outputs import OutputError, ensure_folder
 
 
 @dataclass(frozen=True)
@@ -239,7 +239,7 @@ def figure3(cells: list[Cell], measure: Measure, title: str, png: Path, csv_path
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from sngan.training import checkpoint as ckpt
+    from sngan.utils import checkpoint as ckpt
 
     chosen = []
     for series in ordered_series(cells):

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from sngan.cli.outputs import OutputError, ensure_folder, output_error, write_atomic, write_text
+from sngan.utils.outputs import OutputError, ensure_folder, output_error, write_atomic, write_text
 
 # (panel title, pattern on the scalar tag); the first match wins, the rest goes to "other"
 PANELS = [

@@ -18,7 +18,6 @@ import torch
 from omegaconf import DictConfig
 
 from sngan.cli.errors import ensure_folder, run_or_exit
-from sngan.cli.outputs import stamp, written_report
 from sngan.cli.provenance import resolve_device
 from sngan.cli.settings import SampleConfig, check_sample
 from sngan.config import ConfigError
@@ -26,6 +25,7 @@ from sngan.data.images import save_png
 from sngan.inference import generate, load_generator
 from sngan.models.sampling import label_cdf, sample_y
 from sngan.training.stopping import report_stops_with
+from sngan.utils.outputs import stamp, written_report
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

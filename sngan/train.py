@@ -24,19 +24,15 @@ from sngan.cli import run_lock
 from sngan.cli.errors import ensure_folder, run_or_exit
 from sngan.cli.hydra_checks import register_resolvers, remove_if_new, write_hydra_record
 from sngan.cli.log_file import copied_to
-from sngan.cli.outputs import write_text
 from sngan.cli.provenance import provenance, resolve_device
 from sngan.cli.settings import check_train
 from sngan.config import LIMIT_SEED, ConfigError, TrainConfig, signal_number, to_container
 from sngan.data import BatchSampler, ImageData, to_float
 from sngan.metrics.scoring import describe_reference, load_dataset, load_extractor, make_scorer
 from sngan.models import MODELS, build_models
-from sngan.training import checkpoint as ckpt
-from sngan.training import distributed, dry_run, stopping
+from sngan.training import dry_run, stopping
 from sngan.training.augment import Augment
-from sngan.training.distributed import Dist, RankFailed
 from sngan.training.loop import NonFiniteError, train_loop
-from sngan.training.memory import out_of_memory, what_to_lower
 from sngan.training.monitoring import Monitor, custom_scalars_layout
 from sngan.training.optim import adam
 from sngan.training.resume import find_resume, finished_note, later_checkpoints, resume_from, set_aside_later
@@ -47,6 +43,11 @@ from sngan.training.stopping import GracefulStop, Interrupted, TimeLimit, requeu
 from sngan.training.trackers import check_installed, open_mirror
 from sngan.training.tracking import NullTracker, Tracker
 from sngan.training.wrappers import CompileFailed, CudaContextLost, accelerate, distribute
+from sngan.utils import checkpoint as ckpt
+from sngan.utils import distributed
+from sngan.utils.distributed import Dist, RankFailed
+from sngan.utils.memory import out_of_memory, what_to_lower
+from sngan.utils.outputs import write_text
 
 register_resolvers()
 

@@ -8,8 +8,8 @@ import torch
 from helpers import TINY, compose_cfg, run_training, sample_cfg, validated
 
 from sngan.config import ConfigError
-from sngan.training import checkpoint as ckpt
 from sngan.training.augment import COLOUR, GEOMETRIC, Augment, color, colour, cutout, geometric, translation
+from sngan.utils import checkpoint as ckpt
 
 TRANSFORMS = {"color": color, "translation": translation, "cutout": cutout, "ada-geometric": geometric,
               "ada-colour": colour}  # fmt: skip

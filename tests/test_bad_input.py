@@ -28,7 +28,7 @@ from sngan.fid_stats import compute
 from sngan.inference import export_generator
 from sngan.sample import sample
 from sngan.train import NonFiniteError, start
-from sngan.training import checkpoint as ckpt
+from sngan.utils import checkpoint as ckpt
 
 MARKER = Path("/tmp/sngan-bad-input-marker")
 TRAIN = [o for o in TINY if not o.startswith("dataset.size")] + ["train.steps=1"]

@@ -16,11 +16,11 @@ from torch import nn
 from sngan.config import ConfigError
 from sngan.models import CONSTRAINTS, build_models, is_spectrally_normalized
 from sngan.models.layers import GainFreeBatchNorm2d, GainFreeLayerNorm2d, UnitRows
-from sngan.training import checkpoint as ckpt
 from sngan.training import step as step_module
 from sngan.training.losses import LOSSES, gradient_penalty, orthonormal_penalty
 from sngan.training.resume import check_architecture, stored_constraint
 from sngan.training.step import DRules, d_step, g_step
+from sngan.utils import checkpoint as ckpt
 
 CONFIGS = Path(__file__).resolve().parents[1] / "sngan" / "configs" / "constraint"
 NAMES = ["sn", "none", "weight_clip", "wgan_gp", "gan_gp", "bn", "ln", "wn", "orthonormal", "wgan_gp_sn"]

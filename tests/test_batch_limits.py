@@ -14,10 +14,10 @@ from sngan.cli.settings import check_train
 from sngan.config import ConfigError, to_container
 from sngan.data import BatchSampler, load_images
 from sngan.train import NonFiniteError, build_run, check_world, start
-from sngan.training import checkpoint as ckpt
-from sngan.training.distributed import Dist
-from sngan.training.memory import OutOfMemory
 from sngan.training.speed import Speed
+from sngan.utils import checkpoint as ckpt
+from sngan.utils.distributed import Dist
+from sngan.utils.memory import OutOfMemory
 
 ONE_STEP = TINY + ["train.steps=1", "train.eval_every=1", "train.checkpoint_every=1", "train.monitor_every=null"]
 RESNET = ["model=resnet32", "model.width=0.125"]
@@ -156,7 +156,7 @@ def test_running_out_of_device_memory_while_placing_the_images_names_what_to_low
     def place(self, device):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 140.00 GiB.")
 
-    import sngan.training.memory as memory
+    import sngan.utils.memory as memory
 
     asked = []  # the device whose free memory the message gives: the one placed on, not the host
     monkeypatch.setattr(BatchSampler, "place", place)

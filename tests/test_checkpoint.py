@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from sngan.training import checkpoint as ckpt
+from sngan.utils import checkpoint as ckpt
 
 
 def test_save_load_round_trip_with_weights_only(tmp_path):

@@ -17,10 +17,10 @@ from sngan.data import make_synthetic
 from sngan.inference import SeededSampler, export_generator, generator_from_checkpoint, load_generator
 from sngan.models import build_models
 from sngan.models.sampling import label_cdf, sample_y
-from sngan.training import checkpoint as ckpt
 from sngan.training.losses import LOSSES
 from sngan.training.optim import adam
 from sngan.training.step import d_step, g_step
+from sngan.utils import checkpoint as ckpt
 
 CPU = torch.device("cpu")
 COND = ["experiment=quickstart_conditional", "model.width=0.125"]

@@ -16,7 +16,7 @@ import pytest
 from helpers import TINY, compose_cfg, validated
 
 from sngan.config import ConfigError
-from sngan.training import checkpoint as ckpt
+from sngan.utils import checkpoint as ckpt
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG = TINY + ["train.steps=100000", "train.checkpoint_every=100000", "train.sample_every=100000",

@@ -37,7 +37,7 @@ from sngan.metrics.inception import InceptionError
 from sngan.metrics.scoring import MetricsError
 from sngan.sample import main as sample_main  # noqa: F401
 from sngan.sample import sample
-from sngan.training import checkpoint as ckpt
+from sngan.utils import checkpoint as ckpt
 
 # A small rule of our own (named, so it is never mistaken for fid_paper) on 64-d features.
 METRICS = [

@@ -25,7 +25,7 @@ from sngan.metrics import class_agreement
 from sngan.models import build_models, is_spectrally_normalized
 from sngan.models.layers import ConditionalBatchNorm2d
 from sngan.sample import sample
-from sngan.training import checkpoint as ckpt
+from sngan.utils import checkpoint as ckpt
 
 COND = ["experiment=quickstart_conditional"]
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from sngan.training import checkpoint as ckpt
+from sngan.utils import checkpoint as ckpt
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path):
     code = (
         "import sys, torch\n"
         "from pathlib import Path\n"
-        "from sngan.training import checkpoint as ckpt\n"
+        "from sngan.utils import checkpoint as ckpt\n"
         "try:\n"
         f"    ckpt.save_atomic({{'format_version': 1, 'w': torch.zeros(1_000_000)}}, "
         f"ckpt.checkpoint_path(Path({str(tmp_path)!r}), 2), keep=1)\n"

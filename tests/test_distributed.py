@@ -24,8 +24,8 @@ from sngan.config import ConfigError
 from sngan.data import BatchSampler
 from sngan.evaluate import evaluate
 from sngan.metrics.features import generated_batches
-from sngan.training import checkpoint as ckpt
-from sngan.training.distributed import Dist, rank_seed, shard
+from sngan.utils import checkpoint as ckpt
+from sngan.utils.distributed import Dist, rank_seed, shard
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ import re
 
 from helpers import TINY, run_training
 
-from sngan.training import checkpoint as ckpt
 from sngan.training.dry_run import times
+from sngan.utils import checkpoint as ckpt
 
 
 def test_times_counts_the_due_steps_the_last_one_included():

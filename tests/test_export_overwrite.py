@@ -16,7 +16,7 @@ from sngan.cli.errors import run_or_exit
 from sngan.cli.settings import check_export
 from sngan.inference import export_generator, load_generator
 from sngan.models import build_models
-from sngan.training import checkpoint as ckpt
+from sngan.utils import checkpoint as ckpt
 
 
 def tiny_checkpoint(path: Path) -> Path:

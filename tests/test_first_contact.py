@@ -16,10 +16,10 @@ from sngan.cli.settings import check_train
 from sngan.config import to_container
 from sngan.evaluate import evaluate
 from sngan.train import NonFiniteError, start
-from sngan.training import checkpoint as ckpt
-from sngan.training.memory import EvaluationOutOfMemory, memory_free
 from sngan.training.speed import Speed
 from sngan.training.wrappers import CompileFailed, CompileTrial
+from sngan.utils import checkpoint as ckpt
+from sngan.utils.memory import EvaluationOutOfMemory, memory_free
 
 STEPS = TINY + ["train.steps=4", "train.eval_every=4", "train.checkpoint_every=4", "train.monitor_every=null"]
 
@@ -269,7 +269,7 @@ def test_the_free_memory_is_said_for_the_host():
 
 
 def test_evaluation_out_of_memory_counts_as_out_of_memory():
-    from sngan.training.memory import is_out_of_memory
+    from sngan.utils.memory import is_out_of_memory
 
     assert is_out_of_memory(EvaluationOutOfMemory("anything"))
 

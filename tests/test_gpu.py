@@ -13,7 +13,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from sngan.data import BatchSampler, make_synthetic
 from sngan.models.layers import apply_spectral_norm
-from sngan.training import checkpoint as ckpt
+from sngan.utils import checkpoint as ckpt
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA = torch.device("cuda")

@@ -122,8 +122,8 @@ def test_images_that_cannot_fill_the_rules_splits_get_no_is_and_a_note(tmp_path,
 
 
 def test_the_evaluate_table_and_the_dry_run_state_the_is_protocol(tmp_path):
-    from sngan.cli.outputs import OutputError
     from sngan.cli.tables import check_protocol
+    from sngan.utils.outputs import OutputError
 
     described = scorer(preset("fid_paper_final"), tmp_path).describe()
     assert (described["rule"], described["is_split_size"], described["is_splits"]) == ("fid_paper_final", 5000, 10)
@@ -168,7 +168,7 @@ def test_a_checkpoint_stored_before_the_split_size_still_loads_for_evaluate():
     from pathlib import Path
 
     from sngan.cli.settings import check_stored
-    from sngan.training import checkpoint as ckpt
+    from sngan.utils import checkpoint as ckpt
 
     stored = ckpt.load(Path(__file__).parent / "fixtures" / "legacy_cb20605" / "ckpt_00000002.pt")["config"]
     stored["metrics"] = {"name": "fid_paper", "n_fake": 5000, "real_split": "train", "n_real": 10000,

@@ -1,6 +1,7 @@
-"""The package's architecture, read from its import statements (issue 23): no import cycles between
-modules, no module imports a command (train, evaluate, sample, export, fid_stats, report), no module
-imports another's private names, and the foundations import nothing of the package's."""
+"""The package's architecture, read from its import statements (issues 23 and 39): every import points
+down the layers (commands -> cli -> training -> metrics/inference -> data/models -> utils -> config/registry),
+no import cycles between modules, no module imports another's private names, and the house rule's lengths:
+no module over 300 lines, no function over 50."""
 
 from __future__ import annotations
 
@@ -18,6 +19,18 @@ COMMANDS = {
     "sngan.paper_figures",
 }
 FOUNDATIONS = {"sngan.config", "sngan.registry"}  # import nothing from sngan
+# Layers, top to bottom: a module may import its own package (a module of sngan/ itself: only itself) and
+# the layers below its own; never a layer above, nor another package of its own layer.
+LAYERS = [
+    {*COMMANDS, "sngan", "sngan.__main__"},
+    {"sngan.cli"},
+    {"sngan.training"},
+    {"sngan.metrics", "sngan.inference"},
+    {"sngan.data", "sngan.models"},
+    {"sngan.utils"},
+    FOUNDATIONS,
+]
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 300, 50
 
 
 def module_name(path: Path) -> str:
@@ -108,3 +121,65 @@ def test_the_graph_sees_the_imports_it_should():
     assert "sngan.training.loop" in edges["sngan.train"]
     assert "sngan.data.cache" in edges["sngan.data.sources"]  # "from sngan.data import cache as ..."
     assert "sngan.models" in edges["sngan.models.cnn"]  # relative "from . import MODELS"
+
+
+def unit(module: str) -> str:
+    """The package (or the top-level module) a module belongs to: sngan.data.sampler -> sngan.data."""
+    return module if module in COMMANDS or module.count(".") < 1 else ".".join(module.split(".")[:2])
+
+
+def depth(module: str) -> int:
+    return next(i for i, layer in enumerate(LAYERS) if unit(module) in layer)
+
+
+def against_the_layers(edges: dict[str, set[str]]) -> list[str]:
+    """Each import that points up a layer, or sideways into another package of the same layer."""
+    wrong = []
+    for module, targets in sorted(edges.items()):
+        for target in sorted(targets):
+            if unit(target) != unit(module) and depth(target) <= depth(module):
+                way = "up" if depth(target) < depth(module) else "sideways"
+                wrong.append(f"{module} imports {target} ({way})")
+    return wrong
+
+
+def test_every_module_has_a_layer():
+    for module in graph():
+        assert depth(module) >= 0, module
+
+
+def test_every_import_points_down_the_layers():
+    assert against_the_layers(graph()) == []
+
+
+def test_the_layer_check_catches_an_import_that_points_up_or_sideways():
+    edges = graph()
+    edges["sngan.data.sampler"] = edges["sngan.data.sampler"] | {"sngan.training.loop"}  # what issue 39 found
+    edges["sngan.models.cnn"] = edges["sngan.models.cnn"] | {"sngan.data.dataset"}
+    assert against_the_layers(edges) == [
+        "sngan.data.sampler imports sngan.training.loop (up)",
+        "sngan.models.cnn imports sngan.data.dataset (sideways)",
+    ]
+
+
+def too_long(source: str, name: str) -> list[str]:
+    """The house rule's lengths broken by one module's ``source``."""
+    found = [f"{name}: {len(source.splitlines())} lines"] if len(source.splitlines()) > MAX_MODULE_LINES else []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            lines = (node.end_lineno or node.lineno) - node.lineno + 1
+            if lines > MAX_FUNCTION_LINES:
+                found.append(f"{name}:{node.lineno} {node.name}: {lines} lines")
+    return found
+
+
+def test_no_module_or_function_over_the_house_rule_length():
+    found = [problem for name, path in modules().items() for problem in too_long(path.read_text(), name)]
+    assert found == []
+
+
+def test_the_length_check_catches_a_long_module_and_a_long_function():
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    source = f"def long():\n{body}\n" + "\n" * (MAX_MODULE_LINES - MAX_FUNCTION_LINES)
+    assert too_long(source, "m") == ["m: 301 lines", f"m:1 long: {MAX_FUNCTION_LINES + 1} lines"]
+    assert too_long("def short():\n    return 1\n", "m") == []

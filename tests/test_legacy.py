@@ -19,7 +19,7 @@ import torch
 from sngan import load_generator
 from sngan.config import ConfigError
 from sngan.inference import generate
-from sngan.training import checkpoint as ckpt
+from sngan.utils import checkpoint as ckpt
 from tests.helpers import run_training
 
 LEGACY = Path(__file__).parent / "fixtures" / "legacy_cb20605"

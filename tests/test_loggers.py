@@ -15,7 +15,7 @@ from sngan.cli.errors import run_or_exit
 from sngan.cli.settings import check_train
 from sngan.config import ConfigError, to_container
 from sngan.train import start
-from sngan.training import checkpoint as ckpt
+from sngan.utils import checkpoint as ckpt
 
 RUN = TINY + ["train.steps=4", "train.monitor_every=2", "train.sample_every=2"]
 

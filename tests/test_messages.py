@@ -24,7 +24,7 @@ from sngan.inference import export_generator, load_generator
 from sngan.models import build_models
 from sngan.sample import sample
 from sngan.train import start
-from sngan.training import checkpoint as ckpt
+from sngan.utils import checkpoint as ckpt
 
 MARKER = Path("/tmp/sngan-messages-marker")
 TRAIN = TINY + ["train.steps=1"]

@@ -25,7 +25,6 @@ from test_export_overwrite import tiny_checkpoint
 import sngan.evaluate
 import sngan.metrics.scoring
 from sngan.cli.errors import run_or_exit
-from sngan.cli.outputs import stamp, write_atomic
 from sngan.cli.settings import check_evaluate, check_fid_stats, check_sample
 from sngan.data import DATASETS
 from sngan.evaluate import evaluate
@@ -33,7 +32,8 @@ from sngan.export import stop_report
 from sngan.fid_stats import compute
 from sngan.models import build_models
 from sngan.sample import sample
-from sngan.training import checkpoint as ckpt
+from sngan.utils import checkpoint as ckpt
+from sngan.utils.outputs import stamp, write_atomic
 
 # A tiny rule of our own name (never mistaken for fid_paper): seconds per row on one core.
 RULE = [

@@ -16,7 +16,7 @@ import yaml
 from helpers import TINY, compose_cfg, run_training, validated
 
 from sngan.config import to_container
-from sngan.training import checkpoint as ckpt
+from sngan.utils import checkpoint as ckpt
 
 ROOT = Path(__file__).resolve().parent.parent
 # Miyato et al., ICLR 2018, Table 1 (p.7): Adam's alpha, beta1, beta2, and n_dis.

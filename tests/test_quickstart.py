@@ -12,7 +12,7 @@ seed, is the table's; this test guards the setting against a regression."""
 
 import pytest
 
-from sngan.training import checkpoint as ckpt
+from sngan.utils import checkpoint as ckpt
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ import pytest
 from helpers import TINY, run_training
 from PIL import Image
 
-from sngan.training import checkpoint as ckpt
+from sngan.utils import checkpoint as ckpt
 
 QUIET = ["train.monitor_every=null"]
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from helpers import run_training
 
-from sngan.training import checkpoint as ckpt
+from sngan.utils import checkpoint as ckpt
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,8 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from sngan.models import build_models
-from sngan.training import checkpoint as ckpt
 from sngan.training.spectral import SpectralMonitor, conv_operator_norm, exact_sigma, sn_layers
+from sngan.utils import checkpoint as ckpt
 
 
 def dense_matrix_of_conv(conv: nn.Conv2d, in_shape: tuple[int, int, int]) -> np.ndarray:

@@ -19,11 +19,11 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from sngan.config import ConfigError
 from sngan.models.layers import apply_spectral_norm
-from sngan.training import checkpoint as ckpt
 from sngan.training import speed as speed_module
 from sngan.training.optim import adam, set_rate
 from sngan.training.speed import Speed, resolve
 from sngan.training.step import _update_if_finite
+from sngan.utils import checkpoint as ckpt
 
 CPU = torch.device("cpu")
 GIB = 2**30

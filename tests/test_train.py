@@ -10,8 +10,8 @@ import torch
 from helpers import TINY, run_training
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from sngan.training import checkpoint as ckpt
 from sngan.training.loop import lr_factor
+from sngan.utils import checkpoint as ckpt
 
 
 def scalar_steps(run_dir, tag):

@@ -6,17 +6,17 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from sngan.cli.outputs import OutputError, ensure_folder, output_error
 from sngan.cli.provenance import DeviceError
 from sngan.cli.run_lock import FolderBusy
 from sngan.config import ConfigError
 from sngan.data import DatasetError
 from sngan.metrics.inception import InceptionError
 from sngan.metrics.scoring import MetricsError
-from sngan.training.checkpoint import CheckpointError
-from sngan.training.memory import OutOfMemory
 from sngan.training.speed import keep_freed_memory
 from sngan.training.stopping import keep_an_answered_stop
+from sngan.utils.checkpoint import CheckpointError
+from sngan.utils.memory import OutOfMemory
+from sngan.utils.outputs import OutputError, ensure_folder, output_error
 
 T = TypeVar("T")
 __all__ = ["USER_ERRORS", "OutputError", "ensure_folder", "output_error", "run_or_exit"]

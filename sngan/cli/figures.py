@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from sngan.cli.outputs import write_atomic, write_text
+from sngan.utils.outputs import write_atomic, write_text
 
 
 def save_figure(fig: Any, png: Path) -> Path:

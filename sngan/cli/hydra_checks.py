@@ -19,8 +19,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from sngan.cli.outputs import OutputError, ensure_folder, write_text
 from sngan.cli.run_lock import LOCK_NAME, FolderBusy, hold, release
+from sngan.utils.outputs import OutputError, ensure_folder, write_text
 
 
 def ensure_writable(folder: str, key: str) -> None:

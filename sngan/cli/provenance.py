@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from sngan.training.checkpoint import FORMAT_VERSION
+from sngan.utils.checkpoint import FORMAT_VERSION
 
 
 def package_version() -> str:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sngan.cli.outputs import OutputError
+from sngan.utils.outputs import OutputError
 
 Doc = dict[str, Any]
 

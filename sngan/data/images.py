@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageOps
 
-from sngan.cli.outputs import write_atomic
+from sngan.utils.outputs import write_atomic
 
 
 def grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:

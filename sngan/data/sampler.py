@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from sngan.data.dataset import to_float
-from sngan.training.distributed import shard
+from sngan.utils.distributed import shard
 
 
 class BatchSampler:

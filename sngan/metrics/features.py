@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sngan.training.distributed import shard
+from sngan.utils.distributed import shard
 
 from .fid import ReferenceStats, feature_statistics, frechet_distance, inception_score, kernel_inception_distance
 from .inception import LOGITS, InceptionFeatures

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from sngan.cli.outputs import OutputError, ensure_folder
 from sngan.config import DatasetConfig, InceptionConfig, MetricsConfig, metric_presets
 from sngan.data import ImageData, load_images
 from sngan.data.folders import folder_signature
@@ -34,8 +33,9 @@ from sngan.metrics.fid import (
 )
 from sngan.metrics.inception import InceptionFeatures, Weights, resolve_weights
 from sngan.metrics.prdc import K_DENSITY_COVERAGE, K_PRECISION_RECALL
-from sngan.training import distributed
-from sngan.training.memory import EvaluationOutOfMemory, noted
+from sngan.utils import distributed
+from sngan.utils.memory import EvaluationOutOfMemory, noted
+from sngan.utils.outputs import OutputError, ensure_folder
 
 
 class MetricsError(RuntimeError):

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from sngan.config import AUGMENT_POLICIES
-from sngan.training import distributed
+from sngan.utils import distributed
 
 ADA_SPEED_KIMG = 500  # the ADA paper: p can go from 0 to 1 in 500k images
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from sngan.training import checkpoint as ckpt
 from sngan.training.state import Run
+from sngan.utils import checkpoint as ckpt
 
 
 class StepGuard:

@@ -21,10 +21,8 @@ from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generate
 from sngan.metrics import class_agreement, evaluate_synthetic
 from sngan.metrics.scoring import Scorer
 from sngan.models.constraints import CONSTRAINTS
-from sngan.training import distributed
 from sngan.training.guard import StepGuard
 from sngan.training.losses import LOSSES
-from sngan.training.memory import EvaluationOutOfMemory, noted, out_of_memory, what_to_lower
 from sngan.training.monitoring import Monitor
 from sngan.training.optim import set_rate
 from sngan.training.progress import Progress
@@ -35,6 +33,8 @@ from sngan.training.step import EAGER, DRules, d_step, g_step
 from sngan.training.stopping import GracefulStop, Interrupted, TimeLimit, WallClock
 from sngan.training.tracking import Tracker
 from sngan.training.wrappers import CompileTrial, probe_compiled
+from sngan.utils import distributed
+from sngan.utils.memory import EvaluationOutOfMemory, noted, out_of_memory, what_to_lower
 
 
 def lr_factor(step: int, total: int, decay: str) -> float:

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from sngan.config import config_diff
-from sngan.training import checkpoint as ckpt
-from sngan.training import distributed
 from sngan.training.state import Run, keep_class_mix, restore
+from sngan.utils import checkpoint as ckpt
+from sngan.utils import distributed
 
 # resume=auto, except that a run which already reached train.steps is left as it is: exit 0, nothing trained
 SKIP_FINISHED = "auto_skip_finished"

@@ -17,10 +17,10 @@ import torch
 
 from sngan.data import BatchSampler
 from sngan.models.sampling import label_cdf
-from sngan.training import checkpoint as ckpt
 from sngan.training.augment import Augment
-from sngan.training.distributed import rank_seed
 from sngan.training.optim import load_optimizer
+from sngan.utils import checkpoint as ckpt
+from sngan.utils.distributed import rank_seed
 
 
 @dataclass

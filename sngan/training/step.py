@@ -42,11 +42,11 @@ from torch import nn
 
 from sngan.models.constraints import clip_weights_
 from sngan.models.sampling import sample_y, sample_z
-from sngan.training import distributed
 from sngan.training.augment import Augment
-from sngan.training.distributed import all_agree
 from sngan.training.losses import Loss, gradient_penalty, interpolates, orthonormal_penalty
 from sngan.training.speed import Speed, autocast, mark_step, memory_format
+from sngan.utils import distributed
+from sngan.utils.distributed import all_agree
 
 EAGER = Speed()
 

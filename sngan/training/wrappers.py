@@ -15,12 +15,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from sngan.config import TrainConfig
 from sngan.models.sampling import sample_y, sample_z
-from sngan.training import distributed
-from sngan.training.distributed import Dist
-from sngan.training.memory import first_line, is_out_of_memory
 from sngan.training.speed import Speed, autocast, compiled
 from sngan.training.state import Run, rollback, snapshot
 from sngan.training.step import call
+from sngan.utils import distributed
+from sngan.utils.distributed import Dist
+from sngan.utils.memory import first_line, is_out_of_memory
 
 T = TypeVar("T")
 
