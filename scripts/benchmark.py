@@ -14,7 +14,7 @@ it goes, so a time-limited run keeps what it measured.
     python scripts/benchmark.py methods --out fig10       # the paper's Figure 10: seconds per 100 G updates
     python scripts/benchmark.py snapshot                  # what on_nonfinite=stop copies before each step
 
-``train`` times the trainer's own step (``sngan.training.loop.train_step``: n_dis D updates on
+``train`` times the trainer's own step (``sngan.training.iteration.generator_iteration``: n_dis D updates on
 device-resident data, one G update, the non-finite check) for each registered model at
 the paper's batch sizes (D 64, G 128, n_dis 5), resnet32 first, for each
 precision/compile setting: generator iterations per second, milliseconds of one D and
@@ -51,8 +51,9 @@ import torch
 
 from sngan.cli.errors import run_or_exit
 from sngan.cli.provenance import device_name, resolve_device
-from sngan.config import PRDC_MAX
-from sngan.metrics.features import MetricRule, extract, full_fp32, generated_batches, prdc_reals, score
+from sngan.config import MetricsConfig
+from sngan.metrics.features import extract, full_fp32, generated_batches, measure, prdc_reals
+from sngan.metrics.fid import KID_FEATURES_KEPT as PRDC_MAX
 from sngan.metrics.fid import ReferenceStats
 from sngan.metrics.inception import InceptionError, InceptionFeatures, random_state_dict, resolve_weights
 from sngan.metrics.prdc import prdc
@@ -96,7 +97,7 @@ def bench_fid(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(0)
     reference = ReferenceStats(np.zeros(2048), np.eye(2048), rng.normal(size=(2000, 2048)).astype(np.float32))
     # FID/IS/KID on the same n images (IS in 10 splits of n / 10); the four numbers timed apart
-    rule = MetricRule("benchmark", args.n, "train", None, is_split_size=max(2, args.n // 10), prdc_n=0)
+    rule = MetricsConfig("benchmark", args.n, "train", None, is_split_size=max(2, args.n // 10), prdc_n=0)
     gen = torch.Generator(device=device)
 
     def sample_fn(n: int) -> torch.Tensor:
@@ -112,7 +113,7 @@ def bench_fid(args: argparse.Namespace) -> None:
         features, logits = extract(extractor, generated_batches(sample_fn, args.n, args.batch), device)
         synchronize(device)
         extracted = time.perf_counter()
-        result = score(features, logits, reference, rule, device)
+        result = measure(features, logits, reference, rule, device)
         done = time.perf_counter()
         with full_fp32():  # what score() adds under the presets, in the precision it uses there
             prdc(prdc_reals(reference.features, PRDC_MAX), features[:PRDC_MAX], device)
@@ -166,7 +167,7 @@ def bench_monitor(args: argparse.Namespace) -> None:
     from sngan.training.losses import LOSSES
     from sngan.training.monitoring import Monitor
     from sngan.training.spectral import grad_norm
-    from sngan.training.step import d_step, g_step
+    from sngan.training.step import Recipe, d_step, g_step
     from sngan.training.tracking import Tracker
 
     device = resolve_device(args.device)
@@ -177,12 +178,12 @@ def bench_monitor(args: argparse.Namespace) -> None:
     opt_d = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.0, 0.9))
     res = MODELS.get(args.model).resolution
     real = torch.rand(args.batch_d, 3, res, res, device=device) * 2 - 1
-    loss = LOSSES.get("hinge")
+    how = Recipe(LOSSES.get("hinge"), args.z_dim)
 
     def step() -> None:
         for _ in range(args.n_dis):
-            d_step(g, d, opt_d, loss, real, args.z_dim)
-        g_step(g, d, opt_g, loss, args.batch_g, args.z_dim, device)
+            d_step(g, d, opt_d, real, None, how)
+        g_step(g, d, opt_g, args.batch_g, device, how)
 
     step()
     synchronize(device)
@@ -264,10 +265,10 @@ def prepare(
 ) -> tuple[Any, ...]:
     """A run of ``model`` under setting ``name`` as training builds it: (cfg, device, speed, notes, run, step),
     ``step()`` one generator iteration (raising on a non-finite update)."""
+    from sngan.cli.build import build_run, iteration_of
     from sngan.data import make_synthetic
-    from sngan.train import build_run
     from sngan.training.guard import StepGuard
-    from sngan.training.loop import train_step
+    from sngan.training.iteration import generator_iteration
     from sngan.training.speed import resolve, set_backends
     from sngan.training.wrappers import accelerate
     from sngan.utils.distributed import Dist
@@ -284,9 +285,10 @@ def prepare(
     run = build_run(cfg, data, device, Dist(), speed)
     accelerate(run, speed)  # a fresh dynamo cache for each setting
     guard = StepGuard(run) if cfg.train.on_nonfinite == "stop" else None  # as the loop keeps one for the run
+    iteration = iteration_of(cfg)
 
     def step() -> None:
-        failed = train_step(cfg, run, speed, guard=guard)[2]
+        failed = generator_iteration(run, iteration, speed, guard=guard).failed
         if failed is not None:
             raise RuntimeError(f"a non-finite update in the benchmark: {failed}")
 
@@ -296,7 +298,7 @@ def prepare(
 def measure_setting(model: str, name: str, args: argparse.Namespace) -> dict[str, Any]:
     from sngan.training.losses import LOSSES
     from sngan.training.speed import cudagraph_skips
-    from sngan.training.step import d_step, g_step
+    from sngan.training.step import Recipe, d_step, g_step
 
     cfg, device, speed, notes, run, step = prepare(model, name, args.device, args.width, args.images)
     skips = cudagraph_skips()  # after accelerate's dynamo reset; nothing is compiled before the first step
@@ -308,12 +310,12 @@ def measure_setting(model: str, name: str, args: argparse.Namespace) -> dict[str
     synchronize(device)
     warmup_s = time.perf_counter() - started
     per_step = timed(step, args.steps, device)
-    loss, z = LOSSES.get(cfg.loss.name), cfg.model.z_dim
+    how = Recipe(LOSSES.get(cfg.loss.name), cfg.model.z_dim, speed=speed)
     g_update, g_read, d_update, d_read = run.callables()
     n = max(1, args.steps // 2)
-    per_d = timed(lambda: d_step(g_read, d_update, run.opt_d, loss, run.sampler.next(64, device)[0], z, speed=speed),
+    per_d = timed(lambda: d_step(g_read, d_update, run.opt_d, run.sampler.next(64, device)[0], None, how),
                   n * t.n_dis, device)  # fmt: skip
-    per_g = timed(lambda: g_step(g_update, d_read, run.opt_g, loss, 128, z, device, speed=speed), n, device)
+    per_g = timed(lambda: g_step(g_update, d_read, run.opt_g, 128, device, how), n, device)
     return {
         "bench": "train", "model": model, "width": args.width, "setting": name, **speed.as_dict(),
         "device": device_name(device), "torch": torch.__version__, "batch_d": 64, "batch_g": 128, "n_dis": 5,
@@ -451,8 +453,8 @@ def bench_quality(args: argparse.Namespace) -> None:
     from hydra import compose, initialize_config_module
 
     from sngan.cli.settings import check_train
+    from sngan.cli.start import start
     from sngan.config import to_container
-    from sngan.train import start
 
     device = resolve_device(args.device)
     names = args.settings.split(",") if args.settings else (

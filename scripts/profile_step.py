@@ -3,7 +3,7 @@
     python scripts/profile_step.py --setting bf16-max --out OUT/profile.jsonl --trace OUT/trace.json
     python scripts/profile_step.py --device cpu --setting fp32 --width 0.125 --steps 3
 
-Builds the trainer's own step (``sngan.training.loop.train_step``, resnet32 at the paper's batches, data
+Builds the trainer's own step (``sngan.training.iteration.generator_iteration``, resnet32 at the paper's batches, data
 on the device) as ``scripts/benchmark.py train`` does, warms it up (compilation, CUDA-graph recording,
 cuDNN timing), then prints one JSON line: the host's milliseconds to issue a step (the calls return
 before the GPU is done: a launch-bound trainer has host time close to the step's wall time), the wall

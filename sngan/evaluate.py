@@ -24,17 +24,19 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from sngan.cli.command_settings import EvaluateConfig, check_evaluate
 from sngan.cli.errors import ensure_folder, run_or_exit
 from sngan.cli.provenance import resolve_device
-from sngan.cli.settings import EvaluateConfig, check_evaluate, check_stored
+from sngan.cli.settings import check_stored
 from sngan.cli.tables import Doc, check_protocol, existing_table, merged, rows_report
-from sngan.config import ConfigError, DatasetConfig, validate_metrics
+from sngan.cli.validation import validate_metrics
+from sngan.config import ConfigError, DatasetConfig, MetricsConfig
 from sngan.data.image_sets import ImageSet, load_image_set
 from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generator_from_state
 from sngan.metrics.class_scoring import class_reference_stats, intra_class_fid
-from sngan.metrics.features import MetricRule
 from sngan.metrics.inception import InceptionFeatures, Weights
-from sngan.metrics.scoring import MetricsError, Scorer, load_extractor, make_scorer, rule_of, split_of
+from sngan.metrics.scoring import MetricsError, Scorer, load_extractor, make_scorer, split_of
+from sngan.training.speed import keep_freed_memory
 from sngan.training.stopping import report_stops_with
 from sngan.utils import checkpoint as ckpt
 from sngan.utils.memory import out_of_memory
@@ -211,7 +213,7 @@ def evaluate_images(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     report_stops_with(lambda: rows_report(out, written[0], len(old["results"]) if old else 0))
     dataset = cfg.dataset.name if cfg.dataset is not None else None
     resolution = cfg.dataset.resolution if cfg.dataset is not None else None
-    wanted = rule_of(cfg.metrics)  # FID etc. take the first n_fake images, IS the first is_images
+    wanted = cfg.metrics  # FID etc. take the first n_fake images, IS the first is_images
     found = load_image_set(cfg.images, resolution, dataset, limit=wanted.n_generated)
     ensure_folder(out.parent)  # before the slow part (after the images: a mistyped path creates no folder)
     check_count(found, cfg.images, wanted)
@@ -233,7 +235,7 @@ def evaluate_images(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     return doc, out
 
 
-def check_count(found: ImageSet, images: str, wanted: MetricRule) -> None:
+def check_count(found: ImageSet, images: str, wanted: MetricsConfig) -> None:
     """Says what is resized and what is left out; refuses fewer images than the rule's FID scores (fewer than
     its IS splits hold: the scorer leaves IS out and says so)."""
     rule, n_fake = wanted.name, wanted.n_fake
@@ -295,6 +297,7 @@ def format_row(rule: str, row: dict[str, Any]) -> str:
 
 @hydra.main(version_base="1.3", config_path="pkg://sngan.configs", config_name="evaluate")
 def main(raw: DictConfig) -> None:
+    keep_freed_memory()  # malloc keeps large freed blocks for reuse (sngan/training/speed.py)
     doc, out = run_or_exit(lambda: evaluate(check_evaluate(raw)))
     print(json.dumps(doc, indent=2))
     print(f"Wrote {out}.", file=sys.stderr)

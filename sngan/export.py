@@ -11,8 +11,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from sngan.cli.command_settings import check_export
 from sngan.cli.errors import run_or_exit
-from sngan.cli.settings import check_export
 from sngan.inference import export_generator, export_paths
 from sngan.training.stopping import report_stops_with
 from sngan.utils.outputs import Stamp, changed_since, stamp, written_report

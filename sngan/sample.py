@@ -17,13 +17,14 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from sngan.cli.command_settings import SampleConfig, check_sample
 from sngan.cli.errors import ensure_folder, run_or_exit
 from sngan.cli.provenance import resolve_device
-from sngan.cli.settings import SampleConfig, check_sample
 from sngan.config import ConfigError
 from sngan.data.images import save_png
 from sngan.inference import generate, load_generator
 from sngan.models.sampling import label_cdf, sample_y
+from sngan.training.speed import keep_freed_memory
 from sngan.training.stopping import report_stops_with
 from sngan.utils.outputs import stamp, written_report
 
@@ -168,6 +169,7 @@ def clear_numbered(out: Path, overwrite: bool) -> None:
 
 @hydra.main(version_base="1.3", config_path="pkg://sngan.configs", config_name="sample")
 def main(raw: DictConfig) -> None:
+    keep_freed_memory()  # malloc keeps large freed blocks for reuse (sngan/training/speed.py)
     paths = run_or_exit(lambda: sample(check_sample(raw)))
     where = paths[0] if len(paths) == 1 else f"{len(paths)} PNGs in {paths[0].parent}"
     print(f"Wrote {where}.", file=sys.stderr)

@@ -11,7 +11,7 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
 
-from sngan.cli.settings import EvaluateConfig, SampleConfig, check_evaluate, check_sample
+from sngan.cli.command_settings import EvaluateConfig, SampleConfig, check_evaluate, check_sample
 from sngan.config import DatasetConfig, InceptionConfig, MetricsConfig, TrainConfig, to_container, to_schema
 
 # Threads per test process: the cores shared among pytest-xdist's workers (``-n auto``, pyproject), so
@@ -48,7 +48,7 @@ def validated(raw: DictConfig) -> TrainConfig:
 
 def run_training(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
     """Compose, validate and train in this process, as ``python -m sngan.train`` would."""
-    from sngan.train import start
+    from sngan.cli.start import start
 
     raw = compose_cfg(overrides)
     torch.set_num_threads(THREADS)

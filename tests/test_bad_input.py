@@ -19,15 +19,17 @@ from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
 from PIL import Image
 
+from sngan.cli.command_settings import check_evaluate, check_export, check_fid_stats, check_sample
 from sngan.cli.errors import run_or_exit
-from sngan.cli.settings import check_evaluate, check_export, check_fid_stats, check_sample, check_train
+from sngan.cli.settings import check_train
+from sngan.cli.start import start
 from sngan.config import to_container
 from sngan.data import DATASETS
 from sngan.evaluate import evaluate
 from sngan.fid_stats import compute
 from sngan.inference import export_generator
 from sngan.sample import sample
-from sngan.train import NonFiniteError, start
+from sngan.training.iteration import NonFiniteError
 from sngan.utils import checkpoint as ckpt
 
 MARKER = Path("/tmp/sngan-bad-input-marker")

@@ -19,7 +19,7 @@ from sngan.models.layers import GainFreeBatchNorm2d, GainFreeLayerNorm2d, UnitRo
 from sngan.training import step as step_module
 from sngan.training.losses import LOSSES, gradient_penalty, orthonormal_penalty
 from sngan.training.resume import check_architecture, stored_constraint
-from sngan.training.step import DRules, d_step, g_step
+from sngan.training.step import DRules, Recipe, d_step, g_step
 from sngan.utils import checkpoint as ckpt
 
 CONFIGS = Path(__file__).resolve().parents[1] / "sngan" / "configs" / "constraint"
@@ -77,13 +77,13 @@ def test_clipped_weights_stay_within_c_after_the_update_and_a_skipped_update_lea
     g, d = build_models("cnn32", 16, 0.125, constraint="weight_clip")
     opt = torch.optim.Adam(d.parameters(), lr=0.1)  # big steps: most weights leave [-c, c] before the clip
     rules = DRules(clip=0.01)
-    d_step(g, d, opt, LOSSES.get("nonsaturating"), torch.randn(4, 3, 32, 32), 16, rules=rules)
+    d_step(g, d, opt, torch.randn(4, 3, 32, 32), None, Recipe(LOSSES.get("nonsaturating"), 16, rules=rules))
     weights = torch.cat([m.weight.detach().flatten() for m in layers(d)])
     assert weights.abs().max() <= 0.01 and (weights.abs() == 0.01).float().mean() > 0.5
     assert any(m.bias.abs().max() > 0.01 for m in layers(d) if m.bias is not None)  # only weights are clipped
     before = copy.deepcopy(d.state_dict())
     nan = torch.full((4, 3, 32, 32), float("nan"))
-    stats = d_step(g, d, opt, LOSSES.get("nonsaturating"), nan, 16, rules=rules)
+    stats = d_step(g, d, opt, nan, None, Recipe(LOSSES.get("nonsaturating"), 16, rules=rules))
     assert not bool(stats["finite/d"])
     assert all(torch.equal(before[k], v) for k, v in d.state_dict().items())
 
@@ -117,7 +117,7 @@ def test_the_gradient_penalty_equals_its_definition_by_finite_differences_of_d_a
     monkeypatch.setattr(step_module, "interpolates", recorded)
     opt = torch.optim.Adam(d.parameters(), lr=0.0)  # the weights stay: D after the update is D at the penalty
     real = torch.rand(2, 3, 32, 32, dtype=torch.float64) * 2 - 1
-    stats = d_step(g, d, opt, LOSSES.get(LOSS_OF[name]), real, 8, rules=DRules(gp_weight=10.0))
+    stats = d_step(g, d, opt, real, None, Recipe(LOSSES.get(LOSS_OF[name]), 8, rules=DRules(gp_weight=10.0)))
     mixed = seen["mixed"].detach()
     eps = (mixed - seen["fake"]) / (seen["real"] - seen["fake"])  # x^ = eps x + (1 - eps) x~, one eps an image
     assert torch.allclose(eps, eps.flatten(1)[:, :1, None, None].expand_as(eps), atol=1e-9)
@@ -151,12 +151,21 @@ def test_with_the_gradient_penalty_the_power_iteration_still_advances_once_per_d
         w = m.parametrizations.weight.original.detach().flatten(1)
         v = nn.functional.normalize(w.t() @ u, dim=0, eps=1e-12)
         expected.append(nn.functional.normalize(w @ v, dim=0, eps=1e-12))
-    stats = d_step(g, d, opt_d, LOSSES.get("wasserstein"), torch.randn(4, 3, 32, 32), 16, rules=DRules(gp_weight=10.0))
+    stats = d_step(
+        g,
+        d,
+        opt_d,
+        torch.randn(4, 3, 32, 32),
+        None,
+        Recipe(LOSSES.get("wasserstein"), 16, rules=DRules(gp_weight=10.0)),
+    )
     assert float(stats["penalty/d"]) > 0
     for got, want in zip(_u_vectors(d), expected):
         assert torch.allclose(got, want, atol=1e-6)
     before = _u_vectors(d)
-    g_step(g, d, torch.optim.Adam(g.parameters(), lr=1e-3), LOSSES.get("wasserstein"), 4, 16, torch.device("cpu"))
+    g_step(
+        g, d, torch.optim.Adam(g.parameters(), lr=1e-3), 4, torch.device("cpu"), Recipe(LOSSES.get("wasserstein"), 16)
+    )
     assert all(torch.equal(a, b) for a, b in zip(_u_vectors(d), before))
 
 
@@ -169,7 +178,14 @@ def test_weight_normalized_rows_have_the_gains_norm_before_and_after_an_update(m
             assert isinstance(m.parametrizations.weight[0], UnitRows) and not is_spectrally_normalized(m)
             rows = m.weight.detach().flatten(1).norm(dim=1)
             torch.testing.assert_close(rows, torch.ones_like(rows), rtol=0, atol=1e-6)  # the gain: 1
-        d_step(g, d, torch.optim.Adam(d.parameters(), lr=0.05), LOSSES.get("hinge"), torch.randn(4, 3, 32, 32), 16)
+        d_step(
+            g,
+            d,
+            torch.optim.Adam(d.parameters(), lr=0.05),
+            torch.randn(4, 3, 32, 32),
+            None,
+            Recipe(LOSSES.get("hinge"), 16),
+        )
 
 
 def penalty_of(net: nn.Module) -> float:
@@ -233,9 +249,8 @@ def test_a_batchnorm_d_normalizes_real_and_fake_by_their_own_statistics():
     torch.manual_seed(0)
     g, d = build_models("cnn32", 16, 0.125, constraint="bn")
     twin, real = copy.deepcopy(d), torch.randn(4, 3, 32, 32)
-    stats = d_step(
-        g, d, torch.optim.Adam(d.parameters()), LOSSES.get("hinge"), real, 16, rules=DRules(batch_stats=True)
-    )
+    how = Recipe(LOSSES.get("hinge"), 16, rules=DRules(batch_stats=True))
+    stats = d_step(g, d, torch.optim.Adam(d.parameters()), real, None, how)
     with torch.no_grad():
         assert float(stats["d_out/real"]) == pytest.approx(float(twin(real).mean()), rel=1e-5)
 

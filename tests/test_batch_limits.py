@@ -9,11 +9,13 @@ import pytest
 import torch
 from helpers import THREADS, TINY, compose_cfg, validated
 
+from sngan.cli.build import build_run
 from sngan.cli.errors import run_or_exit
-from sngan.cli.settings import check_train
+from sngan.cli.settings import check_train, check_world
+from sngan.cli.start import start
 from sngan.config import ConfigError, to_container
 from sngan.data import BatchSampler, load_images
-from sngan.train import NonFiniteError, build_run, check_world, start
+from sngan.training.iteration import NonFiniteError
 from sngan.training.speed import Speed
 from sngan.utils import checkpoint as ckpt
 from sngan.utils.distributed import Dist
@@ -82,7 +84,7 @@ def test_a_real_batch_larger_than_the_dataset_is_refused_before_anything_is_buil
     def never(*args, **kwargs):
         raise AssertionError("the networks were built")
 
-    monkeypatch.setattr("sngan.train.build_run", never)
+    monkeypatch.setattr("sngan.cli.start.build_run", never)
     code, err = train(tmp_path / "run", ONE_STEP + [f"train.batch_size_d={batch}"], capsys)
     assert code == 2 and one_paragraph(err), err
     assert f"train.batch_size_d={batch} is larger than the dataset, which holds 200 images" in err
@@ -120,7 +122,7 @@ def test_every_kind_of_out_of_memory_in_the_first_step_becomes_one_paragraph(tmp
     def g_step(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr("sngan.training.loop.g_step", g_step)
+    monkeypatch.setattr("sngan.training.iteration.g_step", g_step)
     code, err = train(tmp_path / "run", ONE_STEP, capsys)
     assert code == 2 and one_paragraph(err), err
     assert "Out of memory while running the first training step" in err and "Nothing was lost" in err
@@ -128,7 +130,7 @@ def test_every_kind_of_out_of_memory_in_the_first_step_becomes_one_paragraph(tmp
 
 
 def test_out_of_memory_after_the_first_step_and_other_errors_pass_unchanged(tmp_path, capsys, monkeypatch):
-    from sngan.training import loop
+    from sngan.training import iteration
 
     calls = []
 
@@ -138,8 +140,8 @@ def test_out_of_memory_after_the_first_step_and_other_errors_pass_unchanged(tmp_
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 MiB.")
         return real(*args, **kwargs)
 
-    real = loop.g_step
-    monkeypatch.setattr("sngan.training.loop.g_step", g_step)
+    real = iteration.g_step
+    monkeypatch.setattr("sngan.training.iteration.g_step", g_step)
     raw = compose_cfg(ONE_STEP + ["train.steps=2"])
     with pytest.raises(torch.OutOfMemoryError):
         start(validated(raw), to_container(raw), tmp_path / "run")
@@ -147,7 +149,7 @@ def test_out_of_memory_after_the_first_step_and_other_errors_pass_unchanged(tmp_
     def broken(*args, **kwargs):
         raise RuntimeError("shape mismatch")
 
-    monkeypatch.setattr("sngan.training.loop.g_step", broken)
+    monkeypatch.setattr("sngan.training.iteration.g_step", broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         start(validated(raw), to_container(raw), tmp_path / "other")
 

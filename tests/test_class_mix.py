@@ -19,7 +19,7 @@ from sngan.models import build_models
 from sngan.models.sampling import label_cdf, sample_y
 from sngan.training.losses import LOSSES
 from sngan.training.optim import adam
-from sngan.training.step import d_step, g_step
+from sngan.training.step import Recipe, d_step, g_step
 from sngan.utils import checkpoint as ckpt
 
 CPU = torch.device("cpu")
@@ -58,17 +58,17 @@ def test_d_and_g_updates_draw_the_fakes_classes_from_the_cdf():
     opt_g, opt_d = adam(list(g.parameters()), 1e-4, (0.0, 0.9), CPU), adam(list(d.parameters()), 1e-4, (0.0, 0.9), CPU)
     loss, real, real_y = LOSSES.get("hinge"), torch.rand(16, 3, 32, 32) * 2 - 1, torch.zeros(16, dtype=torch.long)
     only_two = label_cdf([0, 0, 5])
-    d_step(g, d, opt_d, loss, real, 8, real_y, 3, fake_cdf=only_two)
-    g_step(g, d, opt_g, loss, 12, 8, CPU, 3, fake_cdf=only_two)
+    d_step(g, d, opt_d, real, real_y, Recipe(loss, 8, 3, fake_cdf=only_two))
+    g_step(g, d, opt_g, 12, CPU, Recipe(loss, 8, 3, fake_cdf=only_two))
     (d_y,), (g_y,) = d.seen[:1], d.seen[1:]
     assert torch.equal(d_y[:16], real_y) and (d_y[16:] == 2).all() and len(d_y) == 32  # real labels, then fakes'
     assert (g_y == 2).all() and len(g_y) == 12
-    d_step(g, d, opt_d, loss, real, 8, real_y, 3)  # no CDF: uniform, all three classes among 16 fakes
+    d_step(g, d, opt_d, real, real_y, Recipe(loss, 8, 3))  # no CDF: uniform, all three classes among 16 fakes
     assert set(d.seen[-1][16:].tolist()) == {0, 1, 2}
 
 
 def test_build_run_keeps_the_counts_and_draws_by_them_unless_fake_labels_is_uniform():
-    from sngan.train import build_run
+    from sngan.cli.build import build_run
 
     data = make_synthetic(40, 32, k=4)
     assert data.class_counts() is None  # synthetic classes are uniform draws: uniform mix, as before
@@ -142,8 +142,8 @@ def test_a_conditional_run_on_an_imbalanced_folder_resumes_bit_exactly(tmp_path)
 
 
 def test_training_evaluation_samples_with_the_runs_mix(tmp_path):
-    from sngan.train import build_run
-    from sngan.training.loop import score
+    from sngan.cli.build import build_run
+    from sngan.training.evaluation import score
     from sngan.training.tracking import NullTracker
 
     data = make_synthetic(16, 32, k=2)

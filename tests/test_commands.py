@@ -19,8 +19,8 @@ from helpers import TINY, evaluate_cfg, inception_cfg, metrics_cfg, run_training
 from PIL import Image
 
 import sngan
+from sngan.cli.command_settings import EvaluateConfig
 from sngan.cli.log_file import copied_to
-from sngan.cli.settings import EvaluateConfig
 from sngan.config import ConfigError
 from sngan.data import DatasetError, to_uint8
 from sngan.evaluate import evaluate, evaluate_images
@@ -198,7 +198,7 @@ def images_cfg(overrides: list[str], **values: Any) -> EvaluateConfig:
     """evaluate's settings for images=, the dataset given as on the command line."""
     from helpers import _composed, _with
 
-    from sngan.cli.settings import check_evaluate
+    from sngan.cli.command_settings import check_evaluate
 
     return check_evaluate(_with(_composed("evaluate", overrides), values))
 

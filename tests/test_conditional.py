@@ -17,7 +17,7 @@ from helpers import TINY, compose_cfg, evaluate_cfg, inception_cfg, run_training
 from PIL import Image
 from test_data import files_exist_integrity  # noqa: F401  (a fixture)
 
-from sngan.cli.settings import check_sample
+from sngan.cli.command_settings import check_sample
 from sngan.config import ConfigError
 from sngan.data import load_images, make_prototypes
 from sngan.inference import SeededSampler, export_generator, generator_from_checkpoint, load_generator

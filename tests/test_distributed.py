@@ -223,7 +223,7 @@ def test_a_sweep_under_torchrun_is_refused(tmp_path):
 
 
 def test_global_batches_must_split_evenly_and_sync_bn_needs_cuda():
-    from sngan.train import check_world
+    from sngan.cli.settings import check_world
 
     cfg = validated_cfg(["train.batch_size_d=9"])
     with pytest.raises(ConfigError, match=r"train.batch_size_d=9 is the global batch .* 2 processes"):
@@ -302,7 +302,7 @@ def test_d_gradients_are_all_reduced_in_the_d_update_only(tmp_path):
 
     from sngan.models import build_models
     from sngan.training.losses import LOSSES
-    from sngan.training.step import d_step, g_step
+    from sngan.training.step import Recipe, d_step, g_step
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
     try:
@@ -324,9 +324,9 @@ def test_d_gradients_are_all_reduced_in_the_d_update_only(tmp_path):
         ddp_g.register_comm_hook(None, counting("g"))
         opt_g, opt_d = torch.optim.Adam(g.parameters()), torch.optim.Adam(d.parameters())
         loss, real = LOSSES.get("hinge"), torch.rand(4, 3, 32, 32) * 2 - 1
-        d_step(g, ddp_d, opt_d, loss, real, 16)
+        d_step(g, ddp_d, opt_d, real, None, Recipe(loss, 16))
         after_d = dict(calls)
-        g_step(ddp_g, d, opt_g, loss, 4, 16, torch.device("cpu"))
+        g_step(ddp_g, d, opt_g, 4, torch.device("cpu"), Recipe(loss, 16))
         assert after_d["d"] > 0 and after_d["g"] == 0
         assert calls["d"] == after_d["d"] and calls["g"] > 0
     finally:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_module
 
+from sngan.cli.command_settings import check_export
 from sngan.cli.errors import run_or_exit
-from sngan.cli.settings import check_export
 from sngan.inference import export_generator, load_generator
 from sngan.models import build_models
 from sngan.utils import checkpoint as ckpt

@@ -13,9 +13,10 @@ from helpers import THREADS, TINY, compose_cfg, evaluate_cfg, inception_cfg, met
 
 from sngan.cli.errors import run_or_exit
 from sngan.cli.settings import check_train
+from sngan.cli.start import start
 from sngan.config import to_container
 from sngan.evaluate import evaluate
-from sngan.train import NonFiniteError, start
+from sngan.training.iteration import NonFiniteError
 from sngan.training.speed import Speed
 from sngan.training.wrappers import CompileFailed, CompileTrial
 from sngan.utils import checkpoint as ckpt

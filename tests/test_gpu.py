@@ -58,7 +58,7 @@ def test_captured_updates_read_the_scheduled_learning_rate(tmp_path):
     state = ckpt.load(tmp_path / "checkpoints" / "ckpt_00000003.pt")
     lr = state["opt_d"]["param_groups"][0]["lr"]
     assert float(lr) == pytest.approx(1e-3 * (1 - 2 / 6), rel=1e-6)  # the rate of step 3's updates
-    from sngan.train import build_run
+    from sngan.cli.build import build_run
 
     cfg = validated(compose_cfg(settings))
     assert build_run(cfg, make_synthetic(50, 32), CUDA).opt_d.defaults["fused"]

@@ -125,8 +125,8 @@ def test_an_error_that_poisons_the_cuda_context_is_not_retried_and_says_what_to_
 def tiny_run(extra: list[str]):
     from helpers import TINY, compose_cfg, validated
 
+    from sngan.cli.build import build_run
     from sngan.data import make_synthetic
-    from sngan.train import build_run
 
     cfg = validated(compose_cfg(TINY + ["train.n_dis=2", "train.monitor_every=null"] + extra))
     return cfg, build_run(cfg, make_synthetic(50, 32), torch.device("cpu"))
@@ -157,13 +157,14 @@ def test_a_failed_step_is_put_back_exactly_from_what_the_guard_keeps(failing):
     """on_nonfinite=stop keeps only what a failed step can change (D, D's optimizer, G's buffers, data order,
     RNGs), never G's weights, G's optimizer or the EMA: G's update is gated on the step's D updates being
     finite. After a failed step every part of the state equals the one before it, bit for bit."""
-    from sngan.training import loop
+    from sngan.cli.build import iteration_of
+    from sngan.training import iteration as loop
     from sngan.training.guard import StepGuard
 
     cfg, run = tiny_run(["train.ema_decay=0.9"])
     guard = StepGuard(run)
     for _ in range(2):  # the optimizers have state, the EMA has moved
-        assert loop.train_step(cfg, run, guard=guard)[2] is None
+        assert loop.generator_iteration(run, iteration_of(cfg), guard=guard)[2] is None
     kept_ptrs = {t.data_ptr() for t in guard.live()}
     for never in (*run.generator.parameters(), *run.ema.parameters(), *run.ema.buffers()):
         assert never.data_ptr() not in kept_ptrs
@@ -180,7 +181,7 @@ def test_a_failed_step_is_put_back_exactly_from_what_the_guard_keeps(failing):
         return output * float("nan") if bad else output
 
     hook = run.discriminator.register_forward_hook(nan_in)
-    _, _, failed = loop.train_step(cfg, run, guard=guard)
+    _, _, failed = loop.generator_iteration(run, iteration_of(cfg), guard=guard)
     hook.remove()
     network = "generator" if failing == "G update" else "discriminator"
     assert failed is not None and failed.startswith(f"the {network} update of step 3")
@@ -208,7 +209,8 @@ def test_a_training_step_waits_for_the_device_once(extra, monkeypatch):
     tensor, no op whose output size depends on values, under either on_nonfinite policy and every constraint."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from sngan.training import loop
+    from sngan.cli.build import iteration_of
+    from sngan.training import iteration as loop
     from sngan.training.guard import StepGuard
 
     class Waits(TorchDispatchMode):
@@ -223,13 +225,13 @@ def test_a_training_step_waits_for_the_device_once(extra, monkeypatch):
 
     cfg, run = tiny_run(extra)
     guard = StepGuard(run)
-    loop.train_step(cfg, run, guard=guard)  # the optimizers' first step (their state is created)
+    loop.generator_iteration(run, iteration_of(cfg), guard=guard)  # the optimizers' first step (their state is created)
     reads: list[int] = []
     plain = torch.Tensor.tolist
     monkeypatch.setattr(torch.Tensor, "tolist", lambda self: reads.append(self.numel()) or plain(self))
     with Waits() as waits:
         for _ in range(3):
-            assert loop.train_step(cfg, run, guard=guard)[2] is None
+            assert loop.generator_iteration(run, iteration_of(cfg), guard=guard)[2] is None
     assert waits.seen == [] and reads == [cfg.train.n_dis + 1] * 3, (waits.seen, reads)
 
 
@@ -238,7 +240,8 @@ def test_no_compiled_graph_reads_a_tensor_another_compiled_graph_returned(monkey
     graph, as in the G update) is the pattern CUDA-graph trees fail on (pytorch#160281, #152887). Each
     compiled graph here records the tensors it is called with and returns: over D and G updates, no graph of
     one network is called with a tensor a graph of the other returned."""
-    from sngan.training import loop
+    from sngan.cli.build import iteration_of
+    from sngan.training import iteration as loop
     from sngan.training.speed import Speed
     from sngan.training.wrappers import accelerate
 
@@ -265,7 +268,7 @@ def test_no_compiled_graph_reads_a_tensor_another_compiled_graph_returned(monkey
     speed = Speed(compile="default")
     accelerate(run, speed)
     for _ in range(2):
-        assert loop.train_step(cfg, run, speed)[2] is None
+        assert loop.generator_iteration(run, iteration_of(cfg), speed)[2] is None
     torch._dynamo.reset()
     assert {network for network, _, _ in calls} == {"G", "D"}
     # backward too: G's backward reads a copy of the gradient D's backward returned

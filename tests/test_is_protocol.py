@@ -11,16 +11,17 @@ from helpers import compose_cfg, dataset_cfg, inception_cfg, metrics_cfg, valida
 from scipy.special import softmax
 from scipy.stats import entropy
 
-from sngan.metrics.features import MetricRule, score
+from sngan.config import MetricsConfig
+from sngan.metrics.features import measure
 from sngan.metrics.fid import ReferenceStats, inception_score, save_reference
 from sngan.metrics.inception import Weights
-from sngan.metrics.scoring import MetricsError, Scorer, describe_reference, make_scorer, rule_of
+from sngan.metrics.scoring import MetricsError, Scorer, describe_reference, make_scorer
 
 CPU = torch.device("cpu")
 
 
-def preset(name: str) -> MetricRule:
-    return rule_of(validated(compose_cfg([f"metrics={name}"])).metrics)
+def preset(name: str) -> MetricsConfig:
+    return validated(compose_cfg([f"metrics={name}"])).metrics
 
 
 def independent_is(logits: np.ndarray, split_size: int) -> list[float]:
@@ -43,13 +44,13 @@ def test_is_of_5000_image_splits_equals_an_independent_computation_and_differs_f
         5000, 10, 5000, 5000, 1,
     )  # fmt: skip
 
-    got = score(features, logits, reference, final)
+    got = measure(features, logits, reference, final)
     expected = independent_is(logits, 5000)
     assert len(expected) == 10
     assert got["is_mean"] == pytest.approx(np.mean(expected), rel=1e-9)
     assert got["is_std"] == pytest.approx(np.std(expected), rel=1e-7)
     # FID of the first n_fake only: the 45,000 IS images beyond them leave it as fid_paper has it
-    training = score(features[:5000], logits[:5000], reference, paper)
+    training = measure(features[:5000], logits[:5000], reference, paper)
     assert got["fid"] == training["fid"]
     # the training-time rule: one split of the first 5,000, and no std to report over one split
     assert set(training) == {"fid", "is_mean"}
@@ -90,7 +91,7 @@ def stream(seed: int = 1):
     return lambda n: torch.rand(n, 3, 8, 8, generator=g) * 2 - 1
 
 
-def scorer(rule: MetricRule, tmp_path) -> Scorer:
+def scorer(rule: MetricsConfig, tmp_path) -> Scorer:
     real = torch.rand(40, 3, 8, 8, generator=torch.Generator().manual_seed(2)) * 255  # the same reals each time
     features, _ = Projection()(real / 255)
     reference = save_reference(tmp_path / "ref.npz", features.double().numpy(), "sha")
@@ -99,8 +100,8 @@ def scorer(rule: MetricRule, tmp_path) -> Scorer:
 
 def test_a_scorer_draws_the_is_images_beyond_n_fake_and_leaves_fid_kid_prdc_as_they_were(tmp_path):
     counts = dict(n_fake=12, real_split="train", n_real=None, kid_subsets=3, kid_subset_size=10, prdc_n=12)
-    small = MetricRule("small", is_split_size=6, is_splits=2, **counts)  # IS of the 12 FID images
-    large = MetricRule("large", is_split_size=9, is_splits=3, **counts)  # IS of 27: 15 drawn beyond them
+    small = MetricsConfig("small", is_split_size=6, is_splits=2, **counts)  # IS of the 12 FID images
+    large = MetricsConfig("large", is_split_size=9, is_splits=3, **counts)  # IS of 27: 15 drawn beyond them
     a, b = scorer(small, tmp_path)(stream()), scorer(large, tmp_path)(stream())
     for key in ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"):
         assert a[key] == b[key], key
@@ -112,7 +113,7 @@ def test_a_scorer_draws_the_is_images_beyond_n_fake_and_leaves_fid_kid_prdc_as_t
 
 
 def test_images_that_cannot_fill_the_rules_splits_get_no_is_and_a_note(tmp_path, capsys):
-    rule = MetricRule("r", 12, "train", None, is_split_size=10, is_splits=2, kid_subsets=3, kid_subset_size=10)
+    rule = MetricsConfig("r", 12, "train", None, is_split_size=10, is_splits=2, kid_subsets=3, kid_subset_size=10)
     images = (torch.rand(15, 3, 8, 8) * 255).to(torch.uint8)
     result = scorer(rule, tmp_path).images(images)
     assert "fid" in result and "kid_mean" in result and "is_mean" not in result and "is_std" not in result

@@ -13,8 +13,8 @@ from helpers import THREADS, TINY, compose_cfg
 
 from sngan.cli.errors import run_or_exit
 from sngan.cli.settings import check_train
+from sngan.cli.start import start
 from sngan.config import ConfigError, to_container
-from sngan.train import start
 from sngan.utils import checkpoint as ckpt
 
 RUN = TINY + ["train.steps=4", "train.monitor_every=2", "train.sample_every=2"]

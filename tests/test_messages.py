@@ -14,8 +14,10 @@ import torch
 from helpers import THREADS, TINY, compose_cfg, validated
 from hydra import compose, initialize_config_module
 
+from sngan.cli.command_settings import check_evaluate, check_export, check_fid_stats, check_sample
 from sngan.cli.errors import run_or_exit
-from sngan.cli.settings import check_evaluate, check_export, check_fid_stats, check_sample, check_train
+from sngan.cli.settings import check_train
+from sngan.cli.start import start
 from sngan.config import ConfigError, to_container
 from sngan.data import DATASETS, DatasetError, load_images
 from sngan.evaluate import evaluate
@@ -23,7 +25,6 @@ from sngan.fid_stats import compute
 from sngan.inference import export_generator, load_generator
 from sngan.models import build_models
 from sngan.sample import sample
-from sngan.train import start
 from sngan.utils import checkpoint as ckpt
 
 MARKER = Path("/tmp/sngan-messages-marker")

@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from PIL import Image, ImageOps
 
-from sngan.cli.settings import check_sample
+from sngan.cli.command_settings import check_sample
 from sngan.config import ConfigError
 from sngan.data.image_sets import load_image_set
 

@@ -15,9 +15,10 @@ from helpers import dataset_cfg, inception_cfg, metrics_cfg
 from PIL import Image
 from pytorch_fid.fid_score import calculate_frechet_distance
 
+from sngan.config import MetricsConfig
 from sngan.data import load_images, make_synthetic
 from sngan.metrics.class_scoring import class_reference_stats
-from sngan.metrics.features import MetricRule, extract, full_fp32, generated_batches, score, uint8_batches
+from sngan.metrics.features import extract, full_fp32, generated_batches, measure, uint8_batches
 from sngan.metrics.fid import (
     feature_statistics,
     frechet_distance,
@@ -158,8 +159,8 @@ def test_score_of_a_set_against_its_own_statistics(random_net, tmp_path):
     images = make_synthetic(80, 32, seed=1).images
     features, logits = extract(random_net, uint8_batches(images, 40), torch.device("cpu"))
     ref = save_reference(tmp_path / "s.npz", features, "abc")
-    rule = MetricRule("t", 80, "train", None, is_split_size=40, is_splits=2, kid_subsets=5, kid_subset_size=40)
-    result = score(features, logits, ref, rule)
+    rule = MetricsConfig("t", 80, "train", None, is_split_size=40, is_splits=2, kid_subsets=5, kid_subset_size=40)
+    result = measure(features, logits, ref, rule)
     assert abs(result["fid"]) < 1e-6
     assert result["is_mean"] >= 1.0
     assert set(result) == {

@@ -7,7 +7,7 @@ from torch import nn
 from sngan.models import MODELS, build_models, is_spectrally_normalized
 from sngan.registry import Registry, UnknownNameError
 from sngan.training.losses import LOSSES
-from sngan.training.step import d_step, g_step
+from sngan.training.step import Recipe, d_step, g_step
 
 ARCHS = ["cnn32", "cnn48", "resnet32", "resnet48"]
 
@@ -151,12 +151,12 @@ def test_power_iteration_advances_once_per_d_update_and_not_in_g_update():
         w = m.parametrizations.weight.original.detach().flatten(1)
         v = nn.functional.normalize(w.t() @ u, dim=0, eps=1e-12)
         expected.append(nn.functional.normalize(w @ v, dim=0, eps=1e-12))
-    d_step(g, d, opt_d, loss, torch.randn(4, 3, 32, 32), 128)
+    d_step(g, d, opt_d, torch.randn(4, 3, 32, 32), None, Recipe(loss, 128))
     u1 = _u_vectors(d)
     for got, want, before in zip(u1, expected, u0):
         assert torch.allclose(got, want, atol=1e-6)
         assert len(got) == 1 or not torch.equal(got, before)
-    g_step(g, d, opt_g, loss, 4, 128, torch.device("cpu"))
+    g_step(g, d, opt_g, 4, torch.device("cpu"), Recipe(loss, 128))
     for got, want in zip(_u_vectors(d), u1):
         assert torch.equal(got, want)
     assert d.training and all(p.requires_grad for p in d.parameters())

@@ -24,8 +24,8 @@ from test_export_overwrite import tiny_checkpoint
 
 import sngan.evaluate
 import sngan.metrics.scoring
+from sngan.cli.command_settings import check_evaluate, check_fid_stats, check_sample
 from sngan.cli.errors import run_or_exit
-from sngan.cli.settings import check_evaluate, check_fid_stats, check_sample
 from sngan.data import DATASETS
 from sngan.evaluate import evaluate
 from sngan.export import stop_report

@@ -10,10 +10,10 @@ import prdc as naeem
 import pytest
 import torch
 
-from sngan.config import PRDC_MAX
 from sngan.metrics import prdc as ours
 from sngan.metrics.features import prdc_reals
 from sngan.metrics.fid import KID_FEATURES_KEPT
+from sngan.metrics.fid import KID_FEATURES_KEPT as PRDC_MAX
 
 
 def reference(real: np.ndarray, fake: np.ndarray) -> dict[str, float]:

@@ -102,5 +102,5 @@ def work():
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 130, out.stderr
-    assert out.stderr.count("Stopped by SIGINT before training started") == 1, out.stderr
+    assert out.stderr.count("Stopped by SIGINT: before training started") == 1, out.stderr
     assert "swallowed" in out.stderr and "worked on" not in out.stderr, out.stderr

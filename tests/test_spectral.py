@@ -109,9 +109,9 @@ def test_gradient_norms_are_measured_before_the_next_update_can_reuse_their_memo
     (as a replay may) and the norms logged stay those of the updates."""
     from helpers import compose_cfg, validated
 
+    from sngan.cli.build import build_run, iteration_of
     from sngan.data import make_synthetic
-    from sngan.train import build_run
-    from sngan.training import loop
+    from sngan.training import iteration as loop
 
     cfg = validated(compose_cfg(TINY + ["train.n_dis=2"]))
     run = build_run(cfg, make_synthetic(50, 32), torch.device("cpu"))
@@ -126,11 +126,11 @@ def test_gradient_norms_are_measured_before_the_next_update_can_reuse_their_memo
         return out
 
     monkeypatch.setattr(loop, "g_step", g_step_that_reuses_d_memory)
-    stats, _, _ = loop.train_step(cfg, run, grad_norms=True)
+    stats, _, _ = loop.generator_iteration(run, iteration_of(cfg), grad_norms=True)
     g_norm = torch.cat([p.grad.flatten() for p in run.generator.parameters()]).norm()
     torch.testing.assert_close(stats["grad_norm/d"], seen["d"], rtol=1e-5, atol=0)
     torch.testing.assert_close(stats["grad_norm/g"], g_norm, rtol=1e-5, atol=0)
-    assert "grad_norm/d" not in loop.train_step(cfg, run)[0]  # measured only when asked
+    assert "grad_norm/d" not in loop.generator_iteration(run, iteration_of(cfg))[0]  # measured only when asked
 
 
 def test_monitor_operator_norm_of_the_normalized_conv_matches_the_dense_matrix():

@@ -104,10 +104,9 @@ def test_unknown_speed_settings_are_refused_listing_the_choices(override):
 
 KEPT = """
 import torch
-from sngan.cli.errors import run_or_exit
-from sngan.training.speed import KEEP_FREED_BYTES
-run_or_exit(lambda: None)  # what every command does first
-run_or_exit(lambda: None)  # a second time (export, a multirun's next job): nothing more to do or say
+from sngan.training.speed import KEEP_FREED_BYTES, keep_freed_memory
+keep_freed_memory()  # what train, evaluate, sample and fid_stats do first
+keep_freed_memory()  # a second time (a multirun's next job): nothing more to do or say
 def resident(): return int(open("/proc/self/statm").read().split()[1]) * 4096
 def released(nbytes):
     x = torch.ones(nbytes // 4)
@@ -198,16 +197,16 @@ def test_optimizer_state_of_another_implementation_or_layout_loads_into_fused_ad
 def test_the_learning_rate_is_one_tensor_updated_in_place_to_the_schedule(tmp_path):
     from helpers import validated
 
+    from sngan.cli.build import build_run, iteration_of
     from sngan.data import make_synthetic
-    from sngan.train import build_run
-    from sngan.training.loop import set_lr
+    from sngan.training.iteration import set_rates
 
     cfg = validated(compose_cfg(TINY + ["train.steps=10", "optim.lr_d=1e-3"]))
     run = build_run(cfg, make_synthetic(50, 32), CPU)
     rate = run.opt_d.param_groups[0]["lr"]
     for step in (0, 3, 9):
         run.step = step
-        set_lr(run, cfg)
+        set_rates(run, iteration_of(cfg))
         assert run.opt_d.param_groups[0]["lr"] is rate  # a captured step would read this very tensor
         assert float(rate) == pytest.approx(1e-3 * (1 - step / 10), rel=1e-6)
     # a checkpoint written before rates were tensors (or on another device) gets a tensor again
@@ -266,8 +265,8 @@ def test_compiled_training_agrees_with_eager_over_20_steps_of_a_changing_learnin
     computation."""
     from helpers import validated
 
+    from sngan.cli.build import build_run
     from sngan.data import make_synthetic
-    from sngan.train import build_run
 
     settings = TINY + ["train.steps=20", "optim.lr_g=2e-5", "optim.lr_d=2e-5", "train.checkpoint_every=20",
                        "train.eval_every=100", "train.sample_every=100", "train.monitor_every=null"]  # fmt: skip

@@ -10,7 +10,7 @@ import torch
 from helpers import TINY, run_training
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from sngan.training.loop import lr_factor
+from sngan.training.iteration import lr_factor
 from sngan.utils import checkpoint as ckpt
 
 
@@ -206,7 +206,7 @@ def nan_after(calls: int):
 
 def inject_nan(monkeypatch, calls: int):
     """NaN from D's call ``calls`` + 1 on; counts only training calls (run tests with monitoring off)."""
-    import sngan.train as train_module
+    import sngan.cli.build as train_module
 
     real_build = train_module.build_models
 
@@ -219,7 +219,7 @@ def inject_nan(monkeypatch, calls: int):
 
 
 def test_nonfinite_loss_stops_naming_step_and_network_with_the_last_good_state_saved(tmp_path, monkeypatch):
-    from sngan.train import NonFiniteError
+    from sngan.training.iteration import NonFiniteError
 
     # n_dis 1: D is called twice per step (D update, G update); call 7 is step 4's D update.
     inject_nan(monkeypatch, calls=6)
@@ -262,7 +262,7 @@ def test_ema_averages_parameters_and_copies_buffers():
 
 
 def test_nonfinite_stop_keeps_the_checkpoint_of_the_last_step_instead_of_overwriting_it(tmp_path, monkeypatch):
-    from sngan.train import NonFiniteError
+    from sngan.training.iteration import NonFiniteError
 
     saved = []
     real_save = ckpt.save_atomic
@@ -281,8 +281,9 @@ def test_nonfinite_stop_saves_the_state_before_the_failed_step_which_resumes(tmp
     the one before step 1 (not D's applied update), so that resuming it at a sane rate trains on."""
     from helpers import compose_cfg, validated
 
+    from sngan.cli.build import build_run
     from sngan.metrics.scoring import load_dataset
-    from sngan.train import NonFiniteError, build_run
+    from sngan.training.iteration import NonFiniteError
 
     wild = tmp_path / "wild"
     overrides = TINY + ["train.steps=5", "optim.lr_g=1e38", "optim.lr_d=1e38", NO_MONITOR]

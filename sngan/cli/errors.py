@@ -12,7 +12,6 @@ from sngan.config import ConfigError
 from sngan.data import DatasetError
 from sngan.metrics.inception import InceptionError
 from sngan.metrics.scoring import MetricsError
-from sngan.training.speed import keep_freed_memory
 from sngan.training.stopping import keep_an_answered_stop
 from sngan.utils.checkpoint import CheckpointError
 from sngan.utils.memory import OutOfMemory
@@ -30,10 +29,9 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 
 def run_or_exit(body: Callable[[], T], *more: type[Exception]) -> T:
     """Run a command body; user errors (and ``more``) and failed writes end the process with exit code 2.
-    Large freed blocks are kept for reuse first (``sngan.training.speed.keep_freed_memory``). A Ctrl-C already
-    answered while the command started ("Stopped by SIGINT ...") ends it here, should its exit have been lost."""
+    A Ctrl-C already answered while the command started ("Stopped by SIGINT ...") ends it here, should its
+    exit have been lost."""
     keep_an_answered_stop()
-    keep_freed_memory()
     try:
         return body()
     except (*USER_ERRORS, *more) as exc:

@@ -1,34 +1,22 @@
-"""Each command's settings checked: training against the schema and the registries (``check_train``),
-and the typed schemas of evaluate, sample, fid_stats and export.
-
-Each entry point composes its own YAML (sngan/configs/<command>.yaml) and calls
-``check_*`` here, which returns a plain dataclass or raises ``ConfigError``.
-"""
+"""The training settings checked: against the schema and the registries (``check_train``), a checkpoint's
+stored ones (``check_stored``), and at start-up against what the launch and the data give (``check_world``,
+``check_data_size``, ``class_names``). Each raises a ``ConfigError`` that says what to do. The other commands'
+settings: command_settings.py."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
-from sngan.config import (
-    ConfigError,
-    DatasetConfig,
-    InceptionConfig,
-    MetricsConfig,
-    TrainConfig,
-    invalid,
-    to_schema,
-    validate,
-    validate_constraint,
-    validate_inception,
-    validate_metrics,
-)
-from sngan.data import DATASETS, NATIVE_RESOLUTION
+from sngan.cli.validation import validate, validate_constraint
+from sngan.config import ConfigError, TrainConfig, invalid
+from sngan.data import DATASETS, NATIVE_RESOLUTION, ImageData
 from sngan.models import CONSTRAINTS, MODELS
 from sngan.training.losses import LOSSES
 from sngan.training.resume import stored_constraint
+from sngan.utils.distributed import Dist
 
 
 def check_train(raw: DictConfig) -> TrainConfig:
@@ -120,143 +108,68 @@ def _compose(config_name: str, overrides: list[str]) -> DictConfig:
         return compose(config_name=config_name, overrides=overrides)
 
 
-@dataclass
-class EvaluateConfig:
-    ckpt: str | None  # a checkpoint file, or a run folder (every checkpoint in it)
-    images: str | None  # or: a folder of images / a .npz of uint8 images, scored instead
-    metrics: MetricsConfig
-    inception: InceptionConfig
-    data_root: str | None  # where the run's dataset lives on this host, if elsewhere
-    out: str | None  # JSON path; default: beside the checkpoint
-    seed: int | None  # None: the run's seed + 12345, as in training
-    batch_size: int  # generated images per pass (memory only: SeededSampler's images do not depend on it)
-    device: str
-    intra_class: bool  # conditional checkpoints: also intra-class FID (n_fake / K images per class)
-    overwrite: bool  # replace an existing out file; else only an evaluate table of the same rule is added to
-    dataset: DatasetConfig | None = None  # images= only: whose reference statistics judge them (no key: None)
+def class_names(cfg: TrainConfig, data: ImageData) -> list[str] | None:
+    """The classes a conditional run learns (None for an unconditional run)."""
+    if not cfg.model.conditional:
+        return None
+    if data.labels is None or not data.classes:
+        hint = {
+            "folder": f"put the images of each class in a subfolder of {cfg.dataset.root} (one folder per class)",
+            "stl10": "use dataset.split=train, the labeled split",
+        }.get(cfg.dataset.name, "use a dataset with labels")
+        raise ConfigError(
+            f"model.conditional=true needs class labels, but dataset '{cfg.dataset.name}' (split "
+            f"'{cfg.dataset.split}') has none here: {hint}, or train unconditionally (model.conditional=false)."
+        )
+    return list(data.classes)
 
 
-@dataclass
-class SampleConfig:
-    ckpt: str  # a checkpoint, or an exported .safetensors generator
-    n: int
-    out: str
-    grid: bool  # one grid image instead of one PNG per sample
-    interpolate: bool  # n rows of spherical interpolations between two latents
-    frames: int  # images per interpolation row
-    ema: str  # auto (the EMA generator where the checkpoint has one) | true | false
-    seed: int
-    batch_size: int
-    device: str
-    classes: str | None  # conditional G: "all" = a grid with one row of n images per class
-    label: str | None  # conditional G: the `class=` option (an index or a class name)
-    overwrite: bool  # replace the numbered PNGs, grid.png or interpolation.png an earlier call left in `out`
-
-
-@dataclass
-class FidStatsConfig:
-    dataset: DatasetConfig
-    split: str | None  # None: the dataset's training split (dataset.split)
-    n: int | None  # None: every image of the split; else the first n in file order
-    inception: InceptionConfig
-    device: str
-
-
-@dataclass
-class ExportConfig:
-    ckpt: str
-    out: str | None  # default: <checkpoint>.generator.safetensors
-    ema: str
-    overwrite: bool  # replace an existing out file and the .json beside it (else refused)
-
-
-def _check_ema(value: str) -> str:
-    if value.lower() not in ("auto", "true", "false"):  # Hydra reads ema=true as a bool: "True"
-        raise invalid("ema", value, "choose auto, true or false")
-    return value.lower()
-
-
-def check_evaluate(cfg: DictConfig) -> EvaluateConfig:
-    typed: EvaluateConfig = to_schema(cfg, EvaluateConfig)
-    if typed.metrics.name == "none":
-        raise ConfigError("Invalid configuration: metrics=none evaluates nothing; pick a rule such as "
-                          "metrics=fid_paper, fid50k_train or fid10k_test.")  # fmt: skip
-    check_what_to_score(typed)
-    # ckpt=: the split is checked against the run's dataset when the checkpoint is read (evaluate.run_dataset)
-    validate_metrics(typed.metrics, typed.inception, typed.dataset.name if typed.dataset is not None else None)
-    if typed.dataset is not None:
-        typed.dataset.resolution = typed.dataset.resolution or NATIVE_RESOLUTION.get(typed.dataset.name)
-        if typed.dataset.resolution is None:
+def check_world(cfg: TrainConfig, here: Dist, device: torch.device) -> None:
+    """What this launch needs beyond a valid config: batches G's BatchNorm trains on in every process, split
+    evenly over the processes of a torchrun launch, and SyncBatchNorm only where torch runs it."""
+    smallest = MODELS.get(cfg.model.name).min_batch
+    for key in ("batch_size_d", "batch_size_g"):  # G makes batch_size_d fakes in each D update
+        value = getattr(cfg.train, key)
+        if here.enabled and (value % here.world or value // here.world < smallest):
             raise ConfigError(
-                f"Invalid configuration: dataset '{typed.dataset.name}' has no native resolution; set "
-                f"dataset.resolution to the size its reals are read at (32 or 48): the images are brought to it too."
+                f"Invalid configuration: train.{key}={value} is the global batch and must split evenly over "
+                f"the {here.world} processes of this torchrun launch, at least {smallest} per process (model "
+                f"'{cfg.model.name}': {_why_min_batch(smallest)}). Use a multiple of {here.world} of at least "
+                f"{smallest * here.world}, or another --nproc-per-node / --nnodes."
             )
-    if typed.batch_size <= 0:
-        raise invalid("batch_size", typed.batch_size, "it must be greater than 0")
-    return typed
-
-
-def check_what_to_score(cfg: EvaluateConfig) -> None:
-    """ckpt= or images=, one of them; images= with a dataset or a statistics file to judge them by."""
-    if (cfg.ckpt is None) == (cfg.images is None):
+        if value < smallest:
+            raise ConfigError(
+                f"Invalid configuration: train.{key}={value} is too small for model '{cfg.model.name}': "
+                f"{_why_min_batch(smallest)}. Use train.{key}={smallest} or more, or a model that trains on "
+                f"{value} ({', '.join(n for n in MODELS.names() if MODELS.get(n).min_batch <= value)})."
+            )
+    if not here.enabled:
+        return
+    if cfg.train.sync_bn and device.type != "cuda":
         raise ConfigError(
-            "Invalid configuration: "
-            + ("give ckpt= or images=, not both" if cfg.ckpt else "nothing to score")
-            + ". Pass ckpt=PATH (a checkpoint, or a run folder: every checkpoint in it) or images=PATH (a folder "
-            "of PNG/JPEG images, or a .npz of uint8 images) with the dataset they are judged against (dataset=cifar10)."
+            f"Invalid configuration: train.sync_bn=true, but torch's SyncBatchNorm runs only on CUDA devices "
+            f"and this launch trains on {device.type}. Set train.sync_bn=false (each rank's BatchNorm uses its "
+            f"own share of the batch) or launch on GPUs."
         )
-    if cfg.ckpt is not None and cfg.dataset is not None:
+
+
+def _why_min_batch(smallest: int) -> str:
+    return (
+        f"its generator's first BatchNorm normalizes each feature over the images of the batch, and torch "
+        f"refuses to train one on fewer than {smallest}"
+    )
+
+
+def check_data_size(cfg: TrainConfig, images: int) -> None:
+    """A batch of real images larger than the dataset would repeat images in one batch, and a huge one (a
+    typo) would allocate terabytes after a minute of drawing indices. Under torchrun every rank draws the
+    same global batch from all the images and keeps its share: the limit holds for the global batch."""
+    value = cfg.train.batch_size_d
+    if value > images:
+        synthetic = cfg.dataset.name == "synthetic"
+        more = ", or make the synthetic dataset larger (dataset.size)" if synthetic else ""
         raise ConfigError(
-            f"Invalid configuration: dataset={cfg.dataset.name} is for images=; a checkpoint is judged against the "
-            f"dataset its run trained on. Drop dataset= (data_root= says where that dataset lives on this host)."
+            f"Invalid configuration: train.batch_size_d={value} is larger than the dataset, which holds {images} "
+            f"images ('{cfg.dataset.name}', split '{cfg.dataset.split}'), and a batch of real images cannot hold "
+            f"more images than that. Use train.batch_size_d={images} or less (the paper uses 64){more}."
         )
-    if cfg.images is not None and (cfg.data_root is not None or cfg.intra_class):
-        option = "data_root=" if cfg.data_root is not None else "intra_class=true"
-        raise ConfigError(
-            f"Invalid configuration: {option} is for ckpt= (a checkpoint's run and its classes), not for images=. "
-            f"Drop it; with images= the reals are dataset=NAME's (dataset.root=... says where they live)."
-        )
-    if cfg.images is not None and cfg.dataset is None and cfg.metrics.stats is None:
-        raise ConfigError(
-            f"Invalid configuration: images={cfg.images} needs real images to be judged against. Add dataset=NAME "
-            f"(cifar10, cifar100, stl10, folder with dataset.root=...: its reference statistics under "
-            f"metrics={cfg.metrics.name}, cached as in training), or metrics.stats=FILE (a statistics .npz)."
-        )
-
-
-def check_sample(cfg: DictConfig) -> SampleConfig:
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    label = plain.pop("class", None)  # `class` cannot be a dataclass field name
-    plain["label"] = None if label is None else str(label)
-    typed: SampleConfig = to_schema(OmegaConf.create(plain), SampleConfig)
-    if typed.classes not in (None, "all"):
-        raise invalid(
-            "classes", typed.classes, "classes=all draws a grid with one row per class; for one class use class=K"
-        )
-    if typed.classes is not None and typed.interpolate:
-        raise invalid("classes", typed.classes, "interpolations take one class (class=K) or none, not classes=all")
-    if typed.classes is not None and typed.label is not None:
-        raise invalid("class", label, "give class=K (one class) or classes=all (every class), not both")
-    for key in ("n", "batch_size"):
-        if getattr(typed, key) <= 0:
-            raise invalid(key, getattr(typed, key), "it must be greater than 0")
-    if typed.frames < 2:
-        raise invalid("frames", typed.frames, "an interpolation needs at least 2 frames (its two ends)")
-    typed.ema = _check_ema(typed.ema)
-    return typed
-
-
-def check_fid_stats(cfg: DictConfig, datasets: tuple[str, ...]) -> FidStatsConfig:
-    typed: FidStatsConfig = to_schema(cfg, FidStatsConfig)
-    if typed.dataset.name not in datasets:
-        raise invalid("dataset.name", typed.dataset.name, f"choose one of: {', '.join(datasets)}")
-    if typed.n is not None and typed.n < 2:
-        raise invalid("n", typed.n, "it must be at least 2, or null for the whole split")
-    validate_inception(typed.inception)
-    return typed
-
-
-def check_export(cfg: DictConfig) -> ExportConfig:
-    typed: ExportConfig = to_schema(cfg, ExportConfig)
-    typed.ema = _check_ema(typed.ema)
-    return typed

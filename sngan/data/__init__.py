@@ -15,9 +15,10 @@ from sngan.data.dataset import DatasetError, ImageData, check_root, to_float, to
 from sngan.data.sampler import BatchSampler
 from sngan.data.sources import DATASETS, load_images
 from sngan.data.synthetic import make_prototypes, make_synthetic
-from sngan.data.torchvision_sets import NATIVE_RESOLUTION
+from sngan.data.torchvision_sets import NATIVE_RESOLUTION, WITH_TEST_SPLIT
 
 __all__ = [
+    "WITH_TEST_SPLIT",
     "DATASETS", "NATIVE_RESOLUTION", "BatchSampler", "DatasetError", "ImageData", "check_root",
     "load_images", "make_prototypes", "make_synthetic", "to_float", "to_uint8",
 ]  # fmt: skip

@@ -12,6 +12,7 @@ from torch.nn import functional as F
 from sngan.data.dataset import DatasetError, ImageData
 
 NATIVE_RESOLUTION = {"cifar10": 32, "cifar100": 32, "stl10": 48}
+WITH_TEST_SPLIT = ("cifar10", "cifar100", "stl10")  # the sets with a test split (metrics.real_split=test)
 
 
 def missing_files_error(name: str, root: str, files: list[str], url: str, cause: BaseException) -> DatasetError:

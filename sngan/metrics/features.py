@@ -10,49 +10,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from sngan.config import MetricsConfig
 from sngan.utils.distributed import shard
 
 from .fid import ReferenceStats, feature_statistics, frechet_distance, inception_score, kernel_inception_distance
 from .inception import LOGITS, InceptionFeatures
 from .prdc import K_DENSITY_COVERAGE, K_PRECISION_RECALL, prdc
-
-
-@dataclass(frozen=True)
-class MetricRule:
-    """How a number is computed; ``name`` labels every number computed this way."""
-
-    name: str
-    n_fake: int
-    real_split: str  # "train" (the split the model trains on) or "test"
-    n_real: (
-        int | None
-    )  # None: the whole split; else n_real of its images (which: sngan.metrics.scoring.reference_index)
-    is_split_size: int = 5_000  # images in each Inception Score split (the SNGAN authors': 5,000)
-    is_splits: int = 10  # IS splits: IS uses the first is_split_size x is_splits generated images
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
-    prdc_n: int = 10_000  # real and generated features, at most, for precision/recall/density/coverage; 0: off
-
-    @property
-    def is_images(self) -> int:
-        return self.is_split_size * self.is_splits
-
-    @property
-    def n_generated(self) -> int:
-        """Images a scoring generates: FID, KID and PRDC take the first ``n_fake``, IS the first ``is_images``
-        (from the same seeded stream, so the IS images beyond ``n_fake`` leave the other numbers as they were)."""
-        return max(self.n_fake, self.is_images)
-
-    def is_protocol(self) -> str:
-        """The IS protocol in words, for the JSON, the dry run and notes."""
-        if self.is_splits == 1:
-            return f"1 split of {self.is_split_size:,} images, no std"
-        return f"{self.is_splits} splits of {self.is_split_size:,} images: {self.is_images:,}"
 
 
 @contextlib.contextmanager
@@ -112,11 +79,11 @@ def extract(
     return torch.cat(feats).numpy(), (torch.cat(all_logits).numpy() if all_logits else None)
 
 
-def score(
+def measure(
     features: np.ndarray,
     logits: np.ndarray | None,
     reference: ReferenceStats,
-    rule: MetricRule,
+    rule: MetricsConfig,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """FID against ``reference`` of the first ``rule.n_fake`` images; IS from the logits of the first
@@ -140,7 +107,7 @@ def score(
     return out
 
 
-def inception_scores(logits: np.ndarray | None, rule: MetricRule) -> dict[str, float]:
+def inception_scores(logits: np.ndarray | None, rule: MetricsConfig) -> dict[str, float]:
     """``is_mean`` (and ``is_std`` over two splits or more) of the rule's IS images; empty where there are
     fewer logits than the rule's splits hold (or none)."""
     if logits is None or len(logits) < rule.is_images:

@@ -15,7 +15,7 @@ import hashlib
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import torch
 from sngan.config import DatasetConfig, InceptionConfig, MetricsConfig, metric_presets
 from sngan.data import ImageData, load_images
 from sngan.data.folders import folder_signature
-from sngan.metrics.features import MetricRule, extract, generated_batches, score, uint8_batches
+from sngan.metrics.features import extract, generated_batches, measure, uint8_batches
 from sngan.metrics.fid import (
     ReferenceStats,
     load_reference,
@@ -42,13 +42,6 @@ class MetricsError(RuntimeError):
     """Metrics cannot be computed as configured; the message says what to do."""
 
 
-def rule_of(metrics: MetricsConfig) -> MetricRule:
-    return MetricRule(
-        metrics.name, metrics.n_fake, metrics.real_split, metrics.n_real, metrics.is_split_size,
-        metrics.is_splits, metrics.kid_subsets, metrics.kid_subset_size, metrics.prdc_n,
-    )  # fmt: skip
-
-
 def check_is_label(metrics: MetricsConfig) -> None:
     """A named rule's IS protocol (split size and splits) is its own: a changed one needs a name of its own.
     Checked where numbers are made (the scorer, the dry run), not by ``validate_metrics``: checkpoints written
@@ -57,8 +50,7 @@ def check_is_label(metrics: MetricsConfig) -> None:
     preset = presets.get(metrics.name)
     if preset is None or preset[3:] == (metrics.is_split_size, metrics.is_splits):
         return
-    given = rule_of(metrics)
-    named = MetricRule(metrics.name, metrics.n_fake, metrics.real_split, metrics.n_real, *preset[3:])
+    given, named = metrics, replace(metrics, is_split_size=preset[3], is_splits=preset[4])
     counts = (metrics.n_fake, metrics.real_split, metrics.n_real, metrics.is_split_size, metrics.is_splits)
     same = [name for name, rule in presets.items() if rule == counts]
     use = f"Use metrics={same[0]}, which has them, or give" if same else "Give"
@@ -181,7 +173,7 @@ class Scorer:
     the images; rank 0 gathers the features (in the one-process order), scores them and shares the
     numbers, so every rank returns the same dict. Only rank 0 holds the reference statistics."""
 
-    rule: MetricRule
+    rule: MetricsConfig
     extractor: InceptionFeatures
     weights: Weights
     reference: ReferenceStats | None
@@ -210,7 +202,7 @@ class Scorer:
                 features = np.concatenate([f for f, _ in shares])
                 logits = None if shares[0][1] is None else np.concatenate([lg for _, lg in shares])
                 with noted(failures, self.device):
-                    outcome = score(features, logits, self.reference, self.rule, self.device)
+                    outcome = measure(features, logits, self.reference, self.rule, self.device)
                 outcome = failures[0] if failures else outcome
         outcome = distributed.broadcast(outcome)
         if isinstance(outcome, str):
@@ -224,7 +216,7 @@ class Scorer:
             print(f"note: no Inception Score: rule {self.rule.name} takes it over {self.rule.is_protocol()}; "
                   f"{len(images):,} images cannot fill them.", file=sys.stderr)  # fmt: skip
         features, logits = extract(self.extractor, uint8_batches(images, self.batch_size), self.device)
-        return score(features, logits, self.reference, self.rule, self.device)
+        return measure(features, logits, self.reference, self.rule, self.device)
 
     def prdc_counts(self) -> str | None:
         """What the rule's precision/recall/density/coverage compare, or None where they are not computed."""
@@ -262,7 +254,7 @@ def describe_reference(metrics: MetricsConfig, inception: InceptionConfig, datas
     if metrics.name == "none":
         return "none (metrics=none)" + ("; the synthetic quality measure" if dataset.name == "synthetic" else "")
     check_is_label(metrics)
-    generated = f"{metrics.n_fake:,} generated images (IS: {rule_of(metrics).is_protocol()})"
+    generated = f"{metrics.n_fake:,} generated images (IS: {metrics.is_protocol()})"
     if metrics.stats is not None:
         return f"rule {metrics.name}: {generated} against {metrics.stats}"
     split = split_of(dataset, metrics.real_split)
@@ -304,7 +296,7 @@ def make_scorer(
     check_is_label(metrics)
     net, weights = extractor or load_extractor(inception)
     if not with_reference:
-        return Scorer(rule_of(metrics), net, weights, None, None, device, inception.batch_size)
+        return Scorer(metrics, net, weights, None, None, device, inception.batch_size)
     if metrics.stats is not None:
         ref, path = given_reference(metrics, inception)
     else:
@@ -312,4 +304,4 @@ def make_scorer(
         split = split_of(dataset, metrics.real_split)
         images = train_images if split == dataset.split else None
         ref, path, _ = reference_stats(dataset, split, metrics.n_real, inception, net, weights, device, images)
-    return Scorer(rule_of(metrics), net, weights, ref, path, device, inception.batch_size)
+    return Scorer(metrics, net, weights, ref, path, device, inception.batch_size)

@@ -26,9 +26,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from sngan.config import AUGMENT_POLICIES
 from sngan.utils import distributed
 
+AUGMENT_NAMES = ("none", "diffaugment", "ada")  # augment=none builds no Augment: D sees the images as they are
+AUGMENT_POLICIES = ("color", "translation", "cutout")  # diffaugment's transforms
 ADA_SPEED_KIMG = 500  # the ADA paper: p can go from 0 to 1 in 500k images
 
 
@@ -107,24 +108,26 @@ GEOMETRIC = ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac")
 COLOUR = ("brightness", "contrast", "lumaflip", "hue", "saturation")
 
 
-def _chances(x: torch.Tensor, p: torch.Tensor | float, only: Collection[str] | None) -> Callable[[str], torch.Tensor]:
+def _chances(x: torch.Tensor, p: torch.Tensor | float, transforms: Collection[str]) -> Callable[[str], torch.Tensor]:
     """``chance(name)``: 1 per image where transform ``name`` applies (probability p), 0 elsewhere and for a
-    transform left out of ``only`` (tests look at one at a time; the random draws are the same either way)."""
+    transform not in ``transforms`` (the random draws are the same either way: a pipeline of fewer transforms
+    moves the images the full one would move by those transforms alone)."""
 
     def chance(name: str) -> torch.Tensor:
         drawn = _chance(x, p)
-        return drawn if only is None or name in only else torch.zeros_like(drawn)
+        return drawn if name in transforms else torch.zeros_like(drawn)
 
     return chance
 
 
-def geometric(x: torch.Tensor, p: torch.Tensor | float, only: Collection[str] | None = None) -> torch.Tensor:
-    """ADA's geometric transforms (``GEOMETRIC``, or those in ``only``), each with probability p, composed
+def geometric(x: torch.Tensor, p: torch.Tensor | float, transforms: Collection[str] = GEOMETRIC) -> torch.Tensor:
+    """ADA's geometric ``transforms`` (all of ``GEOMETRIC``: its "bg" pipeline; "blit" is the first three), each
+    with probability p, composed
     into one affine map per image and applied by one bilinear resampling (reflection at the borders)."""
     n, dev, dt = x.shape[0], x.device, x.dtype
     eye = torch.eye(3, device=dev, dtype=dt).expand(n, 3, 3)
     moved = torch.zeros(n, 1, 1, 1, device=dev, dtype=dt)  # 1 where any transform applies
-    chance = _chances(x, p, only)
+    chance = _chances(x, p, transforms)
 
     def maybe(name: str, matrix: torch.Tensor) -> torch.Tensor:
         nonlocal moved
@@ -152,11 +155,11 @@ def geometric(x: torch.Tensor, p: torch.Tensor | float, only: Collection[str] | 
     return _where(moved, sampled, x)  # untouched images exactly as they were (resampling would round them)
 
 
-def colour(x: torch.Tensor, p: torch.Tensor | float, only: Collection[str] | None = None) -> torch.Tensor:
-    """ADA's colour transforms (``COLOUR``, or those in ``only``), each with probability p: brightness,
+def colour(x: torch.Tensor, p: torch.Tensor | float, transforms: Collection[str] = COLOUR) -> torch.Tensor:
+    """ADA's colour ``transforms`` (all of ``COLOUR``: its "c" pipeline), each with probability p: brightness,
     contrast, luma flip, hue rotation, saturation (RGB images in [-1, 1])."""
     n, dev, dt = x.shape[0], x.device, x.dtype
-    chance = _chances(x, p, only)
+    chance = _chances(x, p, transforms)
     # As ADA's pipeline, on images in [-1, 1]: brightness adds N(0, 0.2); contrast scales about 0 (mid-grey)
     # by 2^N(0, 0.5). The constants are made on the device (no copy from the host, which would wait on it).
     x = x + chance("brightness") * torch.randn(n, 1, 1, 1, device=dev, dtype=dt) * 0.2
@@ -197,6 +200,8 @@ class Augment:
         interval: int = 4,
         speed_kimg: float = ADA_SPEED_KIMG,
     ) -> None:
+        if name not in ("diffaugment", "ada"):
+            raise ValueError(f"no augmentation '{name}': diffaugment or ada (augment=none builds no Augment)")
         self.name, self.policy, self.adaptive = name, list(policy or AUGMENT_POLICIES), adaptive and name == "ada"
         self.target, self.interval, self.speed_kimg = target, interval, speed_kimg
         self.p = torch.tensor(float(p), device=device)
@@ -208,8 +213,6 @@ class Augment:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` as D sees it, in ``x``'s dtype. The transforms compute in fp32 whatever the networks'
         precision (under speed.precision=bf16 autocast would otherwise run ADA's colour matrices in bf16)."""
-        if self.name not in ("diffaugment", "ada"):
-            return x
         with torch.autocast(x.device.type, enabled=False):
             y = x.float()
             if self.name == "diffaugment":

@@ -9,8 +9,11 @@ from typing import Any
 
 import torch
 
-from sngan.config import TrainConfig
+from sngan.config import TrainConfig, to_yaml
 from sngan.data import ImageData
+from sngan.metrics.scoring import describe_reference
+from sngan.training.resume import later_checkpoints
+from sngan.training.speed import Speed
 from sngan.training.state import Run, state_dict
 
 
@@ -82,3 +85,22 @@ def report(
         f"disk      about {mb:.1f} MiB a checkpoint; the newest {t.keep_checkpoints} kept: up to "
         f"{kept * mb:.1f} MiB" + (" (+ best.pt)" if cfg.metrics.name != "none" else ""),
     ]
+
+
+def print_plan(
+    cfg: TrainConfig,
+    config: dict[str, Any],
+    run: Run,
+    data: ImageData,
+    device: torch.device,
+    speed: Speed,
+    info: dict[str, Any],
+    source: Path | None,
+    run_dir: Path,
+) -> None:
+    """The dry run's report: everything built, nothing written (a rewind's later checkpoints stay put)."""
+    size = checkpoint_bytes(run, config, info)
+    reference = describe_reference(cfg.metrics, cfg.inception, cfg.dataset)
+    later = later_checkpoints(run_dir, run.step) if source is not None else []
+    lines = report(cfg, run, data, device, speed.as_dict(), reference, source, size, later)
+    print(f"{lines[0]}\n\nresolved settings:\n{to_yaml(config)}\n" + "\n".join(lines[1:]), flush=True)

@@ -1,7 +1,7 @@
 """What ``on_nonfinite=stop`` puts back when a step fails: only what a failed step can change.
 
 A step's updates land on the device as they come, and their finite flags are read once, at its end
-(``loop.train_step``: the step's one wait for the device). Under ``on_nonfinite=stop`` the G update is gated
+(``iteration.settle``: the step's one wait for the device). Under ``on_nonfinite=stop`` the G update is gated
 on every D update of its step being finite (``step.g_step``'s ``gate``, checked on the device), and a
 non-finite G update is itself not applied; the EMA moves only after a step passed. So a failed step leaves
 G's weights, G's optimizer and the EMA as they were. What it can change:

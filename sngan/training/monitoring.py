@@ -44,7 +44,7 @@ class Monitor:
         fixed_y: torch.Tensor | None = None,
         grad_norms: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, float]:
-        """Log the spectral norms, ``grad_norms`` ("grad_norm/d" and "/g": ``sngan.training.loop.train_step``
+        """Log the spectral norms, ``grad_norms`` ("grad_norm/d" and "/g": ``iteration.generator_iteration``
         measures them right after each network's update) and histograms of D's outputs."""
         scalars = self.spectral.measure() | {k: float(v) for k, v in (grad_norms or {}).items()}
         tracker.scalars(scalars, step)

@@ -204,8 +204,8 @@ def keep_freed_memory() -> bool:
     Serving blocks up to ``KEEP_FREED_BYTES`` from the heap and trimming it only past that much free is
     what jemalloc and tcmalloc do. Measured on 2 AVX2 cores: Inception features (batch 200, the
     default) 0.26 -> 0.19 s an image with peak resident memory 3.7 -> 3.9 GB (a 1 GiB limit gave 0.18 s
-    but 6.6 GB), quick-start updates 10% faster. Every command calls this
-    (``sngan.cli.errors.run_or_exit``); ``SNGAN_MALLOC=default`` keeps glibc's own settings (``kept`` or unset:
+    but 6.6 GB), quick-start updates 10% faster. train, evaluate, sample and fid_stats call this first;
+    ``SNGAN_MALLOC=default`` keeps glibc's own settings (``kept`` or unset:
     these), any other value is warned about and keeps glibc's. Returns whether the settings were applied
     (Linux with glibc only; elsewhere, or with another allocator preloaded, nothing changes)."""
     setting = os.environ.get("SNGAN_MALLOC", "kept")

@@ -64,6 +64,19 @@ class DRules:
 PLAIN = DRules()
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """What D's and G's updates need beside the networks, their optimizers and the real batch."""
+
+    loss: Loss
+    z_dim: int
+    num_classes: int = 0  # 0: unconditional
+    fake_cdf: torch.Tensor | None = None  # conditional: the classes of the fakes (sample_y); None: uniform
+    augment: Augment | None = None  # what D sees of every image, real and fake
+    rules: DRules = PLAIN
+    speed: Speed = EAGER
+
+
 class Boundary(torch.autograd.Function):
     """A copy both ways between two compiled graphs: forward, the next graph reads a copy of the previous
     one's output; backward, the previous graph's backward reads a copy of the gradient the next one's
@@ -114,34 +127,28 @@ def d_step(
     generator: nn.Module,
     discriminator: nn.Module,
     opt_d: torch.optim.Optimizer,
-    loss: Loss,
     real: torch.Tensor,
-    z_dim: int,
-    real_y: torch.Tensor | None = None,
-    num_classes: int = 0,
-    speed: Speed = EAGER,
-    fake_cdf: torch.Tensor | None = None,
-    augment: Augment | None = None,
-    rules: DRules = PLAIN,
+    real_y: torch.Tensor | None,
+    how: Recipe,
 ) -> dict[str, torch.Tensor]:
     """Update D once on ``real`` (with its labels ``real_y`` when conditional) and as many fresh fakes
-    (of classes drawn by ``sample_y`` with ``fake_cdf``), D seeing both through ``augment`` (and ADA's
+    (of classes drawn by ``sample_y`` with ``how.fake_cdf``), D seeing both through ``how.augment`` (and ADA's
     heuristic seeing D's outputs on the real ones), with the constraint's penalty and clipping
-    (``rules``). "loss/d" is the loss alone; a penalty is reported as "penalty/d"."""
-    n = len(real)
+    (``how.rules``). "loss/d" is the loss alone; a penalty is reported as "penalty/d"."""
+    n, speed, augment, rules = len(real), how.speed, how.augment, how.rules
     mark_step(speed)
     real = real.contiguous(memory_format=memory_format(speed))
-    fake_y = sample_y(n, num_classes, real.device, fake_cdf)
+    fake_y = sample_y(n, how.num_classes, real.device, how.fake_cdf)
     with autocast(speed, real.device):
         with torch.no_grad():
-            fake = call(generator, sample_z(n, z_dim, real.device), fake_y)
+            fake = call(generator, sample_z(n, how.z_dim, real.device), fake_y)
         both_y = None if fake_y is None or real_y is None else torch.cat([real_y, fake_y])
         both = torch.cat([real, fake.to(real.dtype)])
         out, mixed = _read_d(discriminator, augment(both) if augment is not None else both, both_y, rules)
     out_real, out_fake = out[:n], out[n : 2 * n]
     if augment is not None:
         augment.observe(out_real, n * distributed.current().world)
-    loss_d = loss.d_loss(out_real, out_fake)
+    loss_d = how.loss.d_loss(out_real, out_fake)
     penalty = _penalty(discriminator, out[2 * n :], mixed, rules)  # outside autocast, as backward is
     finite = _update_if_finite(opt_d, loss_d if penalty is None else loss_d + penalty)
     if rules.clip is not None:  # after the step; a skipped update leaves the (clipped) weights as they were
@@ -191,34 +198,29 @@ def g_step(
     generator: nn.Module,
     discriminator: nn.Module,
     opt_g: torch.optim.Optimizer,
-    loss: Loss,
     batch: int,
-    z_dim: int,
     device: torch.device,
-    num_classes: int = 0,
-    speed: Speed = EAGER,
-    fake_cdf: torch.Tensor | None = None,
-    augment: Augment | None = None,
-    batch_stats: bool = False,
+    how: Recipe,
     gate: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Update G once on ``batch`` fresh samples (of classes drawn by ``sample_y`` with ``fake_cdf`` when
-    conditional); D's weights, u and v stay put. ``batch_stats`` (BatchNorm in D, no SN): D is read in
-    train mode, normalizing the fakes by their own statistics as in its own update (its running
+    """Update G once on ``batch`` fresh samples (of classes drawn by ``sample_y`` with ``how.fake_cdf`` when
+    conditional); D's weights, u and v stay put. ``how.rules.batch_stats`` (BatchNorm in D, no SN): D is read
+    in train mode, normalizing the fakes by their own statistics as in its own update (its running
     statistics, which no update uses, move too). ``gate`` (a bool tensor): applied only where it is true
     (on the device, no wait), as ``finite/g`` then says."""
-    if not batch_stats:
+    speed, augment = how.speed, how.augment
+    if not how.rules.batch_stats:
         discriminator.eval()
     discriminator.requires_grad_(False)
     try:
         mark_step(speed)
-        y = sample_y(batch, num_classes, device, fake_cdf)
+        y = sample_y(batch, how.num_classes, device, how.fake_cdf)
         with autocast(speed, device):
-            fake = call(generator, sample_z(batch, z_dim, device), y)
+            fake = call(generator, sample_z(batch, how.z_dim, device), y)
             if speed.compile != "none":  # an explicit boundary: D's compiled graph reads a copy, never the output
                 fake = Boundary.apply(fake)  # of G's (chained CUDA-graph trees fail: pytorch#160281, #152887)
             out_fake = call(discriminator, augment(fake) if augment is not None else fake, y).float()
-        loss_g = loss.g_loss(out_fake)
+        loss_g = how.loss.g_loss(out_fake)
         finite = _update_if_finite(opt_g, loss_g, gate)
     finally:
         discriminator.requires_grad_(True)

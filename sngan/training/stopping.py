@@ -56,11 +56,10 @@ class WallClock:
         self.last_save = self.clock()
 
 
-# What a Ctrl-C outside the training steps means; the train command updates it as the run goes on.
-OUTSIDE_STEPS = ["before training started: nothing was trained or saved. Run the command again to start"]
-# The other commands (sample, evaluate, fid_stats, export) say instead what they had written: a function
-# asked at the stop, set with ``report_stops_with`` (None: the training sentence above).
-STOP_REPORT: list[Callable[[], str] | None] = [None]
+# What a Ctrl-C outside the training steps says: a function asked at the stop, set by each command with
+# ``report_stops_with`` as its work goes on (what it wrote, what it did not).
+BEFORE_TRAINING = "before training started: nothing was trained or saved. Run the command again to start"
+STOP_REPORT: list[Callable[[], str]] = [lambda: BEFORE_TRAINING]
 
 
 def report_stops_with(report: Callable[[], str]) -> None:
@@ -77,9 +76,7 @@ ANSWERED: list[int] = []
 
 def _stop_outside_steps(signum: int, frame: FrameType | None) -> None:
     if not ANSWERED:
-        report = STOP_REPORT[0]
-        said = f": {report()}" if report is not None else f" {OUTSIDE_STEPS[0]}"
-        print(f"\nStopped by {signal.Signals(signum).name}{said}.", file=sys.stderr, flush=True)
+        print(f"\nStopped by {signal.Signals(signum).name}: {STOP_REPORT[0]()}.", file=sys.stderr, flush=True)
     ANSWERED.append(signum)
     sys.exit(128 + signum)
 

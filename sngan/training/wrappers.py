@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from sngan.config import TrainConfig
 from sngan.models.sampling import sample_y, sample_z
+from sngan.training.iteration import Iteration
 from sngan.training.speed import Speed, autocast, compiled
 from sngan.training.state import Run, rollback, snapshot
 from sngan.training.step import call
@@ -25,12 +25,12 @@ from sngan.utils.memory import first_line, is_out_of_memory
 T = TypeVar("T")
 
 
-def distribute(run: Run, cfg: TrainConfig, device: torch.device, here: Dist) -> None:
+def distribute(run: Run, sync_bn: bool, device: torch.device, here: Dist) -> None:
     """Wrap G and D in DistributedDataParallel (which starts every rank from rank 0's weights and
     buffers, spectral-norm u and v included, and keeps the buffers in step at every forward)."""
     if not here.enabled:
         return
-    if cfg.train.sync_bn:  # the converted layers keep G's parameters: the optimizer needs no rebuilding
+    if sync_bn:  # the converted layers keep G's parameters: the optimizer needs no rebuilding
         run.generator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(run.generator)
     ids = [device.index] if device.type == "cuda" else None
     run.g_update = DistributedDataParallel(run.generator, device_ids=ids)
@@ -114,7 +114,7 @@ class CompileTrial:
         run: Run,
         speed: Speed,
         requested: str,
-        save: Callable[[Run, str], Path],
+        save: Callable[..., Path],
         fell_back: Callable[[Speed, str], None] | None = None,
     ) -> None:
         self.run, self.speed, self.requested, self.save, self.fell_back = run, speed, requested, save, fell_back
@@ -181,7 +181,7 @@ class CompileTrial:
         if self.requested != "auto":
             if before is not None:
                 rollback(self.run, before)
-            saved = self.save(self.run, "keep") if self.run.step > 0 and before is not None else None  # every rank
+            saved = self.save(self.run, keep=True) if self.run.step > 0 and before is not None else None  # every rank
             kept = (
                 f"The state after step {self.run.step}, the last completed one, is saved as {saved}."
                 if saved is not None
@@ -206,14 +206,14 @@ class CompileTrial:
         return out
 
 
-def probe_compiled(run: Run, cfg: TrainConfig, speed: Speed, batch_stats: bool) -> None:
+def probe_compiled(run: Run, it: Iteration, speed: Speed) -> None:
     """The compiled networks no collective runs through, compiled and run once on the shapes training gives
     them: G as the D update reads it (no gradient, this rank's share of a D batch) and D as the G update
     reads it (eval mode unless ``batch_stats``, the gradient to its input). The state is put back after."""
-    here, t = distributed.current(), cfg.train
+    here, batch_stats = distributed.current(), it.rules.batch_stats
     device, classes = run.fixed_z.device, len(run.classes) if run.classes else 0
-    lo, hi = distributed.shard(t.batch_size_d, here.rank, here.world)
-    n_d, n_g = hi - lo, t.batch_size_g // here.world
+    lo, hi = distributed.shard(it.batch_size_d, here.rank, here.world)
+    n_d, n_g = hi - lo, it.batch_size_g // here.world
     g, d = run.g_read, run.d_read
     if g is None or d is None:
         return
@@ -221,7 +221,7 @@ def probe_compiled(run: Run, cfg: TrainConfig, speed: Speed, batch_stats: bool) 
     try:
         with autocast(speed, device):
             with torch.no_grad():
-                fake = call(g, sample_z(n_d, cfg.model.z_dim, device), sample_y(n_d, classes, device, run.fake_cdf))
+                fake = call(g, sample_z(n_d, it.z_dim, device), sample_y(n_d, classes, device, run.fake_cdf))
             layout = torch.channels_last if fake.dim() == 4 and not fake.is_contiguous() else torch.contiguous_format
             x = torch.randn((n_g, *fake.shape[1:]), device=device, dtype=fake.dtype).contiguous(memory_format=layout)
             if not batch_stats:
