@@ -52,10 +52,11 @@ import torch
 from sngan.cli.errors import run_or_exit
 from sngan.cli.provenance import device_name, resolve_device
 from sngan.config import MetricsConfig
-from sngan.metrics.features import extract, full_fp32, generated_batches, measure, prdc_reals
+from sngan.metrics.features import extract, full_fp32, generated_batches
 from sngan.metrics.fid import KID_FEATURES_KEPT as PRDC_MAX
 from sngan.metrics.fid import ReferenceStats
 from sngan.metrics.inception import InceptionError, InceptionFeatures, random_state_dict, resolve_weights
+from sngan.metrics.measures import measure, prdc_reals
 from sngan.metrics.prdc import prdc
 from sngan.models import build_models
 

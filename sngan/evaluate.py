@@ -28,19 +28,29 @@ from sngan.cli.command_settings import EvaluateConfig, check_evaluate
 from sngan.cli.errors import ensure_folder, run_or_exit
 from sngan.cli.provenance import resolve_device
 from sngan.cli.settings import check_stored
-from sngan.cli.tables import Doc, check_protocol, existing_table, merged, rows_report
+from sngan.cli.tables import (
+    Doc,
+    check_protocol,
+    existing_table,
+    format_row,
+    format_values,
+    merged,
+    rows_report,
+    write_json,
+    write_results,
+)
 from sngan.cli.validation import validate_metrics
 from sngan.config import ConfigError, DatasetConfig, MetricsConfig
 from sngan.data.image_sets import ImageSet, load_image_set
 from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generator_from_state
 from sngan.metrics.class_scoring import class_reference_stats, intra_class_fid
 from sngan.metrics.inception import InceptionFeatures, Weights
-from sngan.metrics.scoring import MetricsError, Scorer, load_extractor, make_scorer, split_of
+from sngan.metrics.reference import MetricsError, split_of
+from sngan.metrics.scoring import Scorer, load_extractor, make_scorer
 from sngan.training.speed import keep_freed_memory
 from sngan.training.stopping import report_stops_with
 from sngan.utils import checkpoint as ckpt
 from sngan.utils.memory import out_of_memory
-from sngan.utils.outputs import write_text
 
 
 def checkpoints_of(target: Path) -> list[Path]:
@@ -139,31 +149,25 @@ def default_out(target: Path, rule: str) -> Path:
 
 def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     """Score every requested checkpoint (or the images of ``images=``); return the JSON document and where it
-    was written."""
+    was written. Each checkpoint's numbers are written as soon as they are measured."""
     if cfg.images is not None:
         return evaluate_images(cfg)
     assert cfg.ckpt is not None
-    device = resolve_device(cfg.device)
-    target = Path(cfg.ckpt)
-    paths = checkpoints_of(target)
-    skipped: list[str] = []
-    first_path, first, first_nets = first_readable(paths, skipped)  # before the slow part
+    device, target = resolve_device(cfg.device), Path(cfg.ckpt)
+    # Read the first checkpoint and check the output file: the refusals come before the slow part.
+    paths, skipped = checkpoints_of(target), []
+    first_path, first, first_nets = first_readable(paths, skipped)
     paths = paths[paths.index(first_path) :]
-    rule = cfg.metrics.name
-    out = Path(cfg.out) if cfg.out else default_out(target, rule)
-    old = existing_table(out, rule, cfg.overwrite)  # before the slow part: a file that is not ours to replace
+    out = Path(cfg.out) if cfg.out else default_out(target, cfg.metrics.name)
+    old = existing_table(out, cfg.metrics.name, cfg.overwrite)  # a file that is not ours to replace
     written = [0]  # rows in out so far, for a Ctrl-C's message
     report_stops_with(lambda: rows_report(out, written[0], len(old["results"]) if old else 0))
-    ensure_folder(out.parent)  # before the slow part
+    ensure_folder(out.parent)
     if cfg.intra_class:
-        check_intra_class(first)  # before the slow part
+        check_intra_class(first)
     extractor = load_extractor(cfg.inception)
-    fix = (
-        f"Generate and embed fewer images at once (batch_size={cfg.batch_size}, inception.batch_size="
-        f"{cfg.inception.batch_size}, e.g. half), or score on another device (device=cpu)"
-    )
-    kept = f"Nothing was lost: each checkpoint's numbers are written to {out} as soon as it is scored."
-    with out_of_memory(f"scoring on {device}", fix, device, kept):
+    with out_of_memory(f"scoring on {device}", memory_advice(cfg), device, f"Nothing was lost: each "
+                       f"checkpoint's numbers are written to {out} as soon as it is scored."):  # fmt: skip
         # Per-class statistics first: their feature pass also writes the reference statistics the scorer reads.
         references = intra_class_references(cfg, first, extractor, device) if cfg.intra_class else None
         scorer = scorer_for(cfg, first, device, extractor)
@@ -179,21 +183,35 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
                 skip(path, exc, skipped)
                 continue
             for generator, info in nets:
-                row = {"checkpoint": str(path), "step": info["step"], "network": "ema" if info["ema"] else "g"}
-                generator = generator.to(device)
-                row |= scorer(SeededSampler(generator, device, seed))
-                if references is not None:
-                    row |= intra_class_fid(
-                        scorer,
-                        references,
-                        lambda k, g=generator: SeededSampler(g, device, seed + k, label=k),
-                        per_class,
-                    )
-                rows.append(row)
+                rows.append(score_network(scorer, generator.to(device), seed, references, per_class))
+                rows[-1] = {
+                    "checkpoint": str(path),
+                    "step": info["step"],
+                    "network": "ema" if info["ema"] else "g",
+                } | rows[-1]
                 print(format_row(scorer.rule.name, rows[-1]), file=sys.stderr)
                 write_results(out, head, rows, skipped, old)
                 written[0] = len(rows)
         return write_results(out, head, rows, skipped, old), out  # with the files skipped last
+
+
+def memory_advice(cfg: EvaluateConfig) -> str:
+    return (
+        f"Generate and embed fewer images at once (batch_size={cfg.batch_size}, inception.batch_size="
+        f"{cfg.inception.batch_size}, e.g. half), or score on another device (device=cpu)"
+    )
+
+
+def score_network(
+    scorer: Scorer, generator: torch.nn.Module, seed: int, references: Any, per_class: int
+) -> dict[str, Any]:
+    """The rule's numbers for one generator from ``seed`` (and its intra-class FID, with ``references``)."""
+    device = scorer.device
+    row = scorer(SeededSampler(generator, device, seed))
+    if references is not None:
+        draw = lambda k: SeededSampler(generator, device, seed + k, label=k)  # noqa: E731
+        row |= intra_class_fid(scorer, references, draw, per_class)
+    return row
 
 
 def evaluate_images(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
@@ -258,11 +276,6 @@ def describe_sizes(sizes: dict[str, int]) -> str:
     return ", ".join(f"{n:,} of {size}" for size, n in sizes.items())
 
 
-def write_json(out: Path, doc: dict[str, Any]) -> None:
-    """``doc`` written to ``out`` atomically (a temporary file renamed over it); an error names ``out``."""
-    write_text(out, json.dumps(doc, indent=2) + "\n")
-
-
 def table_head(scorer: Scorer, seed: int, classes: list[str] | None, per_class: int) -> Doc:
     """What the numbers of a checkpoint table mean: the rule, its protocol, the seed (and intra-class FID's)."""
     head = {**scorer.describe(), "seed": seed}
@@ -273,26 +286,6 @@ def table_head(scorer: Scorer, seed: int, classes: list[str] | None, per_class: 
             "classes": classes,
         }
     return head
-
-
-def write_results(out: Path, head: Doc, rows: list[Doc], skipped: list[str], old: Doc | None) -> Doc:
-    """The JSON document of the rows scored so far (joined to the table ``old`` that ``out`` held), written
-    after each one (atomically), so that an evaluation stopped after hours keeps what it measured."""
-    results, left_out = merged(old, rows, skipped)
-    doc = head | {"results": results} | ({"skipped": left_out} if left_out else {})
-    write_json(out, doc)
-    return doc
-
-
-KEYS = ("fid", "is_mean", "is_std", "kid_mean", "kid_std", "precision", "recall", "density", "coverage", "intra_fid")
-
-
-def format_values(row: dict[str, Any]) -> str:
-    return "  ".join(f"{k}={row[k]:.4f}" for k in KEYS if k in row)
-
-
-def format_row(rule: str, row: dict[str, Any]) -> str:
-    return f"{Path(row['checkpoint']).name:>22} step {row['step']:>8} {row['network']:>3}  {rule}: {format_values(row)}"
 
 
 @hydra.main(version_base="1.3", config_path="pkg://sngan.configs", config_name="evaluate")

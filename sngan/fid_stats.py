@@ -21,8 +21,9 @@ from sngan.cli.command_settings import FidStatsConfig, check_fid_stats
 from sngan.cli.errors import run_or_exit
 from sngan.cli.provenance import resolve_device
 from sngan.config import ConfigError
-from sngan.data import DATASETS, NATIVE_RESOLUTION
-from sngan.metrics.scoring import load_extractor, reference_stats, stats_path
+from sngan.data import native_resolution
+from sngan.metrics.reference import reference_stats, stats_path
+from sngan.metrics.scoring import load_extractor
 from sngan.training.speed import keep_freed_memory
 from sngan.training.stopping import report_stops_with
 from sngan.utils.outputs import stamp, written_report
@@ -32,7 +33,7 @@ def compute(cfg: FidStatsConfig) -> tuple[Path, bool, int]:
     """(statistics file, computed now, image count)."""
     device = resolve_device(cfg.device)
     dataset = cfg.dataset
-    dataset.resolution = dataset.resolution or NATIVE_RESOLUTION.get(dataset.name)
+    dataset.resolution = dataset.resolution or native_resolution(dataset.name)
     if dataset.resolution is None:
         raise ConfigError(
             f"Invalid configuration: dataset '{dataset.name}' has no native resolution; set "
@@ -49,7 +50,7 @@ def compute(cfg: FidStatsConfig) -> tuple[Path, bool, int]:
 @hydra.main(version_base="1.3", config_path="pkg://sngan.configs", config_name="fid_stats")
 def main(raw: DictConfig) -> None:
     keep_freed_memory()  # malloc keeps large freed blocks for reuse (sngan/training/speed.py)
-    path, computed, count = run_or_exit(lambda: compute(check_fid_stats(raw, DATASETS)))
+    path, computed, count = run_or_exit(lambda: compute(check_fid_stats(raw)))
     state = "computed" if computed else "already cached (same Inception weights), reused"
     print(f"Reference statistics of {count} images {state}: {path}", file=sys.stderr)
     print(path)

@@ -161,7 +161,7 @@ def generator_from_state(
         "model": config["model"]["name"],
         "z_dim": generator.z_dim,
         "width": config["model"]["width"],
-        "conditional": bool(generator.num_classes),
+        "conditional": bool(getattr(generator, "num_classes", 0)),
         "classes": generator.classes,
         "class_counts": generator.class_counts,
         "resolution": MODELS.get(config["model"]["name"]).resolution,

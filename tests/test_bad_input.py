@@ -24,7 +24,6 @@ from sngan.cli.errors import run_or_exit
 from sngan.cli.settings import check_train
 from sngan.cli.start import start
 from sngan.config import to_container
-from sngan.data import DATASETS
 from sngan.evaluate import evaluate
 from sngan.fid_stats import compute
 from sngan.inference import export_generator
@@ -95,7 +94,7 @@ def _body(command: str, raw, run_dir: Path):
     return {
         "evaluate": lambda: evaluate(check_evaluate(raw)),
         "sample": lambda: sample(check_sample(raw)),
-        "fid_stats": lambda: compute(check_fid_stats(raw, DATASETS)),
+        "fid_stats": lambda: compute(check_fid_stats(raw)),
         "export": lambda: export_generator(*_export_args(check_export(raw))),
     }[command]
 

@@ -231,7 +231,7 @@ def test_a_folders_reference_set_spreads_over_its_subfolders_and_follows_its_con
     from sngan.data import load_images
     from sngan.metrics.class_scoring import class_reference_stats
     from sngan.metrics.inception import Weights
-    from sngan.metrics.scoring import reference_stats
+    from sngan.metrics.reference import reference_stats
 
     embedded = []
 

@@ -34,7 +34,7 @@ from sngan.inference import (
     load_generator,
 )
 from sngan.metrics.inception import InceptionError
-from sngan.metrics.scoring import MetricsError
+from sngan.metrics.reference import MetricsError
 from sngan.sample import main as sample_main  # noqa: F401
 from sngan.sample import sample
 from sngan.utils import checkpoint as ckpt
@@ -187,7 +187,7 @@ def test_evaluating_a_run_folder_skips_a_damaged_file_and_keeps_each_row_as_it_g
             raise KeyboardInterrupt
         return ""
 
-    monkeypatch.setattr(sngan.evaluate, "format_row", stop_at_the_second_row)
+    monkeypatch.setattr(sngan.evaluate, "format_row", stop_at_the_second_row)  # as evaluate imports it
     with pytest.raises(KeyboardInterrupt):
         evaluate(evaluate_cfg(ckpt=str(copy), metrics=TINY16, inception=inception, device="cpu",
                                 out=str(tmp_path / "partial.json")))  # fmt: skip

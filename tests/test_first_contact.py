@@ -217,7 +217,7 @@ METRICS = [
 
 def failing_extract(monkeypatch: pytest.MonkeyPatch, fail: set[int]) -> list[int]:
     """Inception's feature pass raising out of memory at the calls numbered in ``fail`` (1: the first)."""
-    from sngan.metrics import scoring
+    from sngan.metrics import reference, scoring
 
     real, calls = scoring.extract, []
 
@@ -227,7 +227,8 @@ def failing_extract(monkeypatch: pytest.MonkeyPatch, fail: set[int]) -> list[int
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB.")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(scoring, "extract", extract)
+    monkeypatch.setattr(scoring, "extract", extract)  # generated images
+    monkeypatch.setattr(reference, "extract", extract)  # the reference images
     return calls
 
 

@@ -12,10 +12,11 @@ from scipy.special import softmax
 from scipy.stats import entropy
 
 from sngan.config import MetricsConfig
-from sngan.metrics.features import measure
 from sngan.metrics.fid import ReferenceStats, inception_score, save_reference
 from sngan.metrics.inception import Weights
-from sngan.metrics.scoring import MetricsError, Scorer, describe_reference, make_scorer
+from sngan.metrics.measures import measure
+from sngan.metrics.reference import MetricsError
+from sngan.metrics.scoring import Scorer, describe_reference, make_scorer
 
 CPU = torch.device("cpu")
 

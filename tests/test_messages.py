@@ -19,7 +19,7 @@ from sngan.cli.errors import run_or_exit
 from sngan.cli.settings import check_train
 from sngan.cli.start import start
 from sngan.config import ConfigError, to_container
-from sngan.data import DATASETS, DatasetError, load_images
+from sngan.data import DatasetError, load_images
 from sngan.evaluate import evaluate
 from sngan.fid_stats import compute
 from sngan.inference import export_generator, load_generator
@@ -66,7 +66,7 @@ def invoke(command: str, overrides: list[str], run_dir: Path) -> int:
         "train": lambda: start(check_train(raw), to_container(raw), run_dir),
         "evaluate": lambda: evaluate(check_evaluate(raw)),
         "sample": lambda: sample(check_sample(raw)),
-        "fid_stats": lambda: compute(check_fid_stats(raw, DATASETS)),
+        "fid_stats": lambda: compute(check_fid_stats(raw)),
         "export": lambda: export_command(raw),
     }[command]
     try:

@@ -18,7 +18,7 @@ from pytorch_fid.fid_score import calculate_frechet_distance
 from sngan.config import MetricsConfig
 from sngan.data import load_images, make_synthetic
 from sngan.metrics.class_scoring import class_reference_stats
-from sngan.metrics.features import extract, full_fp32, generated_batches, measure, uint8_batches
+from sngan.metrics.features import extract, full_fp32, generated_batches, uint8_batches
 from sngan.metrics.fid import (
     feature_statistics,
     frechet_distance,
@@ -28,7 +28,9 @@ from sngan.metrics.fid import (
     save_reference,
 )
 from sngan.metrics.inception import InceptionError, InceptionFeatures, Weights, random_state_dict, resolve_weights
-from sngan.metrics.scoring import MetricsError, load_extractor, reference_stats
+from sngan.metrics.measures import measure
+from sngan.metrics.reference import MetricsError, reference_stats
+from sngan.metrics.scoring import load_extractor
 
 
 def random_gaussian_stats(rng: np.random.Generator, d: int) -> tuple[np.ndarray, np.ndarray]:
@@ -198,13 +200,13 @@ def test_reference_statistics_round_trip_and_are_not_recomputed(random_net, tmp_
 
 
 def test_per_class_statistics_embed_the_reference_images_once_and_are_cached(random_net, tmp_path, monkeypatch, capsys):
-    import sngan.metrics.class_scoring as class_scoring
+    import sngan.metrics.reference as reference
 
     dataset = dataset_cfg("synthetic", size=40, resolution=32, modes=3)
     inc = inception_cfg(stats_dir=str(tmp_path), batch_size=64, dims=64)
     cpu, weights = torch.device("cpu"), Weights(tmp_path / "w.pth", "sha-a")
     passes = []
-    monkeypatch.setattr(class_scoring, "extract", lambda *a, **k: passes.append(1) or extract(*a, **k))
+    monkeypatch.setattr(reference, "extract", lambda *a, **k: passes.append(1) or extract(*a, **k))
     stats, cache = class_reference_stats(dataset, "train", 30, 3, inc, random_net, weights, cpu)
     assert len(passes) == 1 and cache.name == "synthetic-k3-n40-s0_train_32px_30_64d_classes.npz"
     # Each class's statistics are those of its own images' features.
@@ -283,7 +285,8 @@ def test_fid_of_two_folders_equals_python_m_pytorch_fid(inception_home, tmp_path
 
 
 def test_a_published_statistics_file_replaces_the_cache(random_net, tmp_path):
-    from sngan.metrics.scoring import MetricsError, make_scorer
+    from sngan.metrics.reference import MetricsError
+    from sngan.metrics.scoring import make_scorer
 
     rng = np.random.default_rng(0)
     mu, sigma = random_gaussian_stats(rng, 64)

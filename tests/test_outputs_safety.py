@@ -23,10 +23,10 @@ from PIL import Image
 from test_export_overwrite import tiny_checkpoint
 
 import sngan.evaluate
+import sngan.metrics.reference
 import sngan.metrics.scoring
 from sngan.cli.command_settings import check_evaluate, check_fid_stats, check_sample
 from sngan.cli.errors import run_or_exit
-from sngan.data import DATASETS
 from sngan.evaluate import evaluate
 from sngan.export import stop_report
 from sngan.fid_stats import compute
@@ -46,7 +46,7 @@ DATASET = ["dataset=synthetic", "dataset.size=150", "dataset.resolution=32"]
 BODIES = {
     "evaluate": lambda raw: evaluate(check_evaluate(raw)),
     "sample": lambda raw: sample(check_sample(raw)),
-    "fid_stats": lambda raw: compute(check_fid_stats(raw, DATASETS)),
+    "fid_stats": lambda raw: compute(check_fid_stats(raw)),
 }
 
 
@@ -471,7 +471,7 @@ def test_fid_stats_refuses_a_folder_at_its_statistics_path_before_the_feature_pa
     def slow(*args, **kwargs):
         raise AssertionError("the feature pass started before the refusal")
 
-    monkeypatch.setattr(sngan.metrics.scoring, "extract", slow)
+    monkeypatch.setattr(sngan.metrics.reference, "extract", slow)
     command = [*DATASET, "n=20", "inception.dims=64", f"inception.stats_dir={tmp_path}", "device=cpu"]
     assert invoke("fid_stats", command) == 2
     err = one_error(capsys)

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from sngan.metrics import prdc as ours
-from sngan.metrics.features import prdc_reals
 from sngan.metrics.fid import KID_FEATURES_KEPT
 from sngan.metrics.fid import KID_FEATURES_KEPT as PRDC_MAX
+from sngan.metrics.measures import prdc_reals
 
 
 def reference(real: np.ndarray, fake: np.ndarray) -> dict[str, float]:

@@ -16,7 +16,7 @@ from sngan.data import make_prototypes
 from sngan.metrics import class_agreement, evaluate_synthetic, synthetic_quality
 from sngan.metrics import synthetic as synthetic_module
 from sngan.models import build_models
-from sngan.training.loop import class_streams
+from sngan.training.evaluation import class_streams
 
 PROTOS = make_prototypes(10, 32, 0)
 

@@ -282,7 +282,7 @@ def test_nonfinite_stop_saves_the_state_before_the_failed_step_which_resumes(tmp
     from helpers import compose_cfg, validated
 
     from sngan.cli.build import build_run
-    from sngan.metrics.scoring import load_dataset
+    from sngan.metrics.reference import load_dataset
     from sngan.training.iteration import NonFiniteError
 
     wild = tmp_path / "wild"

@@ -3,13 +3,14 @@ dataclass back, or a ``ConfigError``). Each command composes its own YAML (sngan
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from omegaconf import DictConfig, OmegaConf
 
+from sngan.cli.settings import import_modules
 from sngan.cli.validation import validate_inception, validate_metrics
 from sngan.config import ConfigError, DatasetConfig, InceptionConfig, MetricsConfig, invalid, to_schema
-from sngan.data import NATIVE_RESOLUTION
+from sngan.data import DATASETS, native_resolution
 
 
 @dataclass
@@ -25,6 +26,7 @@ class EvaluateConfig:
     device: str
     intra_class: bool  # conditional checkpoints: also intra-class FID (n_fake / K images per class)
     overwrite: bool  # replace an existing out file; else only an evaluate table of the same rule is added to
+    imports: list[str] = field(default_factory=list)  # modules to import first (their registrations)
     dataset: DatasetConfig | None = None  # images= only: whose reference statistics judge them (no key: None)
 
 
@@ -52,6 +54,7 @@ class FidStatsConfig:
     n: int | None  # None: every image of the split; else the first n in file order
     inception: InceptionConfig
     device: str
+    imports: list[str] = field(default_factory=list)  # modules to import first (their registrations)
 
 
 @dataclass
@@ -69,6 +72,7 @@ def _check_ema(value: str) -> str:
 
 
 def check_evaluate(cfg: DictConfig) -> EvaluateConfig:
+    import_modules(OmegaConf.select(cfg, "imports", default=None) or [])
     typed: EvaluateConfig = to_schema(cfg, EvaluateConfig)
     if typed.metrics.name == "none":
         raise ConfigError("Invalid configuration: metrics=none evaluates nothing; pick a rule such as "
@@ -77,7 +81,7 @@ def check_evaluate(cfg: DictConfig) -> EvaluateConfig:
     # ckpt=: the split is checked against the run's dataset when the checkpoint is read (evaluate.run_dataset)
     validate_metrics(typed.metrics, typed.inception, typed.dataset.name if typed.dataset is not None else None)
     if typed.dataset is not None:
-        typed.dataset.resolution = typed.dataset.resolution or NATIVE_RESOLUTION.get(typed.dataset.name)
+        typed.dataset.resolution = typed.dataset.resolution or native_resolution(typed.dataset.name)
         if typed.dataset.resolution is None:
             raise ConfigError(
                 f"Invalid configuration: dataset '{typed.dataset.name}' has no native resolution; set "
@@ -138,7 +142,9 @@ def check_sample(cfg: DictConfig) -> SampleConfig:
     return typed
 
 
-def check_fid_stats(cfg: DictConfig, datasets: tuple[str, ...]) -> FidStatsConfig:
+def check_fid_stats(cfg: DictConfig) -> FidStatsConfig:
+    import_modules(OmegaConf.select(cfg, "imports", default=None) or [])
+    datasets = DATASETS.names()  # those of ``imports`` too
     typed: FidStatsConfig = to_schema(cfg, FidStatsConfig)
     if typed.dataset.name not in datasets:
         raise invalid("dataset.name", typed.dataset.name, f"choose one of: {', '.join(datasets)}")

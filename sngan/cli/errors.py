@@ -11,7 +11,7 @@ from sngan.cli.run_lock import FolderBusy
 from sngan.config import ConfigError
 from sngan.data import DatasetError
 from sngan.metrics.inception import InceptionError
-from sngan.metrics.scoring import MetricsError
+from sngan.metrics.reference import MetricsError
 from sngan.training.stopping import keep_an_answered_stop
 from sngan.utils.checkpoint import CheckpointError
 from sngan.utils.memory import OutOfMemory

@@ -5,6 +5,7 @@ settings: command_settings.py."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import torch
@@ -12,17 +13,33 @@ from omegaconf import DictConfig, OmegaConf
 
 from sngan.cli.validation import validate, validate_constraint
 from sngan.config import ConfigError, TrainConfig, invalid
-from sngan.data import DATASETS, NATIVE_RESOLUTION, ImageData
+from sngan.data import DATASETS, ImageData
 from sngan.models import CONSTRAINTS, MODELS
 from sngan.training.losses import LOSSES
 from sngan.training.resume import stored_constraint
 from sngan.utils.distributed import Dist
 
 
+def import_modules(names: list[str]) -> None:
+    """Import the modules of ``imports=`` (a dataset, measure, model or loss of your own registers itself there),
+    before the settings that name it are checked."""
+    for name in names:
+        try:
+            importlib.import_module(str(name))
+        except Exception as exc:  # ImportError, or the module's own error
+            raise ConfigError(
+                f"Invalid configuration: imports=[{name}]: the module cannot be imported ({type(exc).__name__}: "
+                f"{exc}). Check its name and that its folder is on the path (the working folder is, with python -m), "
+                f"or drop it from imports."
+            ) from exc
+
+
 def check_train(raw: DictConfig) -> TrainConfig:
-    """Validate a composed training config against the schema and the registries."""
+    """Validate a composed training config against the schema and the registries (after importing the modules
+    of ``imports``, whose registrations it may name)."""
+    import_modules(OmegaConf.select(raw, "imports", default=None) or [])
     models = {name: MODELS.get(name).resolution for name in MODELS.names()}
-    datasets = {name: NATIVE_RESOLUTION.get(name) for name in DATASETS}
+    datasets = {name: DATASETS.get(name).resolution for name in DATASETS}
     cfg = validate(raw, models, LOSSES.names(), datasets)
     if cfg.model.conditional and not MODELS.get(cfg.model.name).conditional:
         choices = ", ".join(n for n in MODELS.names() if MODELS.get(n).conditional)
@@ -101,8 +118,11 @@ def check_stored(config: dict[str, Any], provenance: dict[str, Any] | None = Non
 def _compose(config_name: str, overrides: list[str]) -> DictConfig:
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
 
-    if GlobalHydra.instance().is_initialized():  # inside a command: its search path is sngan.configs
+    if GlobalHydra.instance().is_initialized():  # inside a command: its search path is sngan.configs, plus
+        if HydraConfig.initialized() and HydraConfig.get().searchpath:  # the folders its hydra.searchpath adds
+            overrides = [*overrides, f"hydra.searchpath=[{','.join(HydraConfig.get().searchpath)}]"]
         return compose(config_name=config_name, overrides=overrides)
     with initialize_config_module(config_module="sngan.configs", version_base="1.3"):
         return compose(config_name=config_name, overrides=overrides)
@@ -113,10 +133,7 @@ def class_names(cfg: TrainConfig, data: ImageData) -> list[str] | None:
     if not cfg.model.conditional:
         return None
     if data.labels is None or not data.classes:
-        hint = {
-            "folder": f"put the images of each class in a subfolder of {cfg.dataset.root} (one folder per class)",
-            "stl10": "use dataset.split=train, the labeled split",
-        }.get(cfg.dataset.name, "use a dataset with labels")
+        hint = DATASETS.get(cfg.dataset.name).labels_hint.format(root=cfg.dataset.root)
         raise ConfigError(
             f"model.conditional=true needs class labels, but dataset '{cfg.dataset.name}' (split "
             f"'{cfg.dataset.split}') has none here: {hint}, or train unconditionally (model.conditional=false)."
@@ -166,8 +183,8 @@ def check_data_size(cfg: TrainConfig, images: int) -> None:
     same global batch from all the images and keeps its share: the limit holds for the global batch."""
     value = cfg.train.batch_size_d
     if value > images:
-        synthetic = cfg.dataset.name == "synthetic"
-        more = ", or make the synthetic dataset larger (dataset.size)" if synthetic else ""
+        more = DATASETS.get(cfg.dataset.name).more_images
+        more = f", or {more}" if more else ""
         raise ConfigError(
             f"Invalid configuration: train.batch_size_d={value} is larger than the dataset, which holds {images} "
             f"images ('{cfg.dataset.name}', split '{cfg.dataset.split}'), and a batch of real images cannot hold "

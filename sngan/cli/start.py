@@ -19,7 +19,8 @@ from sngan.cli.settings import check_data_size, check_world, class_names
 from sngan.config import LIMIT_SEED, TrainConfig, signal_number, to_yaml
 from sngan.data import ImageData, to_float
 from sngan.metrics.inception import InceptionFeatures, Weights
-from sngan.metrics.scoring import Scorer, load_dataset, load_extractor, make_scorer
+from sngan.metrics.reference import load_dataset
+from sngan.metrics.scoring import Scorer, load_extractor, make_scorer
 from sngan.training import dry_run, stopping
 from sngan.training.loop import train_loop
 from sngan.training.monitoring import custom_scalars_layout

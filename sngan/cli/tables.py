@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sngan.utils.outputs import OutputError
+from sngan.utils.outputs import OutputError, write_text
 
 Doc = dict[str, Any]
 
@@ -99,3 +99,28 @@ def rows_report(out: Path, written: int, held: int) -> str:
         return f"nothing was written ({out} is as it was)" if held else "nothing was written"
     rows = f"the {written} row{'s' if written > 1 else ''} scored so far {'are' if written > 1 else 'is'} in {out}"
     return rows + (f" (with the {held} it held before)" if held else "") + " (complete JSON)"
+
+
+def write_json(out: Path, doc: dict[str, Any]) -> None:
+    """``doc`` written to ``out`` atomically (a temporary file renamed over it); an error names ``out``."""
+    write_text(out, json.dumps(doc, indent=2) + "\n")
+
+
+def write_results(out: Path, head: Doc, rows: list[Doc], skipped: list[str], old: Doc | None) -> Doc:
+    """The JSON document of the rows scored so far (joined to the table ``old`` that ``out`` held), written
+    after each one (atomically), so that an evaluation stopped after hours keeps what it measured."""
+    results, left_out = merged(old, rows, skipped)
+    doc = head | {"results": results} | ({"skipped": left_out} if left_out else {})
+    write_json(out, doc)
+    return doc
+
+
+KEYS = ("fid", "is_mean", "is_std", "kid_mean", "kid_std", "precision", "recall", "density", "coverage", "intra_fid")
+
+
+def format_values(row: dict[str, Any]) -> str:
+    return "  ".join(f"{k}={row[k]:.4f}" for k in KEYS if k in row)
+
+
+def format_row(rule: str, row: dict[str, Any]) -> str:
+    return f"{Path(row['checkpoint']).name:>22} step {row['step']:>8} {row['network']:>3}  {rule}: {format_values(row)}"

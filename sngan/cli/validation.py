@@ -18,7 +18,8 @@ from sngan.config import (
     signal_number,
     to_schema,
 )
-from sngan.data import WITH_TEST_SPLIT
+from sngan.data import DATASETS
+from sngan.metrics import MEASURES
 from sngan.metrics.fid import KID_FEATURES_KEPT as PRDC_MAX  # the real features a statistics file keeps
 from sngan.metrics.inception import DIMS as INCEPTION_DIMS
 from sngan.training.augment import AUGMENT_NAMES, AUGMENT_POLICIES
@@ -69,11 +70,13 @@ def validate(
     typed = to_schema(cfg)
     check_ranges(typed)
     check_choices(typed, models, losses, datasets)
-    if typed.model.conditional and typed.dataset.name == "stl10" and "unlabeled" in typed.dataset.split:
+    source, split = DATASETS.get(typed.dataset.name), typed.dataset.split
+    if typed.model.conditional and not source.labelled(split):
+        title = source.title or typed.dataset.name
         raise ConfigError(
-            f"Invalid configuration: model.conditional=true needs class labels, but STL-10's "
-            f"'{typed.dataset.split}' split holds unlabeled images. Use dataset.split=train (5,000 labeled "
-            f"images) or train the unconditional model (model.conditional=false)."
+            f"Invalid configuration: model.conditional=true needs class labels, but {title}'s "
+            f"'{split}' split holds unlabeled images: {source.labels_hint.format(root=typed.dataset.root)}, or "
+            f"train the unconditional model (model.conditional=false)."
         )
     validate_augment(typed.augment)
     validate_metrics(typed.metrics, typed.inception, typed.dataset.name)
@@ -203,9 +206,12 @@ def validate_metrics(metrics: MetricsConfig, inception: InceptionConfig, dataset
             )  # fmt: skip
     if metrics.n_real is not None and metrics.n_real < 2:
         raise invalid("metrics.n_real", metrics.n_real, "it must be at least 2, or null for the whole split")
+    unknown = [name for name in metrics.measures if name not in MEASURES]
+    if unknown or not metrics.measures:
+        raise invalid("metrics.measures", metrics.measures, f"list one or more of: {', '.join(MEASURES.names())}")
     if metrics.real_split not in ("train", "test"):
         raise invalid("metrics.real_split", metrics.real_split, "choose train (the training split) or test")
-    if metrics.real_split == "test" and dataset is not None and dataset not in WITH_TEST_SPLIT:
+    if metrics.real_split == "test" and dataset in DATASETS and not DATASETS.get(dataset).test_split:
         raise ConfigError(
             f"Invalid configuration: metrics '{metrics.name}' compares with the test split, but dataset "
             f"'{dataset}' has none. Use a rule on the training split (metrics=fid_paper or fid50k_train)."

@@ -3,7 +3,7 @@ its comment, are the YAML files of sngan/configs/)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class ConfigError(ValueError):
@@ -91,6 +91,7 @@ class MetricsConfig:
     kid_subset_size: int = 1000
     prdc_n: int = 10_000  # real and generated features (at most) for precision/recall/density/coverage; 0: off
     stats: str | None = None  # a statistics .npz to use (e.g. a published one) instead of the cache
+    measures: list[str] = field(default_factory=lambda: ["fid", "is", "kid", "prdc"])  # sngan/metrics/measures.py
 
     @property
     def is_images(self) -> int:
@@ -171,6 +172,7 @@ class TrainConfig:
     resume: str | None  # None | auto | path to a checkpoint or run folder
     resume_force: bool  # resume although loss, n_dis, batches, optimizer, data or seed changed
     run_name: str
+    imports: list[str] = field(default_factory=list)  # modules whose registrations the run needs (imported first)
 
 
 LIMIT_SEED = 0  # dataset.limit's subset: the same images for every run seed (data.dataset.subset)  # fmt: skip

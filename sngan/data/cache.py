@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from sngan.data.dataset import ImageData
+
 CACHE_DIR = ".sngan_cache"  # hidden: an image folder's own cache is not taken for images
 CACHE_FORMAT = 2  # 2: folder images upright (EXIF), 16-bit scaled, transparency on white
 
@@ -90,3 +92,13 @@ def cached(
     if digest is not None:
         _write_cache(base / CACHE_DIR / f"{key}-{digest}.pt", data)
     return data
+
+
+def cached_images(enabled: bool, base: Path, key: str, files: list[Path], decode: Callable[[], ImageData]) -> ImageData:
+    """``decode()``'s images, labels and classes, through the cache under ``base`` where ``enabled``."""
+
+    def fields() -> dict[str, Any]:
+        data = decode()
+        return {"images": data.images, "labels": data.labels, "classes": data.classes}
+
+    return ImageData(**cached(enabled, base, key, files, fields))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -11,8 +12,10 @@ from pathlib import Path
 
 import torch
 
+from sngan.config import DatasetConfig
 from sngan.data import cache as image_cache
 from sngan.data.dataset import DatasetError, ImageData, check_root
+from sngan.data.registry import DATASETS, Source
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 
@@ -82,3 +85,24 @@ def load_folder(root: str, resolution: int, paths: list[Path]) -> ImageData:
     classes = sorted({part[0] for part in parts})
     index = {name: i for i, name in enumerate(classes)}
     return ImageData(images, labels=torch.tensor([index[part[0]] for part in parts]), classes=classes)
+
+
+def folder(dataset: DatasetConfig, split: str) -> ImageData:
+    """Every image under ``dataset.root``, fitted to ``dataset.resolution``, through the cache."""
+    paths = folder_images(dataset.root)
+    decode = lambda: load_folder(dataset.root, dataset.resolution or 0, paths)  # noqa: E731
+    return image_cache.cached_images(dataset.cache, Path(dataset.root), f"folder-{dataset.resolution}px", paths, decode)
+
+
+def folder_tag(dataset: DatasetConfig) -> str:
+    """Its place and its contents: statistics of changed images are not reused."""
+    where = f"{Path(dataset.root).resolve()}\0{folder_signature(dataset.root)}"
+    return f"folder-{Path(dataset.root).resolve().name}-{hashlib.sha1(where.encode()).hexdigest()[:12]}"
+
+
+DATASETS.register("folder")(
+    Source(
+        folder, labels_hint="put the images of each class in a subfolder of {root} (one folder per class)",
+        tag=folder_tag, spread=True, resize="fit",
+    )
+)  # fmt: skip

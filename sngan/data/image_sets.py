@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from sngan.data.dataset import DatasetError
 from sngan.data.folders import IMAGE_EXTENSIONS, image_files
+from sngan.data.registry import DATASETS
 
 
 @dataclass
@@ -70,14 +71,16 @@ def load_image_set(path: str, resolution: int | None, dataset: str | None = None
 
 
 def _to_resolution(image: torch.Tensor, r: int, dataset: str | None) -> tuple[torch.Tensor, str | None]:
+    """``image`` brought to ``r`` x ``r`` as ``dataset``'s source brings its reals (its ``resize``)."""
+    resize = DATASETS.get(dataset).resize if dataset in DATASETS else "blocks"
     h, w = image.shape[-2:]
     if (h, w) == (r, r):
         return image, None
-    if h == w and h % r == 0 and dataset != "folder":  # STL-10's reals' 2x2 blocks (96 -> 48), any k here
+    if h == w and h % r == 0 and resize != "fit":  # STL-10's reals' 2x2 blocks (96 -> 48), any k here
         k = h // r
         blocks = F.avg_pool2d(image[None].float(), k)[0]
         return blocks.round().clamp_(0, 255).to(torch.uint8), f"{w}x{h} -> {r}x{r} by averaging {k}x{k} blocks"
-    if dataset == "stl10":  # as sngan.data.torchvision_sets resizes STL-10's reals, any size to any
+    if resize == "area":  # as sngan.data.torchvision_sets resizes STL-10's reals, any size to any
         area = F.interpolate(image[None].float(), size=(r, r), mode="area")[0]
         return area.round().clamp_(0, 255).to(torch.uint8), f"{w}x{h} -> {r}x{r} by area averaging"
     from PIL import Image, ImageOps

@@ -6,7 +6,9 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from sngan.config import DatasetConfig
 from sngan.data.dataset import ImageData, to_uint8
+from sngan.data.registry import DATASETS, Source
 
 
 def make_prototypes(k: int, resolution: int, seed: int) -> torch.Tensor:
@@ -35,3 +37,16 @@ def make_synthetic(n: int, resolution: int, k: int = 10, seed: int = 0, shift: f
     shifts = (torch.rand(n, 3, 1, 1, generator=gen) * 2 - 1) * shift
     names = [f"prototype_{i}" for i in range(k)]
     return ImageData(to_uint8(protos[labels] + shifts), protos, labels, names, uniform_classes=True)
+
+
+def synthetic(dataset: DatasetConfig, split: str) -> ImageData:
+    """``dataset.size`` images of ``dataset.modes`` prototypes (one split: made, never read)."""
+    return make_synthetic(dataset.size, dataset.resolution or 32, dataset.modes, dataset.seed)
+
+
+DATASETS.register("synthetic")(
+    Source(
+        synthetic, tag=lambda d: f"synthetic-k{d.modes}-n{d.size}-s{d.seed}",
+        more_images="make the synthetic dataset larger (dataset.size)",
+    )
+)  # fmt: skip

@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.nn import functional as F
 
-from sngan.data.dataset import DatasetError, ImageData
-
-NATIVE_RESOLUTION = {"cifar10": 32, "cifar100": 32, "stl10": 48}
-WITH_TEST_SPLIT = ("cifar10", "cifar100", "stl10")  # the sets with a test split (metrics.real_split=test)
+from sngan.config import DatasetConfig
+from sngan.data.cache import cached_images
+from sngan.data.dataset import DatasetError, ImageData, check_root
+from sngan.data.registry import DATASETS, Source
 
 
 def missing_files_error(name: str, root: str, files: list[str], url: str, cause: BaseException) -> DatasetError:
@@ -67,3 +68,45 @@ def load_stl10(root: str, split: str, resolution: int) -> ImageData:
         chunk = F.interpolate(data[i : i + 4096].float(), size=(resolution, resolution), mode="area")
         out[i : i + 4096] = chunk.round().clamp_(0, 255).to(torch.uint8)
     return ImageData(out, labels=labels, classes=classes)
+
+
+def cifar(name: str) -> Source:
+    """CIFAR-10 or CIFAR-100 (32x32, used as they are), through the cache."""
+
+    def load(dataset: DatasetConfig, split: str) -> ImageData:
+        if dataset.resolution != 32:
+            raise DatasetError(
+                f"{name} images are 32x32 and are used as they are, not resized, but {dataset.resolution}x"
+                f"{dataset.resolution} images were asked for (dataset.resolution, or the model's resolution). Train "
+                f"a 32x32 model (cnn32, resnet32) on {name}, or put resized images in a folder (dataset=folder)."
+            )
+        check_root(dataset.root)
+        from torchvision import datasets
+
+        files = [
+            Path(dataset.root) / f for f in archive_files(datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100)
+        ]
+        decode = lambda: load_cifar(name, dataset.root, split)  # noqa: E731
+        return cached_images(dataset.cache, Path(dataset.root), f"{name}-{split}", files, decode)
+
+    return Source(load, resolution=32, test_split=True, title=name.upper().replace("CIFAR", "CIFAR-"))
+
+
+def stl10(dataset: DatasetConfig, split: str) -> ImageData:
+    """STL-10 at ``dataset.resolution`` (the paper's 48x48: 96x96 averaged over 2x2 blocks), through the cache."""
+    check_root(dataset.root)
+    from torchvision import datasets
+
+    files = [Path(dataset.root) / f for f in archive_files(datasets.STL10)]
+    decode = lambda: load_stl10(dataset.root, split, dataset.resolution or 48)  # noqa: E731
+    return cached_images(dataset.cache, Path(dataset.root), f"stl10-{split}-{dataset.resolution}px", files, decode)
+
+
+DATASETS.register("cifar10")(cifar("cifar10"))
+DATASETS.register("cifar100")(cifar("cifar100"))
+DATASETS.register("stl10")(
+    Source(
+        stl10, resolution=48, test_split=True, labelled=lambda split: "unlabeled" not in split,
+        labels_hint="use dataset.split=train (5,000 labeled images)", resize="area", title="STL-10",
+    )
+)  # fmt: skip

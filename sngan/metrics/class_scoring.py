@@ -12,19 +12,11 @@ import numpy as np
 import torch
 
 from sngan.config import DatasetConfig, InceptionConfig
-from sngan.metrics.features import extract, generated_batches, uint8_batches
+from sngan.metrics.features import extract, generated_batches
 from sngan.metrics.fid import NPZ_ERRORS, feature_statistics, frechet_distance, save_npz, save_reference
 from sngan.metrics.inception import InceptionFeatures, Weights
-from sngan.metrics.scoring import (
-    MetricsError,
-    Scorer,
-    check_enough,
-    check_writable,
-    load_dataset,
-    reference_index,
-    stats_path,
-    unwritable_error,
-)
+from sngan.metrics.reference import MetricsError, reference_features, stats_path, unwritable_error
+from sngan.metrics.scoring import Scorer
 
 
 def class_reference_stats(
@@ -49,7 +41,15 @@ def class_reference_stats(
     cache = path.with_name(f"{path.stem}_classes.npz")
     found = _load_class_cache(cache, weights)
     if found is None:
-        found = _compute_class_cache(dataset, split, n, inception, extractor, weights, device, cache)
+        features, labels = reference_features(
+            dataset, split, n, inception.batch_size, extractor, device, cache, labelled=True
+        )
+        features = features.astype(np.float32)  # exact: the network's own precision
+        try:
+            save_npz(cache, features=features, labels=labels, weights_sha256=np.array(weights.sha256))
+        except OSError as exc:
+            raise unwritable_error(cache, exc) from exc
+        found = features, labels
         if not path.is_file():
             try:
                 save_reference(path, found[0], weights.sha256)
@@ -79,39 +79,6 @@ def _load_class_cache(cache: Path, weights: Weights) -> tuple[np.ndarray, np.nda
     except NPZ_ERRORS as exc:
         print(f"warning: cannot read {cache} ({exc}); recomputing.", file=sys.stderr)
     return None
-
-
-def _compute_class_cache(
-    dataset: DatasetConfig,
-    split: str,
-    n: int | None,
-    inception: InceptionConfig,
-    extractor: InceptionFeatures,
-    weights: Weights,
-    device: torch.device,
-    cache: Path,
-) -> tuple[np.ndarray, np.ndarray]:
-    check_writable(cache.parent)
-    data = load_dataset(dataset, split)
-    if data.labels is None:
-        raise MetricsError(
-            f"Intra-class FID compares each class with its real images, but the '{split}' split of "
-            f"'{dataset.name}' has no labels. Use a rule whose metrics.real_split is labelled, or drop intra_class."
-        )
-    images, labels = data.images, data.labels
-    if n is not None:
-        check_enough(images, n, split, dataset)
-        index = reference_index(len(images), n, dataset)
-        images, labels = images[index], labels[index]
-    labels = labels.numpy()
-    print(f"Computing per-class reference statistics of {len(images)} images into {cache} ...", file=sys.stderr)
-    features, _ = extract(extractor, uint8_batches(images, inception.batch_size), device, logits=False)
-    features = features.astype(np.float32)  # exact: the network's own precision
-    try:
-        save_npz(cache, features=features, labels=labels, weights_sha256=np.array(weights.sha256))
-    except OSError as exc:
-        raise unwritable_error(cache, exc) from exc
-    return features, labels
 
 
 def intra_class_fid(

@@ -14,12 +14,9 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from sngan.config import MetricsConfig
 from sngan.utils.distributed import shard
 
-from .fid import ReferenceStats, feature_statistics, frechet_distance, inception_score, kernel_inception_distance
 from .inception import LOGITS, InceptionFeatures
-from .prdc import K_DENSITY_COVERAGE, K_PRECISION_RECALL, prdc
 
 
 @contextlib.contextmanager
@@ -77,48 +74,3 @@ def extract(
     if not feats:  # no batches (a rank whose share of a small sample set is empty)
         return np.empty((0, extractor.dims)), (np.empty((0, LOGITS)) if logits and extractor.with_logits else None)
     return torch.cat(feats).numpy(), (torch.cat(all_logits).numpy() if all_logits else None)
-
-
-def measure(
-    features: np.ndarray,
-    logits: np.ndarray | None,
-    reference: ReferenceStats,
-    rule: MetricsConfig,
-    device: torch.device | str = "cpu",
-) -> dict[str, float]:
-    """FID against ``reference`` of the first ``rule.n_fake`` images; IS from the logits of the first
-    ``rule.is_images`` in ``rule.is_splits`` splits of ``rule.is_split_size`` (none where fewer were given:
-    never a smaller-split IS under the rule's name; no ``is_std`` for one split); KID, precision, recall,
-    density and coverage of the first ``n_fake`` where the reference kept real features (ours do; published
-    files do not)."""
-    out = inception_scores(logits, rule)
-    features = features[: rule.n_fake]
-    mu, sigma = feature_statistics(features)
-    out = {"fid": frechet_distance(mu, sigma, reference.mu, reference.sigma)} | out
-    if reference.features is not None:
-        out["kid_mean"], out["kid_std"] = kernel_inception_distance(
-            features, reference.features, rule.kid_subsets, rule.kid_subset_size, device=device
-        )
-        if rule.prdc_n:
-            reals, fakes = prdc_reals(reference.features, rule.prdc_n), features[: rule.prdc_n]
-            if len(reals) > K_DENSITY_COVERAGE and len(fakes) > K_PRECISION_RECALL:  # else too few for k
-                with full_fp32():  # float32 distances, not TF32's: the same numbers in training and in evaluate
-                    out |= prdc(reals, fakes, device)
-    return out
-
-
-def inception_scores(logits: np.ndarray | None, rule: MetricsConfig) -> dict[str, float]:
-    """``is_mean`` (and ``is_std`` over two splits or more) of the rule's IS images; empty where there are
-    fewer logits than the rule's splits hold (or none)."""
-    if logits is None or len(logits) < rule.is_images:
-        return {}
-    mean, std = inception_score(logits[: rule.is_images], rule.is_splits)  # equal splits of is_split_size
-    return {"is_mean": mean} | ({"is_std": std} if rule.is_splits > 1 else {})
-
-
-def prdc_reals(features: np.ndarray, n: int) -> np.ndarray:
-    """The real features precision/recall/density/coverage compare with: all the reference kept, or ``n``
-    of them drawn with a fixed seed (the same ones every time)."""
-    if len(features) <= n:
-        return features
-    return features[np.sort(np.random.default_rng(0).choice(len(features), n, replace=False))]

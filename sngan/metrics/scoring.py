@@ -10,9 +10,6 @@ never mixed in.
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -23,23 +20,21 @@ import numpy as np
 import torch
 
 from sngan.config import DatasetConfig, InceptionConfig, MetricsConfig, metric_presets
-from sngan.data import ImageData, load_images
-from sngan.data.folders import folder_signature
-from sngan.metrics.features import extract, generated_batches, measure, uint8_batches
+from sngan.metrics.features import extract, generated_batches, uint8_batches
 from sngan.metrics.fid import (
     ReferenceStats,
     load_reference,
-    save_reference,
 )
 from sngan.metrics.inception import InceptionFeatures, Weights, resolve_weights
-from sngan.metrics.prdc import K_DENSITY_COVERAGE, K_PRECISION_RECALL
+from sngan.metrics.measures import MEASURES, measure
+from sngan.metrics.reference import MetricsError, reference_stats, split_of, stats_path
 from sngan.utils import distributed
 from sngan.utils.memory import EvaluationOutOfMemory, noted
-from sngan.utils.outputs import OutputError, ensure_folder
 
 
-class MetricsError(RuntimeError):
-    """Metrics cannot be computed as configured; the message says what to do."""
+def load_extractor(inception: InceptionConfig, logits: bool = True) -> tuple[InceptionFeatures, Weights]:
+    weights = resolve_weights(inception.weights)
+    return InceptionFeatures.from_file(weights, inception.dims, logits), weights
 
 
 def check_is_label(metrics: MetricsConfig) -> None:
@@ -58,112 +53,6 @@ def check_is_label(metrics: MetricsConfig) -> None:
         f"Invalid configuration: metrics.name={metrics.name} names a fixed rule whose Inception Score is "
         f"{named.is_protocol()}, but the settings say {given.is_protocol()}. {use} the changed rule a name of "
         f"its own (metrics.name=...), so that IS numbers of different split sizes never share a label."
-    )
-
-
-def load_dataset(dataset: DatasetConfig, split: str | None = None) -> ImageData:
-    """The images of ``dataset`` (its own split unless ``split`` names another), through the on-disk cache
-    where ``dataset.cache`` is on."""
-    return load_images(
-        dataset.name, dataset.root, dataset.resolution or 0, split or dataset.split, dataset.size, dataset.modes,
-        dataset.seed, cache=dataset.cache,
-    )  # fmt: skip
-
-
-def split_of(dataset: DatasetConfig, real_split: str) -> str:
-    """The dataset split a rule compares with: ``train`` is the split the model trains on."""
-    return dataset.split if real_split == "train" else "test"
-
-
-def dataset_tag(dataset: DatasetConfig) -> str:
-    if dataset.name == "folder":  # its place and its contents: statistics of changed images are not reused
-        where = f"{Path(dataset.root).resolve()}\0{folder_signature(dataset.root)}"
-        return f"folder-{Path(dataset.root).resolve().name}-{hashlib.sha1(where.encode()).hexdigest()[:12]}"
-    if dataset.name == "synthetic":
-        return f"synthetic-k{dataset.modes}-n{dataset.size}-s{dataset.seed}"
-    return dataset.name
-
-
-def reference_index(total: int, n: int | None, dataset: DatasetConfig) -> slice | torch.Tensor:
-    """Which of a split's ``total`` images make its reference set: all (``n`` None), the first ``n`` in
-    file order (CIFAR's and STL-10's files hold the images in no particular class order), or, for an
-    image folder, whose file order is its sorted subfolders, ``n`` spread evenly over that order, so that
-    every subfolder contributes in proportion to its size."""
-    if n is None:
-        return slice(None)
-    return torch.arange(n) * total // n if dataset.name == "folder" else slice(0, n)
-
-
-def stats_path(stats_dir: str, dataset: DatasetConfig, split: str, n: int | None, dims: int) -> Path:
-    count = "all" if n is None else f"{n}-spread" if dataset.name == "folder" else str(n)
-    name = f"{dataset_tag(dataset)}_{split.replace('+', '-')}_{dataset.resolution}px_{count}"
-    return Path(stats_dir) / (name + ("" if dims == 2048 else f"_{dims}d") + ".npz")
-
-
-def load_extractor(inception: InceptionConfig, logits: bool = True) -> tuple[InceptionFeatures, Weights]:
-    weights = resolve_weights(inception.weights)
-    return InceptionFeatures.from_file(weights, inception.dims, logits), weights
-
-
-def reference_stats(
-    dataset: DatasetConfig,
-    split: str,
-    n: int | None,
-    inception: InceptionConfig,
-    extractor: InceptionFeatures,
-    weights: Weights,
-    device: torch.device,
-    images: torch.Tensor | None = None,
-) -> tuple[ReferenceStats, Path, bool]:
-    """Cached statistics of ``n`` images of ``split`` (all if None; which ones: ``reference_index``):
-    (stats, file, computed now)."""
-    path = stats_path(inception.stats_dir, dataset, split, n, inception.dims)
-    if path.is_file():
-        try:
-            ref = load_reference(path)
-            if ref.weights_sha256 == weights.sha256:
-                return ref, path, False
-            print(f"warning: {path} was computed with other Inception weights; recomputing.", file=sys.stderr)
-        except ValueError as exc:
-            print(f"warning: {exc}; recomputing.", file=sys.stderr)
-    check_writable(path.parent)
-    if path.is_dir():  # found now, not once the features are computed
-        raise unwritable_error(path, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
-    if images is None:
-        images = load_dataset(dataset, split).images
-    if n is not None:
-        check_enough(images, n, split, dataset)
-        images = images[reference_index(len(images), n, dataset)]
-    print(f"Computing reference statistics of {len(images)} images into {path} ...", file=sys.stderr)
-    features, _ = extract(extractor, uint8_batches(images, inception.batch_size), device, logits=False)
-    try:
-        return save_reference(path, features, weights.sha256), path, True
-    except OSError as exc:
-        raise unwritable_error(path, exc) from exc
-
-
-def check_writable(folder: Path) -> None:
-    """A cache folder that cannot be written fails now, not after the features are computed."""
-    try:
-        ensure_folder(folder)
-    except OutputError as exc:
-        raise MetricsError(f"Cannot write reference statistics: {exc} (inception.stats_dir)") from exc
-
-
-def check_enough(images: torch.Tensor, n: int, split: str, dataset: DatasetConfig) -> None:
-    if len(images) < n:
-        raise MetricsError(
-            f"The reference set needs {n} images of the '{split}' split of '{dataset.name}', "
-            f"but it holds only {len(images)}. Use a rule with fewer real images, under a name of your own "
-            f"(e.g. metrics.name=fid_all_{split} metrics.n_real=null: all {len(images)} of them), "
-            f"metrics=none, or a larger dataset."
-        )
-
-
-def unwritable_error(path: Path, exc: OSError) -> MetricsError:
-    return MetricsError(
-        f"Cannot write reference statistics to '{path}' ({exc.strerror or exc}). Point inception.stats_dir "
-        f"at a writable folder with free space."
     )
 
 
@@ -218,15 +107,11 @@ class Scorer:
         features, logits = extract(self.extractor, uint8_batches(images, self.batch_size), self.device)
         return measure(features, logits, self.reference, self.rule, self.device)
 
-    def prdc_counts(self) -> str | None:
-        """What the rule's precision/recall/density/coverage compare, or None where they are not computed."""
-        if not self.rule.prdc_n or self.reference is None or self.reference.features is None:
-            return None  # off, or a published statistics file: no real features
-        reals = min(len(self.reference.features), self.rule.prdc_n)
-        return (
-            f"k={K_PRECISION_RECALL} (precision, recall), k={K_DENSITY_COVERAGE} (density, coverage): {reals:,} real "
-            f"vs {min(self.rule.n_fake, self.rule.prdc_n):,} generated features"
-        )
+    def measures(self) -> dict[str, Any]:
+        """What each of the rule's measures that says more than the rule's counts compares (KID's subsets,
+        PRDC's k and counts), under its name."""
+        described = {name: MEASURES.get(name).describe for name in self.rule.measures}
+        return {name: describe(self.rule, self.reference) for name, describe in described.items() if describe}
 
     def describe(self) -> dict[str, Any]:
         """What a number computed by this scorer means: stored beside every saved result."""
@@ -239,8 +124,7 @@ class Scorer:
             ),
             "is_split_size": self.rule.is_split_size,
             "is_splits": self.rule.is_splits,
-            "kid": f"{self.rule.kid_subsets} subsets of {self.rule.kid_subset_size}",
-            "prdc": self.prdc_counts(),
+            **self.measures(),
             "dims": self.extractor.dims,
             "reference_stats": str(self.reference_path),
             "inception_weights": str(self.weights.path),

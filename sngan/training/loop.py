@@ -212,8 +212,7 @@ def train_loop(
             # a stop skips sampling and evaluation so the checkpoint is written within the scheduler's grace.
             signum, save_due, stopping = loop.agree()
             # Log (losses and D outputs averaged over ranks: the global batch's values).
-            logged = due(run.step, s.log_every, s.steps)
-            if logged:
+            if logged := due(run.step, s.log_every, s.steps):
                 loop.log(outcome)
             loop.progress.update(run.step, logged)
             # Monitor spectral norms, gradient norms and D's outputs (reads only: training is unchanged).

@@ -52,6 +52,34 @@ def _ampere(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
 
 
+def resolve_compile(device: torch.device, compile: str, distributed: bool, sync_bn: bool, notes: list[str]) -> str:
+    """The compile mode this device and launch can run of ``compile``; each fallback adds a note."""
+    cuda = device.type == "cuda"
+    if compile == "auto":
+        compile = ("default" if distributed else "max") if cuda else "none"
+    elif compile == "max" and not cuda:
+        notes.append(f"train.compile=max captures CUDA graphs, which need a CUDA GPU; {device} uses compile=default.")
+        compile = "default"
+    elif compile == "max" and distributed:
+        notes.append("train.compile=max (CUDA graphs) is not used under torchrun; this launch uses compile=default.")
+        compile = "default"
+    if compile != "none" and device.type not in ("cuda", "cpu"):
+        notes.append(f"train.compile={compile} is not supported on {device.type}; this run trains eagerly.")
+        compile = "none"
+    if compile != "none" and distributed and sync_bn:
+        notes.append(f"train.compile={compile} is not combined with train.sync_bn=true (torch.compile, DDP and "
+                     f"SyncBatchNorm have open failures together); this launch trains eagerly.")  # fmt: skip
+        compile = "none"
+    if compile != "none" and not compiler_for(device):
+        kind, fix = ("C++", "set CXX or install g++") if device.type == "cpu" else ("C", "set CC or install gcc")
+        notes.append(
+            f"train.compile={compile} needs a {kind} compiler (torch.compile builds kernels with one) and none "
+            f"was found ({fix}); this run trains eagerly (train.compile=none)."
+        )
+        compile = "none"
+    return compile
+
+
 def resolve(
     device: torch.device,
     precision: str = "auto",
@@ -75,28 +103,7 @@ def resolve(
     elif tf32 and not _ampere(device):
         notes.append(f"train.tf32=true needs an Ampere or newer NVIDIA GPU; {device} keeps full fp32 matmuls.")
         tf32 = False
-    if compile == "auto":
-        compile = ("default" if distributed else "max") if cuda else "none"
-    elif compile == "max" and not cuda:
-        notes.append(f"train.compile=max captures CUDA graphs, which need a CUDA GPU; {device} uses compile=default.")
-        compile = "default"
-    elif compile == "max" and distributed:
-        notes.append("train.compile=max (CUDA graphs) is not used under torchrun; this launch uses compile=default.")
-        compile = "default"
-    if compile != "none" and device.type not in ("cuda", "cpu"):
-        notes.append(f"train.compile={compile} is not supported on {device.type}; this run trains eagerly.")
-        compile = "none"
-    if compile != "none" and distributed and sync_bn:
-        notes.append(f"train.compile={compile} is not combined with train.sync_bn=true (torch.compile, DDP and "
-                     f"SyncBatchNorm have open failures together); this launch trains eagerly.")  # fmt: skip
-        compile = "none"
-    if compile != "none" and not compiler_for(device):
-        kind, fix = ("C++", "set CXX or install g++") if device.type == "cpu" else ("C", "set CC or install gcc")
-        notes.append(
-            f"train.compile={compile} needs a {kind} compiler (torch.compile builds kernels with one) and none "
-            f"was found ({fix}); this run trains eagerly (train.compile=none)."
-        )
-        compile = "none"
+    compile = resolve_compile(device, compile, distributed, sync_bn, notes)
     if channels_last is None:
         channels_last = device.type in ("cuda", "cpu")
     on_device = data_on == "device" or (data_on == "auto" and cuda and fits(data_bytes, device))
