@@ -15,9 +15,10 @@ from torch import nn
 
 from sngan.config import ConfigError
 from sngan.models import CONSTRAINTS, build_models, is_spectrally_normalized
+from sngan.models.constraints import CONSTANTS, orthonormal_penalty
 from sngan.models.layers import GainFreeBatchNorm2d, GainFreeLayerNorm2d, UnitRows
 from sngan.training import step as step_module
-from sngan.training.losses import LOSSES, gradient_penalty, orthonormal_penalty
+from sngan.training.losses import LOSSES, gradient_penalty
 from sngan.training.resume import check_architecture, stored_constraint
 from sngan.training.step import DRules, Recipe, d_step, g_step
 from sngan.utils import checkpoint as ckpt
@@ -38,7 +39,7 @@ def test_every_option_is_registered_with_the_papers_constants_in_its_yaml():
     assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted(NAMES)
     for name in NAMES:
         cfg = validated(compose_cfg(TINY + [f"constraint={name}", f"loss={LOSS_OF.get(name, 'hinge')}"]))
-        set_ = {k for k in ("clip", "gp_weight", "ortho_weight") if getattr(cfg.constraint, k) is not None}
+        set_ = {k for k in CONSTANTS if getattr(cfg.constraint, k) is not None}
         assert cfg.constraint.name == name and set_ == set(CONSTRAINTS.get(name).constants), name
         assert cfg.model.spectral_norm == cfg.constraint.spectral_norm == CONSTRAINTS.get(name).spectral_norm
     read = {name: OmegaConf.load(CONFIGS / f"{name}.yaml") for name in NAMES}

@@ -1,9 +1,9 @@
-"""docs/design.md's "Add a dataset", "Add a metric" and "Add a model", walked through as a user would: one
-module of one's own (``toy_plugin.py``, outside the package) registers a toy dataset, a toy measure and a toy
-model; one YAML file each (in a folder of one's own, given by ``hydra.searchpath``) makes them config choices;
-``imports=[toy_plugin]`` has the commands import the module. ``python -m sngan.train`` trains on them and
-``python -m sngan.evaluate`` scores the run's checkpoints under the toy rule, in fresh processes (nothing is
-registered in the test process)."""
+"""docs/design.md's "Add a dataset", "Add a metric", "Add a model" and "Add a D regularizer", walked through as
+a user would: one module of one's own (``toy_plugin.py``, outside the package) registers a toy dataset, a toy
+measure, a toy model and a toy penalty on D's weights; one YAML file each (in a folder of one's own, given by
+``hydra.searchpath``) makes them config choices; ``imports=[toy_plugin]`` has the commands import the module.
+``python -m sngan.train`` trains on them and ``python -m sngan.evaluate`` scores the run's checkpoints under
+the toy rule, in fresh processes (nothing is registered in the test process)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 pytestmark = pytest.mark.slow
 
@@ -26,6 +27,7 @@ from torch import nn
 from sngan.data import DATASETS, ImageData, Source
 from sngan.metrics import MEASURES, Measure
 from sngan.models import MODELS, Architecture
+from sngan.models.constraints import CONSTRAINTS, Constraint
 
 
 def load_toy(dataset, split):
@@ -69,6 +71,14 @@ def build_toy(z_dim, width, norm=None):
 
 
 MODELS.register("toy")(Architecture(resolution=32, build=build_toy, lipschitz_chain=True))
+
+
+def squared_weights(d):
+    """The sum of D's squared weights (weight decay as a term of D's loss)."""
+    return sum(m.weight.square().sum() for m in d.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+
+
+CONSTRAINTS.register("l2")(Constraint(constants=("weight",), penalty=squared_weights, weighted_by="weight"))
 '''
 
 YAML = {
@@ -76,6 +86,9 @@ YAML = {
     "metrics/toy_rule.yaml": (
         "defaults:\n  - fid_paper\n  - _self_\n\nname: toy_rule\nn_fake: 20\nn_real: 30\nis_split_size: 10\n"
         "is_splits: 2\nkid_subsets: 2\nkid_subset_size: 10\nprdc_n: 0\nmeasures: [fid, feature_norm]\n"
+    ),
+    "constraint/l2.yaml": (
+        "name: l2\nspectral_norm: false\nclip: null\ngp_weight: null\northo_weight: null\nweight: 0.01\n"
     ),
     "model/toy.yaml": (
         "name: toy\nz_dim: 8\nwidth: 1.0\nspectral_norm: ${constraint.spectral_norm}\nconditional: false\n"
@@ -100,13 +113,18 @@ def test_a_dataset_a_measure_and_a_model_of_ones_own_train_and_evaluate(tmp_path
     train = sngan("train", [*own, "experiment=quickstart", "model=toy", "dataset=toy", "metrics=toy_rule",
                             "train.steps=2", "train.eval_every=2", "train.checkpoint_every=2", "train.sample_every=2",
                             "train.batch_size_d=8", "train.batch_size_g=8", "train.grid_size=4",
-                            "train.monitor_every=1", f"hydra.run.dir={run}"], tmp_path)  # fmt: skip
+                            "train.monitor_every=1", "constraint=l2", f"hydra.run.dir={run}"], tmp_path)  # fmt: skip
     assert train.returncode == 0, train.stderr
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     for key in ("toy_rule/fid", "toy_rule/feature_norm", "ema/toy_rule/feature_norm"):
         assert last[key] > 0, last  # the toy measure, of G and of its EMA, beside FID
     assert "toy_rule/is_mean" not in last and "toy_rule/kid_mean" not in last  # only the rule's measures
     assert last["toy_rule/real_mean_norm"] > 0
+    # The penalty joined D's loss, weighted by constraint.weight: 0.01 x the sum of D's squared weights.
+    logged = EventAccumulator(str(run / "tb"))
+    logged.Reload()
+    penalty = [event.value for event in logged.Scalars("penalty/d")]
+    assert penalty and all(0 < value < 1 for value in penalty), penalty  # logged at the last step
     # The checkpoint stores imports=[toy_plugin]: evaluate finds the run's dataset (for its reference
     # statistics) and model through it; its own imports= names the rule's measure.
     evaluate = sngan("evaluate", [*own, f"ckpt={run}", "metrics=toy_rule", "batch_size=10", "device=cpu"], tmp_path)

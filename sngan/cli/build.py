@@ -39,7 +39,9 @@ def plan_of(cfg: TrainConfig) -> Plan:
 def iteration_of(cfg: TrainConfig) -> Iteration:
     t, c = cfg.train, cfg.constraint
     # the constraint's penalty, clipping and BatchNorm handling (validation leaves the unused constants null)
-    rules = DRules(c.gp_weight or 0.0, c.ortho_weight or 0.0, c.clip, CONSTRAINTS.get(c.name).norm == "batch")
+    rule = CONSTRAINTS.get(c.name)
+    weight = (getattr(c, rule.weighted_by) or 0.0) if rule.weighted_by else 0.0
+    rules = DRules(c.gp_weight or 0.0, rule.penalty, weight, c.clip, rule.norm == "batch")
     return Iteration(
         LOSSES.get(cfg.loss.name), cfg.model.z_dim, t.n_dis, t.batch_size_d, t.batch_size_g, cfg.optim.lr_g,
         cfg.optim.lr_d, t.steps, cfg.optim.decay, rules, t.on_nonfinite, t.ema_decay,

@@ -22,6 +22,7 @@ from sngan.data import DATASETS
 from sngan.metrics import MEASURES
 from sngan.metrics.fid import KID_FEATURES_KEPT as PRDC_MAX  # the real features a statistics file keeps
 from sngan.metrics.inception import DIMS as INCEPTION_DIMS
+from sngan.models.constraints import CONSTANTS
 from sngan.training.augment import AUGMENT_NAMES, AUGMENT_POLICIES
 
 _POSITIVE = [
@@ -147,7 +148,7 @@ def validate_constraint(constraint: ConstraintConfig, users: dict[str, tuple[str
     """The constants of ``constraint``: greater than 0 where it uses them, null where it does not (a value
     there would be silently ignored). ``users``: each constraint name and the constants it reads."""
     uses = users[constraint.name]
-    for key in ("clip", "gp_weight", "ortho_weight"):
+    for key in CONSTANTS:
         value = getattr(constraint, key)
         if key in uses and (value is None or not value > 0):
             raise invalid(f"constraint.{key}", value, f"constraint={constraint.name} needs it greater than 0")

@@ -153,6 +153,7 @@ class ConstraintConfig:
     clip: float | None  # weight_clip: D's weights within [-clip, clip] after every update (paper: 0.01)
     gp_weight: float | None  # wgan_gp, gan_gp, wgan_gp_sn: lambda of the gradient penalty (paper: 10)
     ortho_weight: float | None  # orthonormal: coefficient of ||W^T W - I||_F^2 (ours: 1e-4, Brock et al.'s)
+    weight: float | None = None  # a penalty of your own: its coefficient (docs/design.md, "Add a D regularizer")
 
 
 @dataclass

@@ -2,13 +2,15 @@
 
 Each registered ``Constraint`` says what it does to D when D is built (spectral normalization, gain-free
 batch, layer or weight normalization, orthogonal initialisation), whether it adds a penalty to D's loss
-(the gradient penalty, the orthonormal term: ``sngan.training.losses``) and whether it acts after each D
-update (weight clipping: ``clip_weights_``). Its constants (clip, gp_weight, ortho_weight) are the
-config group ``constraint``'s; the step receives them as numbers (``sngan.training.step.DRules``).
+(the gradient penalty: ``sngan.training.losses``; a penalty on D's weights, as the orthonormal term: its
+``penalty``) and whether it acts after each D update (weight clipping: ``clip_weights_``). Its constants
+(clip, gp_weight, ortho_weight, weight) are the config group ``constraint``'s; the step receives them as
+numbers (``sngan.training.step.DRules``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +20,7 @@ from sngan.registry import Registry
 
 from .layers import NORMS, apply_spectral_norm, apply_weight_norm, orthogonal_init_
 
-CONSTANTS = ("clip", "gp_weight", "ortho_weight")  # the group's constants; a constraint reads some of them
+CONSTANTS = ("clip", "gp_weight", "ortho_weight", "weight")  # the group's constants; a constraint reads some
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,27 @@ class Constraint:
     losses: tuple[str, ...] | None = None  # the losses the paper pairs it with; None: any
     pairing: str = ""  # where the paper pairs it with those losses, for the refusal of another
     conditional: bool = False  # defined for the class-conditional projection D too
+    penalty: Callable[[nn.Module], torch.Tensor] | None = None  # a term of D's loss from D's weights
+    weighted_by: str | None = None  # the constant that multiplies ``penalty`` (one of ``constants``)
 
 
 CONSTRAINTS: Registry[Constraint] = Registry("constraint")
+
+
+def orthonormal_penalty(net: nn.Module) -> torch.Tensor:
+    """Sum over ``net``'s convolutions and dense layers of ||W^T W - I||_F^2 (Brock et al. 2016; the paper's
+    Eq. 14), W the weight as a (d_out, d_in*h*w) matrix. Computed on the smaller Gram matrix (W W^T where
+    d_out < d_in): ||W^T W - I_n||^2 and ||W W^T - I_m||^2 differ by the constant n - m, so the gradient
+    is the same, and the smaller one is zero for any W with orthonormal rows or columns."""
+    first = next(net.parameters())
+    total = torch.zeros((), device=first.device, dtype=first.dtype)
+    for module in net.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            w = module.weight.flatten(1)
+            gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+            total = total + (gram - torch.eye(len(gram), device=w.device, dtype=w.dtype)).square().sum()
+    return total
+
 
 _STANDARD = "the paper trains every baseline but WGAN-GP with the standard loss (section 4.1, p. 6, Eq. 15)"
 CONSTRAINTS.register("sn")(Constraint(spectral_norm=True, conditional=True))
@@ -68,7 +88,11 @@ CONSTRAINTS.register("gan_gp")(
 CONSTRAINTS.register("bn")(Constraint(norm="batch"))
 CONSTRAINTS.register("ln")(Constraint(norm="layer"))
 CONSTRAINTS.register("wn")(Constraint(weight_norm=True))
-CONSTRAINTS.register("orthonormal")(Constraint(orthogonal_init=True, constants=("ortho_weight",)))
+CONSTRAINTS.register("orthonormal")(
+    Constraint(
+        orthogonal_init=True, constants=("ortho_weight",), penalty=orthonormal_penalty, weighted_by="ortho_weight"
+    )
+)
 CONSTRAINTS.register("wgan_gp_sn")(
     Constraint(
         spectral_norm=True,

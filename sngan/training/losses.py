@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from sngan.registry import Registry
@@ -66,18 +65,3 @@ def gradient_penalty(out: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     gradient penalty is used); create_graph lets the penalty train D."""
     (grad,) = torch.autograd.grad(out.sum(), inputs, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1.0).square().mean()
-
-
-def orthonormal_penalty(net: nn.Module) -> torch.Tensor:
-    """Sum over ``net``'s convolutions and dense layers of ||W^T W - I||_F^2 (Brock et al. 2016; the paper's
-    Eq. 14), W the weight as a (d_out, d_in*h*w) matrix. Computed on the smaller Gram matrix (W W^T where
-    d_out < d_in): ||W^T W - I_n||^2 and ||W W^T - I_m||^2 differ by the constant n - m, so the gradient
-    is the same, and the smaller one is zero for any W with orthonormal rows or columns."""
-    first = next(net.parameters())
-    total = torch.zeros((), device=first.device, dtype=first.dtype)
-    for module in net.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            w = module.weight.flatten(1)
-            gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
-            total = total + (gram - torch.eye(len(gram), device=w.device, dtype=w.dtype)).square().sum()
-    return total

@@ -34,6 +34,7 @@ update is skipped on every rank.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +44,7 @@ from torch import nn
 from sngan.models.constraints import clip_weights_
 from sngan.models.sampling import sample_y, sample_z
 from sngan.training.augment import Augment
-from sngan.training.losses import Loss, gradient_penalty, interpolates, orthonormal_penalty
+from sngan.training.losses import Loss, gradient_penalty, interpolates
 from sngan.training.speed import Speed, autocast, mark_step, memory_format
 from sngan.utils import distributed
 from sngan.utils.distributed import all_agree
@@ -56,7 +57,8 @@ class DRules:
     """What D's updates do beyond the loss (the constraint group's constants; zeros and None: nothing)."""
 
     gp_weight: float = 0.0  # lambda of the gradient penalty at interpolates of real and fake (WGAN-GP, GAN-GP)
-    ortho_weight: float = 0.0  # coefficient of the orthonormal penalty (Brock et al.)
+    penalty: Callable[[nn.Module], torch.Tensor] | None = None  # a term of D's loss from D's weights (orthonormal)
+    penalty_weight: float = 0.0  # its coefficient
     clip: float | None = None  # D's weights clamped to [-clip, clip] after every D update
     batch_stats: bool = False  # BatchNorm in D: real and fake in separate calls, D in train mode in the G update
 
@@ -186,11 +188,12 @@ def _read_d(
 def _penalty(
     discriminator: nn.Module, out_mixed: torch.Tensor, mixed: torch.Tensor | None, rules: DRules
 ) -> torch.Tensor | None:
-    """The constraint's term of D's loss: lambda * the gradient penalty, or the orthonormal one, or None."""
+    """The constraint's term of D's loss: lambda * the gradient penalty, or its weight penalty (the orthonormal
+    one) times its constant, or None."""
     if mixed is not None:
         return rules.gp_weight * gradient_penalty(out_mixed, mixed)
-    if rules.ortho_weight:
-        return rules.ortho_weight * orthonormal_penalty(discriminator)
+    if rules.penalty is not None and rules.penalty_weight:
+        return rules.penalty_weight * rules.penalty(discriminator)
     return None
 
 
