@@ -17,6 +17,7 @@ import os
 import torch
 
 from sngan import train
+from sngan.cli import build
 from sngan.metrics import scoring
 from sngan.training import speed, wrappers
 
@@ -39,10 +40,10 @@ elif fault in ("compile", "compile_rank1", "compile_rank1_d"):
             raise RuntimeError("Triton: no usable C compiler for this GPU")
         return gm.forward
 
-    real_resolve = train.resolve
+    real_resolve = build.resolve
     speed.compiler_for = lambda device: True  # the backend needs no compiler
     wrappers.compiled = lambda net, mode: net if mode == "none" else torch.compile(net, backend=backend)
-    train.resolve = lambda device, precision, tf32, compile, *rest: real_resolve(
+    build.resolve = lambda device, precision, tf32, compile, *rest: real_resolve(
         device, precision, tf32, "default" if compile == "auto" else compile, *rest
     )
 train.launch()

@@ -295,7 +295,7 @@ def test_a_checkpoint_samples_and_exports_the_same_whatever_augment_was(tmp_path
 def test_dataset_limit_trains_on_a_fixed_subset_and_scores_against_the_whole_split(tmp_path, monkeypatch):
     """10% of CIFAR-10 is dataset.limit=5000: the same images whatever the run's seed, the labels with them;
     the FID reference keeps the whole split (what small-data papers compare with)."""
-    from sngan import train as train_command
+    from sngan.cli import start as train_command  # where the train command makes its scorer
     from sngan.data import load_images
 
     data = load_images("synthetic", "data", 32, synthetic_size=200)

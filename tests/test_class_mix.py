@@ -227,6 +227,7 @@ def test_exports_without_or_with_damaged_counts(imbalanced_run, tmp_path):
 
 def test_a_folders_reference_set_spreads_over_its_subfolders_and_follows_its_contents(tmp_path, monkeypatch):
     import sngan.metrics.class_scoring
+    import sngan.metrics.reference
     import sngan.metrics.scoring
     from sngan.data import load_images
     from sngan.metrics.class_scoring import class_reference_stats
@@ -240,8 +241,7 @@ def test_a_folders_reference_set_spreads_over_its_subfolders_and_follows_its_con
         embedded.append(images)
         return images.flatten(1)[:, ::700].double().numpy(), None
 
-    for module in (sngan.metrics.scoring, sngan.metrics.class_scoring):
-        monkeypatch.setattr(module, "extract", features)
+    monkeypatch.setattr(sngan.metrics.reference, "extract", features)  # the reference images' one feature pass
     root = make_folder(tmp_path / "images")
     dataset = dataset_cfg("folder", root=str(root), resolution=32)
     inception = inception_cfg(stats_dir=str(tmp_path / "stats"), batch_size=64, dims=64)

@@ -219,9 +219,9 @@ def write_folder(root, n=3):
 
 def count_decodes(monkeypatch, name="load_folder"):
     import sngan.data.folders
-    import sngan.data.sources
+    import sngan.data.torchvision_sets
 
-    module = sngan.data.folders if name == "load_folder" else sngan.data.sources
+    module = sngan.data.folders if name == "load_folder" else sngan.data.torchvision_sets
     calls = []
     real = getattr(module, name)
     monkeypatch.setattr(module, name, lambda *a, **k: calls.append(1) or real(*a, **k))

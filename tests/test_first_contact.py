@@ -71,7 +71,7 @@ class Backend:
 @pytest.fixture
 def failing_compile(monkeypatch):
     """``train.compile`` through ``Backend``; ``auto`` picks compile=default, as it does on a CUDA GPU."""
-    from sngan import train as train_command
+    from sngan.cli import build as train_command  # where the train command resolves its speed settings
     from sngan.training import speed
 
     backend = Backend(0)
@@ -184,7 +184,7 @@ def test_an_error_the_eager_step_meets_too_is_the_runs_own_and_out_of_memory_is_
 
 
 def test_an_evaluation_that_runs_out_of_memory_is_skipped_and_training_goes_on(tmp_path, capsys, monkeypatch):
-    from sngan.training import loop
+    from sngan.training import evaluation as loop
 
     real, calls = loop.evaluate_synthetic, []
 

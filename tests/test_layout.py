@@ -120,7 +120,7 @@ def test_no_module_imports_another_modules_private_names():
 def test_the_graph_sees_the_imports_it_should():
     edges = graph()
     assert "sngan.training.loop" in edges["sngan.cli.start"]
-    assert "sngan.data.cache" in edges["sngan.data.sources"]  # "from sngan.data import cache as ..."
+    assert "sngan.data.cache" in edges["sngan.data.folders"]  # "from sngan.data import cache as ..."
     assert "sngan.models" in edges["sngan.models.cnn"]  # relative "from . import MODELS"
 
 
