@@ -4,6 +4,7 @@ that need it; and the plan for pytest-xdist's workers (``-n auto`` in pyproject)
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,18 @@ def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict
     run_dir = tmp_path_factory.mktemp("quickstart")
     result = run_training(run_dir, ["experiment=quickstart", "seed=6"])
     return run_dir, result
+
+
+@pytest.fixture(scope="session", autouse=True)
+def small_inception_inputs() -> Iterator[None]:
+    """In this process the Inception network reads 75x75 inputs (its smallest), not pytorch-fid's 299x299:
+    a sixteenth of the work, and nothing a test here asserts depends on the size (the networks are random).
+    Commands the tests start as processes of their own read 299x299, as users' do."""
+    from sngan.metrics import inception
+
+    inception.INPUT_SIZE = 75
+    yield
+    inception.INPUT_SIZE = 299
 
 
 @pytest.fixture(scope="session")

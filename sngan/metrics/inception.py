@@ -108,6 +108,9 @@ def resolve_weights(path: str | None = None, download: bool = True) -> Weights:
     return Weights(file, digest.hexdigest())
 
 
+INPUT_SIZE = 299  # pytorch-fid's (and every published FID's): images are resized to 299x299 before the network
+
+
 class InceptionFeatures(nn.Module):
     """images in [0, 1] -> (features [N, dims] in fp32, logits [N, 1008] or None)."""
 
@@ -141,7 +144,7 @@ class InceptionFeatures(nn.Module):
     def forward(self, images: torch.Tensor, logits: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``logits=False`` stops at the feature block (reference statistics need no logits)."""
         logits = logits and self.with_logits
-        x = F.interpolate(images.float(), size=(299, 299), mode="bilinear", align_corners=False)
+        x = F.interpolate(images.float(), size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
         x = (2 * x - 1).contiguous(memory_format=self.memory_format)
         features = None
         last = 3 if logits else DIMS[self.dims]
