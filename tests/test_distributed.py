@@ -84,7 +84,10 @@ def test_data_order_does_not_depend_on_the_number_of_ranks(ddp_run, tmp_path, wi
     assert torch.equal(two["sampler"]["generator"], one["sampler"]["generator"])
 
 
-def test_fid_from_features_gathered_over_ranks_equals_the_one_process_number(ddp_run, with_inception):
+def test_fid_from_features_gathered_over_ranks_equals_the_one_process_number(ddp_run, with_inception, monkeypatch):
+    from sngan.metrics import inception as inception_module
+
+    monkeypatch.setattr(inception_module, "INPUT_SIZE", 299)  # as the torchrun processes read their images
     run_dir, env = ddp_run[0][0], ddp_run[1]
     logged = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     assert logged["step"] == 4
