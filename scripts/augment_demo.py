@@ -130,60 +130,46 @@ def smoothed(curve: list[tuple[int, float]], n: int = 10) -> list[tuple[int, flo
     return [(step, sum(window) / len(window)) for (step, _), window in zip(curve, windows)]
 
 
-def plot(runs: dict[str, dict], path: Path, size: tuple[int, int] = (720, 620)) -> None:
-    """Two panels against the step, the legend below; drawn with PIL (no plotting library needed). Above:
-    r_t as logged while training (each point the mean of ten) of both runs, and ADA's p. Below: each saved
-    D's r_t, unaugmented, on the training photographs (filled dots) and on the held-out ones (hollow): D
-    memorizes where they part."""
-    from PIL import Image, ImageDraw, ImageFont
+def plot(runs: dict[str, dict], path: Path) -> None:
+    """Two panels against the generator step, each with its legend (the numbers are curves.csv beside it).
+    Above: r_t as logged while training (each point the mean of ten) of both runs, and ADA's p. Below: each
+    saved D's r_t, unaugmented, on the training photographs (filled dots) and on the held-out ones (hollow):
+    D memorizes where they part."""
+    import matplotlib
 
-    font = ImageFont.load_default(size=12)
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
-    def text(at: tuple[float, float], words: str, fill: object) -> None:  # word by word: the font's space is 3 px
-        left = at[0]
-        for word in words.split(" "):
-            draw.text((left, at[1]), word, fill=fill, font=font)
-            left += font.getlength(word) + 4
-
-    w, h, m, legend = *size, 40, 90  # the margin, and the band below the panels for the axis and the legend
-    img = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(img)
-    last = max(step for run in runs.values() for step, _ in run["curves"]["augment/rt"]) or 1
-    x = lambda step: m + (w - 2 * m) * step / last  # noqa: E731
-    panel = (h - legend - 3 * m // 2) // 2
-    tops = (m // 2, m + panel)
-    red, blue, green = (200, 0, 0), (0, 0, 200), (0, 150, 0)
-    titles = ("r_t while training (mean of 10 logged points), and ADA's p",
-              "saved D, unaugmented: r_t on the training photographs (filled) and held-out ones (hollow)")  # fmt: skip
-    for top, title in zip(tops, titles):
-        draw.rectangle([m, top, w - m, top + panel], outline="black")
-        text((m, top - 15), title, "black")  # above its panel
-        for v, label in ((1, "1"), (0.6, "0.6"), (0, "0"), (-1, "-1")):
-            ty = top + panel * (1 - v) / 2
-            draw.line([m, ty, w - m, ty], fill=(220, 220, 220))
-            text((4, ty - 7), label, "black")
-    y = lambda top, v: top + panel * (1 - v) / 2  # noqa: E731  r_t and p in [-1, 1]
+    fig, (above, below) = plt.subplots(2, 1, figsize=(7.2, 6.2), sharex=True)
     curves = {name: run["curves"] for name, run in runs.items()}
-    above = [(smoothed(curves["none"]["augment/rt"]), red), (smoothed(curves["ada"]["augment/rt"]), blue),
-             (curves["ada"]["augment/p"], green)]  # fmt: skip
-    for curve, colour in above:
-        if len(curve) > 1:
-            draw.line([(x(s), y(tops[0], v)) for s, v in curve], fill=colour, width=2)
-    for name, colour in (("none", red), ("ada", blue)):
-        for tag, filled in (("heldout/rt_train", True), ("heldout/rt_heldout", False)):
-            points = [(x(s), y(tops[1], v)) for s, v in curves[name].get(tag, [])]
-            if len(points) > 1:
-                draw.line(points, fill=colour, width=1)
-            for px, py in points:
-                draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=colour if filled else "white", outline=colour)
-    base = tops[1] + panel
-    text((w // 2 - 30, base + 6), f"step (0-{last})", "black")
-    for i, (label, colour) in enumerate(
-        (("no augmentation (augment=ada, p = 0: r_t measured, nothing applied)", red),
-         ("augment=ada: p adapted toward r_t = 0.6", blue), ("ADA's p", green))
-    ):  # fmt: skip
-        text((m, base + 28 + 16 * i), label, colour)
-    img.save(path)
+    colours = {"none": "tab:red", "ada": "tab:blue"}
+    names = {"none": "no augmentation (augment=ada, p = 0: r_t measured)", "ada": "augment=ada (target r_t = 0.6)"}
+    for name, colour in colours.items():
+        steps, values = zip(*smoothed(curves[name]["augment/rt"])) if curves[name]["augment/rt"] else ((), ())
+        above.plot(steps, values, color=colour, label=f"r_t, {names[name]}")
+        for tag, filled, where in (("heldout/rt_train", True, "training"), ("heldout/rt_heldout", False, "held-out")):
+            points = curves[name].get(tag, [])
+            if points:
+                steps, values = zip(*points)
+                below.plot(steps, values, color=colour, marker="o", markerfacecolor=colour if filled else "white",
+                           label=f"{names[name].split(' (')[0]}: {where} photographs")  # fmt: skip
+    if curves["ada"]["augment/p"]:
+        steps, values = zip(*curves["ada"]["augment/p"])
+        above.plot(steps, values, color="tab:green", label="ADA's p")
+    above.axhline(0.6, color="grey", linewidth=0.8, linestyle="--")
+    above.set_title("r_t while training (mean of 10 logged points), and ADA's p", fontsize=10)
+    above.set_ylabel("r_t = E[sign(D(real))], p")
+    below.set_title("saved D, unaugmented: r_t on the training photographs (filled) and held-out ones (hollow)",
+                    fontsize=10)  # fmt: skip
+    below.set_ylabel("r_t of the saved D")
+    below.set_xlabel("generator step")
+    for ax in (above, below):
+        ax.set_ylim(-1.05, 1.05)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def main() -> None:

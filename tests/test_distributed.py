@@ -267,6 +267,8 @@ def test_ranks_take_even_contiguous_shares_of_batches_and_generated_images():
     one = torch.cat(list(generated_batches(Sampler(), 23, 5)))
     parts = [torch.cat(list(generated_batches(Sampler(), 23, 5, rank, 2))) for rank in range(2)]
     assert torch.equal(one, torch.cat(parts))
+    with pytest.raises(TypeError, match="needs a Sampler"):  # a later share of a function that cannot skip
+        list(generated_batches(lambda n: torch.zeros(n, 3, 2, 2), 23, 5, 1, 2))
     assert rank_seed(3, 0) == 3 and len({rank_seed(3, r) for r in range(4)} | {rank_seed(3, 1, 10)}) == 5
     assert rank_seed(-1, 1) != rank_seed(1, 1)  # negative seeds too
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -42,16 +43,29 @@ def uint8_batches(images: torch.Tensor, batch: int) -> Iterator[torch.Tensor]:
         yield images[i : i + batch]
 
 
+@runtime_checkable
+class Sampler(Protocol):
+    """What images are drawn from: ``sampler(n)``, the next n images in [-1, 1]; ``skip(n)``, drawing the next
+    n's noise without generating them, so that a rank generating a later share of a sample set begins where
+    the ranks before it end (``sngan.inference.SeededSampler`` is one)."""
+
+    def __call__(self, n: int) -> torch.Tensor: ...
+
+    def skip(self, n: int) -> None: ...
+
+
 def generated_batches(
     sample_fn: Callable[[int], torch.Tensor], n: int, batch: int, rank: int = 0, world: int = 1
 ) -> Iterator[torch.Tensor]:
     """``n`` generated images as uint8 batches (rounded as a PNG would be). With ``world`` > 1, only the
-    ``rank``-th contiguous share of the batches; the batches before it are skipped with
-    ``sample_fn.skip(k)``, which draws their noise, so the shares together are the one-process set."""
+    ``rank``-th contiguous share of the batches; ``sample_fn`` is then a ``Sampler``, whose ``skip`` draws the
+    noise of the batches before the share, so the shares together are the one-process set."""
     sizes = [min(batch, n - i) for i in range(0, n, batch)]
     first, last = shard(len(sizes), rank, world)
+    if first and not isinstance(sample_fn, Sampler):
+        raise TypeError("a sample set shared over ranks needs a Sampler (one that can skip), such as SeededSampler")
     for k in sizes[:first]:
-        sample_fn.skip(k)  # type: ignore[attr-defined]
+        sample_fn.skip(k)
     for k in sizes[first:last]:
         x = sample_fn(k).detach().float()
         yield ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
