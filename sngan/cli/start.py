@@ -22,7 +22,7 @@ from sngan.metrics.inception import InceptionFeatures, Weights
 from sngan.metrics.reference import load_dataset
 from sngan.metrics.scoring import Scorer, load_extractor, make_scorer
 from sngan.training import dry_run, stopping
-from sngan.training.loop import train_loop
+from sngan.training.loop import Loop
 from sngan.training.monitoring import custom_scalars_layout
 from sngan.training.resume import find_resume, finished_note, resume_from, set_aside_later
 from sngan.training.speed import Speed, set_backends
@@ -172,7 +172,7 @@ def train(
             tracker.images("data/real", to_float(data.images[: cfg.train.grid_size]), 0)
         save = make_saver(run_dir, config, info, cfg.train.keep_checkpoints)
         fell_back = record_fallback(run_dir, info, here.is_main)
-        result = train_loop(run, plan_of(cfg), data, tracker, save, stop, scorer, monitor, speed, fell_back)
+        result = Loop(run, plan_of(cfg), data, tracker, save, stop, scorer, monitor, speed, fell_back).train()
         ok = True
         return result
     finally:

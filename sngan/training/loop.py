@@ -26,7 +26,6 @@ from sngan.training.monitoring import Monitor
 from sngan.training.progress import Progress
 from sngan.training.speed import GraphCheck, Speed
 from sngan.training.state import Run
-from sngan.training.step import EAGER
 from sngan.training.stopping import GracefulStop, Interrupted, TimeLimit, WallClock
 from sngan.training.tracking import Tracker
 from sngan.training.wrappers import CompileTrial, probe_compiled
@@ -107,8 +106,10 @@ def sample_grids(tracker: Tracker, run: Run) -> None:
 
 
 class Loop:
-    """What the loop works with: the run, its plan, where its numbers, images and checkpoints go, and the
-    trial of a compiled step; its methods are the loop's longer blocks."""
+    """The training loop (``Loop(...).train()``) and what it works with: the run, its plan, where its numbers,
+    images and checkpoints go (``save(run)``), the stop signals, and the trial of a compiled step
+    (``fell_back`` hears of a compile that fell back to eager); its other methods are the loop's longer
+    blocks."""
 
     def __init__(
         self,
@@ -137,7 +138,7 @@ class Loop:
         self.first = run.step
         self.kept = StepGuard(run) if plan.iteration.on_nonfinite == "stop" else None  # its buffers last the run
 
-    def train(self) -> tuple[Outcome, bool]:
+    def iterate(self) -> tuple[Outcome, bool]:
         """One generator iteration (and whether the monitor reads this step). Out of memory in the first step
         means settings too big for this machine: an error that names them. A failed update under
         on_nonfinite=stop: the state after the last completed step is saved, and NonFiniteError raised."""
@@ -163,7 +164,11 @@ class Loop:
         signum, save_due, out_of_time = distributed.max_over_ranks(
             [self.stop.requested or 0, int(wall.save_due()), int(wall.out_of_time())]
         )
-        return signum, bool(save_due), bool(signum) or (bool(out_of_time) and self.run.step < self.plan.schedule.steps)
+        return (
+            signum,
+            bool(save_due),
+            bool(signum) or (bool(out_of_time) and self.run.step < self.plan.schedule.steps),
+        )
 
     def log(self, outcome: Outcome) -> None:
         """Losses and D outputs averaged over ranks, the learning rates this step used and the speed."""
@@ -185,54 +190,44 @@ class Loop:
             self.progress.saved(self.save(run, best=True), run.step)
         return found or result
 
-
-def train_loop(
-    run: Run,
-    plan: Plan,
-    data: ImageData,
-    tracker: Tracker,
-    save: Callable[..., Path],
-    stop: GracefulStop,
-    scorer: Scorer | None = None,
-    monitor: Monitor | None = None,
-    speed: Speed = EAGER,
-    fell_back: Callable[[Speed, str], None] | None = None,
-) -> dict[str, float]:
-    """Train ``run`` to ``plan.schedule.steps`` generator iterations as the schedule says; returns the last
-    evaluation's numbers. ``save(run)`` writes the rolling checkpoint (``keep=True``: unless it exists;
-    ``best=True``: best.pt). Raises Interrupted (a signal), TimeLimit (max_minutes) and, under
-    on_nonfinite=stop, NonFiniteError, each after saving."""
-    loop = Loop(run, plan, data, tracker, save, stop, scorer, monitor, speed, fell_back)
-    s, result = plan.schedule, {}
-    try:
-        while run.step < s.steps:
-            # Train: n_dis D updates and one G update (iteration.py).
-            outcome, monitor_due = loop.train()
-            # Agree on saving and stopping (a signal or the wall clock on any rank): every rank decides alike, and
-            # a stop skips sampling and evaluation so the checkpoint is written within the scheduler's grace.
-            signum, save_due, stopping = loop.agree()
-            # Log (losses and D outputs averaged over ranks: the global batch's values).
-            if logged := due(run.step, s.log_every, s.steps):
-                loop.log(outcome)
-            loop.progress.update(run.step, logged)
-            # Monitor spectral norms, gradient norms and D's outputs (reads only: training is unchanged).
-            if monitor is not None and monitor_due:
-                grads = {k: v for k, v in outcome.stats.items() if k.startswith("grad_norm")}
-                monitor.log(run.generator, run.discriminator, run.fixed_z, tracker, run.step, run.fixed_y, grads)
-            # Sample a grid from the fixed z.
-            if loop.here.is_main and not stopping and due(run.step, s.sample_every, s.steps):
-                sample_grids(tracker, run)
-            # Evaluate.
-            if not stopping and due(run.step, s.eval_every, s.steps):
-                result = loop.evaluate(result)
-            # Save on schedule, every checkpoint_minutes, on a signal (any rank's) or at max_minutes; stop if asked.
-            if due(run.step, s.checkpoint_every, s.steps) or signum or save_due:
-                loop.progress.saved(save(run), run.step)
-                loop.wall.saved()
-            if signum:
-                raise Interrupted(signum, run.step)
-            if stopping:
-                raise TimeLimit(s.max_minutes or 0.0, run.step)
-    finally:
-        loop.progress.close()
-    return result
+    def train(self) -> dict[str, float]:
+        """Train to ``plan.schedule.steps`` generator iterations as the schedule says; returns the last
+        evaluation's numbers. ``save(run)`` writes the rolling checkpoint (``keep=True``: unless it exists;
+        ``best=True``: best.pt). Raises Interrupted (a signal), TimeLimit (max_minutes) and, under
+        on_nonfinite=stop, NonFiniteError, each after saving."""
+        run, s, tracker, monitor = self.run, self.plan.schedule, self.tracker, self.monitor
+        result: dict[str, float] = {}
+        try:
+            while run.step < s.steps:
+                # Train: n_dis D updates and one G update (iteration.py).
+                outcome, monitor_due = self.iterate()
+                # Agree on saving and stopping (a signal or the wall clock on any rank): every rank decides
+                # alike, and a stop skips sampling and evaluation so the checkpoint is written within the
+                # scheduler's grace.
+                signum, save_due, stopping = self.agree()
+                # Log (losses and D outputs averaged over ranks: the global batch's values).
+                if logged := due(run.step, s.log_every, s.steps):
+                    self.log(outcome)
+                self.progress.update(run.step, logged)
+                # Monitor spectral norms, gradient norms and D's outputs (reads only: training is unchanged).
+                if monitor is not None and monitor_due:
+                    grads = {k: v for k, v in outcome.stats.items() if k.startswith("grad_norm")}
+                    monitor.log(run.generator, run.discriminator, run.fixed_z, tracker, run.step, run.fixed_y, grads)
+                # Sample a grid from the fixed z.
+                if self.here.is_main and not stopping and due(run.step, s.sample_every, s.steps):
+                    sample_grids(tracker, run)
+                # Evaluate.
+                if not stopping and due(run.step, s.eval_every, s.steps):
+                    result = self.evaluate(result)
+                # Save on schedule, every checkpoint_minutes, on a signal (any rank's) or at max_minutes; stop
+                # if asked.
+                if due(run.step, s.checkpoint_every, s.steps) or signum or save_due:
+                    self.progress.saved(self.save(run), run.step)
+                    self.wall.saved()
+                if signum:
+                    raise Interrupted(signum, run.step)
+                if stopping:
+                    raise TimeLimit(s.max_minutes or 0.0, run.step)
+        finally:
+            self.progress.close()
+        return result
