@@ -28,6 +28,7 @@ from sngan.models import MODELS, build_models
 from sngan.models.sampling import label_cdf, sample_y
 from sngan.utils import checkpoint as ckpt
 from sngan.utils.outputs import named
+from sngan.utils.plugins import import_modules
 
 EXPORT_FORMAT = "sngan-generator/1"
 EVAL_SEED_OFFSET = 12345  # evaluations draw z from seed + this, in training and in python -m sngan.evaluate
@@ -112,7 +113,8 @@ def _build(
     if name not in MODELS.names():
         raise ckpt.CheckpointError(
             f"'{path}' describes model {name!r}, which this sngan does not know (known: "
-            f"{', '.join(MODELS.names())}). Use the sngan release that wrote it."
+            f"{', '.join(MODELS.names())}). Use the sngan release that wrote it, or, for a model of your own, "
+            f"make the module that registers it importable (the run's imports= names it)."
         )
     if model.get("conditional") and not classes:
         raise ckpt.CheckpointError(f"'{path}' describes a class-conditional generator but lists no classes.")
@@ -155,6 +157,7 @@ def generator_from_state(
     """(generator in eval mode on the CPU, facts about it) from a loaded training checkpoint."""
     use_ema = _pick_ema(state, ema, path)
     config = state.get("config") or {}
+    import_modules(config.get("imports"))  # the run's own registrations (a model of its own)
     generator = _build(config.get("model", {}), path, state.get("classes"), state.get("class_counts"))
     _load_weights(generator, state["ema" if use_ema else "generator"], path)
     info = {
@@ -168,7 +171,7 @@ def generator_from_state(
         "ema": use_ema,
         "step": int(state["step"]),
         "source": str(Path(path).resolve()),
-    }
+    } | ({"imports": list(config["imports"])} if config.get("imports") else {})
     return generator.eval(), info
 
 
@@ -199,6 +202,7 @@ def load_generator(path: str | Path, ema: str | bool | None = "auto", device: st
         if not path.is_file():
             raise ckpt.CheckpointError(f"Exported generator '{path}' does not exist.")
         model = {key: meta.get(key) for key in ("z_dim", "width", "conditional")} | {"name": meta.get("model")}
+        import_modules(meta.get("imports"))  # an export of a model of one's own
         generator = _build(model, path, meta.get("classes"), meta.get("class_counts"))
         try:
             weights = load_file(str(path))

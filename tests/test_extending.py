@@ -124,17 +124,21 @@ def test_a_dataset_a_measure_and_a_model_of_ones_own_train_and_evaluate(tmp_path
     logged.Reload()
     penalty = [event.value for event in logged.Scalars("penalty/d")]
     assert penalty and all(0 < value < 1 for value in penalty), penalty  # logged at the last step
-    # The checkpoint stores imports=[toy_plugin]: evaluate finds the run's dataset (for its reference
-    # statistics) and model through it; its own imports= names the rule's measure.
+    # Evaluate: its own imports= names the rule's measure; the run's dataset and model come through them too.
     evaluate = sngan("evaluate", [*own, f"ckpt={run}", "metrics=toy_rule", "batch_size=10", "device=cpu"], tmp_path)
     assert evaluate.returncode == 0, evaluate.stderr
+    assert "feature_norm=" in evaluate.stderr  # the printed rows show the measure of one's own
     table = json.loads((run / "eval_toy_rule.json").read_text())
-    assert table["rule"] == "toy_rule" and "kid" not in table  # the measures' descriptions: KID is not among them
+    assert table["rule"] == "toy_rule" and table["measures"] == ["fid", "feature_norm"] and "kid" not in table
     rows = {row["network"]: row for row in table["results"]}
     assert set(rows) == {"g", "ema"}
     # The same seed and weights: evaluate reproduces the numbers the run logged at the same step.
     assert rows["ema"]["feature_norm"] == pytest.approx(last["ema/toy_rule/feature_norm"], rel=1e-6)
     assert rows["g"]["fid"] == pytest.approx(last["toy_rule/fid"], rel=1e-6)
+    # The checkpoint stores imports=[toy_plugin]: sample builds the toy generator without being told.
+    sample = sngan("sample", [f"ckpt={run}/checkpoints/ckpt_00000002.pt", "n=2", f"out={tmp_path / 'png'}"], tmp_path)
+    assert sample.returncode == 0, sample.stderr
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["000000.png", "000001.png"]
 
 
 def test_a_module_of_imports_that_cannot_be_imported_or_an_unknown_measure_is_one_paragraph_naming_it():
@@ -146,3 +150,11 @@ def test_a_module_of_imports_that_cannot_be_imported_or_an_unknown_measure_is_on
         validated(compose_cfg(["experiment=quickstart", "imports=[no_such_plugin]"]))
     with pytest.raises(ConfigError, match=r"metrics.measures=\['fid', 'nope'\].*list one or more of: fid, is, kid"):
         validated(compose_cfg(["experiment=quickstart", "metrics=fid_paper", "metrics.measures=[fid,nope]"]))
+    from hydra import compose, initialize_config_module
+
+    from sngan.cli.command_settings import check_evaluate
+
+    with initialize_config_module(config_module="sngan.configs", version_base="1.3"):
+        raw = compose(config_name="evaluate", overrides=["images=x.npz", "dataset=cifar10", "dataset.name=toy"])
+    with pytest.raises(ConfigError, match=r"dataset.name='toy'.*choose one of: cifar10, cifar100, folder"):
+        check_evaluate(raw)  # a dataset nothing registered (no imports=): said, not a traceback

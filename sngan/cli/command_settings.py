@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 from omegaconf import DictConfig, OmegaConf
 
-from sngan.cli.settings import import_modules
 from sngan.cli.validation import validate_inception, validate_metrics
 from sngan.config import ConfigError, DatasetConfig, InceptionConfig, MetricsConfig, invalid, to_schema
 from sngan.data import DATASETS, native_resolution
+from sngan.utils.plugins import import_modules
 
 
 @dataclass
@@ -78,6 +78,8 @@ def check_evaluate(cfg: DictConfig) -> EvaluateConfig:
         raise ConfigError("Invalid configuration: metrics=none evaluates nothing; pick a rule such as "
                           "metrics=fid_paper, fid50k_train or fid10k_test.")  # fmt: skip
     check_what_to_score(typed)
+    if typed.dataset is not None and typed.dataset.name not in DATASETS:
+        raise invalid("dataset.name", typed.dataset.name, f"choose one of: {', '.join(DATASETS.names())}")
     # ckpt=: the split is checked against the run's dataset when the checkpoint is read (evaluate.run_dataset)
     validate_metrics(typed.metrics, typed.inception, typed.dataset.name if typed.dataset is not None else None)
     if typed.dataset is not None:

@@ -12,6 +12,7 @@ from sngan.config import ConfigError
 from sngan.data import DatasetError
 from sngan.metrics.inception import InceptionError
 from sngan.metrics.reference import MetricsError
+from sngan.registry import UnknownNameError
 from sngan.training.stopping import keep_an_answered_stop
 from sngan.utils.checkpoint import CheckpointError
 from sngan.utils.memory import OutOfMemory
@@ -23,7 +24,7 @@ __all__ = ["USER_ERRORS", "OutputError", "ensure_folder", "output_error", "run_o
 # Errors whose message is the whole story (what went wrong, what to do).
 USER_ERRORS: tuple[type[Exception], ...] = (
     ConfigError, DatasetError, DeviceError, CheckpointError, InceptionError, MetricsError, OutputError, FolderBusy,
-    OutOfMemory,
+    OutOfMemory, UnknownNameError,
 )  # fmt: skip
 
 

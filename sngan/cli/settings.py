@@ -5,7 +5,6 @@ settings: command_settings.py."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import torch
@@ -18,20 +17,7 @@ from sngan.models import CONSTRAINTS, MODELS
 from sngan.training.losses import LOSSES
 from sngan.training.resume import stored_constraint
 from sngan.utils.distributed import Dist
-
-
-def import_modules(names: list[str]) -> None:
-    """Import the modules of ``imports=`` (a dataset, measure, model or loss of your own registers itself there),
-    before the settings that name it are checked."""
-    for name in names:
-        try:
-            importlib.import_module(str(name))
-        except Exception as exc:  # ImportError, or the module's own error
-            raise ConfigError(
-                f"Invalid configuration: imports=[{name}]: the module cannot be imported ({type(exc).__name__}: "
-                f"{exc}). Check its name and that its folder is on the path (the working folder is, with python -m), "
-                f"or drop it from imports."
-            ) from exc
+from sngan.utils.plugins import import_modules
 
 
 def check_train(raw: DictConfig) -> TrainConfig:
@@ -94,6 +80,7 @@ def check_stored(config: dict[str, Any], provenance: dict[str, Any] | None = Non
     none that a source does not read) take the values of today's config files for its model, dataset and
     loss. A model, dataset or loss this version does not have is refused, naming the version that wrote
     the checkpoint (``provenance``: the checkpoint's record of it)."""
+    import_modules(config.get("imports"))  # the run's own registrations, before its names are checked
     known = {"model": MODELS.names(), "dataset": list(DATASETS), "loss": LOSSES.names()}
     known["constraint"] = CONSTRAINTS.names()
     for group, names in known.items():

@@ -119,7 +119,9 @@ KEYS = ("fid", "is_mean", "is_std", "kid_mean", "kid_std", "precision", "recall"
 
 
 def format_values(row: dict[str, Any]) -> str:
-    return "  ".join(f"{k}={row[k]:.4f}" for k in KEYS if k in row)
+    """The row's numbers: the built-in measures' in their order, then those of measures of one's own."""
+    own = [k for k, v in row.items() if k not in KEYS and "/" not in k and isinstance(v, float)]
+    return "  ".join(f"{k}={row[k]:.4f}" for k in [*(k for k in KEYS if k in row), *own])
 
 
 def format_row(rule: str, row: dict[str, Any]) -> str:

@@ -192,14 +192,14 @@ def validate_metrics(metrics: MetricsConfig, inception: InceptionConfig, dataset
     for key in ("n_fake", "is_split_size", "is_splits", "kid_subsets", "kid_subset_size"):
         if getattr(metrics, key) < (2 if key != "is_splits" else 1):
             raise invalid(f"metrics.{key}", getattr(metrics, key), "it must be at least 2 (1 for is_splits)")
-    if metrics.prdc_n != 0 and not 10 <= metrics.prdc_n <= PRDC_MAX:
+    if "prdc" in metrics.measures and metrics.prdc_n != 0 and not 10 <= metrics.prdc_n <= PRDC_MAX:
         raise invalid(
             "metrics.prdc_n", metrics.prdc_n,
             f"it must be 0 (no precision/recall/density/coverage) or between 10 and {PRDC_MAX:,} (the real "
             f"features a statistics file keeps)",
         )  # fmt: skip
     for key, k in (("n_fake", 3), ("n_real", 5)):  # precision/recall's k = 3, density/coverage's k = 5
-        if metrics.prdc_n and (getattr(metrics, key) or k + 1) <= k:
+        if "prdc" in metrics.measures and metrics.prdc_n and (getattr(metrics, key) or k + 1) <= k:
             raise invalid(
                 f"metrics.{key}", getattr(metrics, key),
                 f"precision/recall/density/coverage need more than {k} {key.split('_')[1]} images; give more, or "
@@ -212,7 +212,11 @@ def validate_metrics(metrics: MetricsConfig, inception: InceptionConfig, dataset
         raise invalid("metrics.measures", metrics.measures, f"list one or more of: {', '.join(MEASURES.names())}")
     if metrics.real_split not in ("train", "test"):
         raise invalid("metrics.real_split", metrics.real_split, "choose train (the training split) or test")
-    if metrics.real_split == "test" and dataset in DATASETS and not DATASETS.get(dataset).test_split:
+    if (
+        metrics.real_split == "test"
+        and dataset is not None
+        and not (dataset in DATASETS and DATASETS.get(dataset).test_split)
+    ):
         raise ConfigError(
             f"Invalid configuration: metrics '{metrics.name}' compares with the test split, but dataset "
             f"'{dataset}' has none. Use a rule on the training split (metrics=fid_paper or fid50k_train)."

@@ -17,6 +17,7 @@ from sngan.config.load import (
     unknown_setting,
 )
 from sngan.config.schema import (
+    DEFAULT_MEASURES,
     LIMIT_SEED,
     AugmentConfig,
     ConfigError,
@@ -33,6 +34,7 @@ from sngan.config.schema import (
 )
 
 __all__ = [
+    "DEFAULT_MEASURES",
     "LIMIT_SEED",
     "AugmentConfig",
     "ConfigError",

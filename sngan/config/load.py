@@ -48,7 +48,7 @@ def to_schema(cfg: DictConfig, schema_class: type = None) -> Any:  # type: ignor
         reason = str(getattr(exc, "msg", exc)).splitlines()[0]
         raise ConfigError(
             f"Invalid configuration: key '{key}' (value {value!r}): {reason}. "
-            f"Fix the override or the YAML file; the schema is sngan/config.py."
+            f"Fix the override or the YAML file; the schema is sngan/config/schema.py."
         ) from None
     _check_finite(typed)
     return typed

@@ -77,6 +77,9 @@ class LoopConfig:
     dry_run: bool  # build everything, print the plan (settings, sizes, schedule, disk), train nothing
 
 
+DEFAULT_MEASURES = ["fid", "is", "kid", "prdc"]  # what a metric rule computes unless it lists others
+
+
 @dataclass
 class MetricsConfig:
     """A metric rule (config group metrics/): how a number is computed; ``name`` labels every number it yields."""
@@ -84,14 +87,14 @@ class MetricsConfig:
     name: str  # none | fid_paper | fid_paper_final | fid50k_train | fid10k_test | a name of your own
     n_fake: int  # generated images for FID/KID/PRDC
     real_split: str  # train: the split the model trains on | test: the dataset's test split
-    n_real: int | None  # None: the whole split; else n_real of them (scoring.reference_index)
+    n_real: int | None  # None: the whole split; else n_real of them (metrics.reference.reference_index)
     is_split_size: int = 5_000  # images per Inception Score split (the SNGAN authors': 5,000)
     is_splits: int = 10  # IS takes the first is_split_size x is_splits generated images; one split: no IS std
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     prdc_n: int = 10_000  # real and generated features (at most) for precision/recall/density/coverage; 0: off
     stats: str | None = None  # a statistics .npz to use (e.g. a published one) instead of the cache
-    measures: list[str] = field(default_factory=lambda: ["fid", "is", "kid", "prdc"])  # sngan/metrics/measures.py
+    measures: list[str] = field(default_factory=lambda: list(DEFAULT_MEASURES))  # sngan/metrics/measures.py
 
     @property
     def is_images(self) -> int:

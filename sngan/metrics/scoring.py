@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sngan.config import DatasetConfig, InceptionConfig, MetricsConfig, metric_presets
+from sngan.config import DEFAULT_MEASURES, DatasetConfig, InceptionConfig, MetricsConfig, metric_presets
 from sngan.metrics.features import extract, generated_batches, uint8_batches
 from sngan.metrics.fid import (
     ReferenceStats,
@@ -101,7 +101,7 @@ class Scorer:
     def images(self, images: torch.Tensor) -> dict[str, float]:
         """The same numbers for given uint8 images (the caller picks them: FID takes the first ``rule.n_fake``),
         one process. Fewer than the rule's IS splits hold: no IS, and a note says why."""
-        if len(images) < self.rule.is_images:  # a smaller split would score lower under the same name
+        if "is" in self.rule.measures and len(images) < self.rule.is_images:  # a smaller split: lower IS
             print(f"note: no Inception Score: rule {self.rule.name} takes it over {self.rule.is_protocol()}; "
                   f"{len(images):,} images cannot fill them.", file=sys.stderr)  # fmt: skip
         features, logits = extract(self.extractor, uint8_batches(images, self.batch_size), self.device)
@@ -111,7 +111,9 @@ class Scorer:
         """What each of the rule's measures that says more than the rule's counts compares (KID's subsets,
         PRDC's k and counts), under its name."""
         described = {name: MEASURES.get(name).describe for name in self.rule.measures}
-        return {name: describe(self.rule, self.reference) for name, describe in described.items() if describe}
+        said = {name: describe(self.rule, self.reference) for name, describe in described.items() if describe}
+        # A rule of other measures than the default four says so (tables of the default keep their header).
+        return said | ({"measures": list(self.rule.measures)} if self.rule.measures != DEFAULT_MEASURES else {})
 
     def describe(self) -> dict[str, Any]:
         """What a number computed by this scorer means: stored beside every saved result."""

@@ -39,6 +39,12 @@ class Constraint:
     penalty: Callable[[nn.Module], torch.Tensor] | None = None  # a term of D's loss from D's weights
     weighted_by: str | None = None  # the constant that multiplies ``penalty`` (one of ``constants``)
 
+    def __post_init__(self) -> None:
+        if self.penalty is not None and self.weighted_by not in self.constants:
+            raise ValueError(
+                f"a penalty is weighted by one of the constants it reads ({self.constants}), not {self.weighted_by!r}"
+            )
+
 
 CONSTRAINTS: Registry[Constraint] = Registry("constraint")
 
