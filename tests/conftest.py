@@ -60,6 +60,22 @@ def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict
     return run_dir, result
 
 
+@pytest.fixture
+def train_cli(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> Any:
+    """``train_cli(*overrides, cwd=folder)``: ``python -m sngan.train`` in this process (helpers.run_command)."""
+    from helpers import run_command
+
+    return lambda *args, cwd: run_command(monkeypatch, capfd, "train", *args, cwd=cwd)
+
+
+@pytest.fixture
+def command_line(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> Any:
+    """``command_line(command, *overrides, cwd=folder)``: ``python -m sngan.<command>`` in this process."""
+    from helpers import run_command
+
+    return lambda command, *args, cwd: run_command(monkeypatch, capfd, command, *args, cwd=cwd)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def small_inception_inputs() -> Iterator[None]:
     """In this process the Inception network reads 75x75 inputs (its smallest), not pytorch-fid's 299x299:

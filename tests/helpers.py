@@ -4,6 +4,7 @@ in-process."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,30 @@ def dataset_cfg(name: str, **values: Any) -> DatasetConfig:
     """sngan/configs/dataset/<name>.yaml with ``values``."""
     raw = _composed("fid_stats", [f"dataset={name}"]).dataset
     return to_schema(OmegaConf.merge(raw, values), DatasetConfig)
+
+
+@dataclass
+class Done:
+    """What a command line did: its exit code and what it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_command(monkeypatch: Any, capfd: Any, command: str, *args: str, cwd: Path) -> Done:
+    """``python -m sngan.<command> ARGS`` in this process, from ``cwd``: its Hydra app as a user meets it (for
+    train: the run-folder callback, Hydra's record of the command, train.log, multirun sweeps), at a tenth of a
+    process's cost. Tests of what only a process shows (signals, tracebacks at exit, torchrun) start one."""
+    import importlib
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr("sys.argv", [f"sngan.{command}", *args])
+    capfd.readouterr()
+    try:
+        importlib.import_module(f"sngan.{command}").main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out = capfd.readouterr()
+    return Done(code, out.out, out.err)

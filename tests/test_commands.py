@@ -130,15 +130,13 @@ def test_evaluate_reproduces_the_in_training_numbers_and_writes_labelled_json(tr
     assert [p.name for p in stats.parent.glob("*.npz")] == [stats.name] and stats.stat().st_mtime_ns == written
 
 
-def test_evaluate_a_run_folder_gives_one_table(trained, with_inception, tmp_path):
+def test_evaluate_a_run_folder_gives_one_table(trained, with_inception, tmp_path, monkeypatch, command_line):
     run_dir, _ = trained
     out = tmp_path / "table.json"
-    env = {**os.environ, "SNGAN_STATS_DIR": str(stats_of(run_dir))}  # the reference statistics training computed
-    proc = subprocess.run(
-        [sys.executable, "-m", "sngan.evaluate", f"ckpt={run_dir}", *METRICS[:-2], "inception.dims=64",
-         "metrics.name=tiny16", "metrics.n_fake=16", "metrics.kid_subset_size=16", "metrics.is_split_size=8",  # TINY16
-         f"out={out}", "device=cpu"],
-        capture_output=True, text=True, timeout=600, env=env,
+    monkeypatch.setenv("SNGAN_STATS_DIR", str(stats_of(run_dir)))  # the reference statistics training computed
+    proc = command_line(
+        "evaluate", f"ckpt={run_dir}", *METRICS[:-2], "inception.dims=64", "metrics.name=tiny16", "metrics.n_fake=16",
+        "metrics.kid_subset_size=16", "metrics.is_split_size=8", f"out={out}", "device=cpu", cwd=tmp_path,  # TINY16
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(out.read_text())

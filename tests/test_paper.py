@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -100,18 +101,19 @@ def test_a_finished_run_is_left_as_it_is_under_auto_skip_finished(tmp_path, caps
     assert ckpt.step_of(ckpt.list_checkpoints(tmp_path)[-1]) == 3
 
 
-def sweep(folder: Path, *overrides: str) -> subprocess.CompletedProcess:
+def sweeper(train_cli: Any, folder: Path) -> Any:
     tiny = ["model.width=0.125", "dataset.size=200", "train.eval_every=2", "train.checkpoint_every=2",
             "train.eval_samples=100", "train.steps=2", f"hydra.sweep.dir={folder}"]  # fmt: skip
-    args = [sys.executable, "-m", "sngan.train", "experiment=paper_grid_synthetic", *tiny, *overrides]
-    return subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=folder.parent)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return lambda *overrides: train_cli("experiment=paper_grid_synthetic", *tiny, *overrides, cwd=folder.parent)
 
 
 @pytest.mark.slow
-def test_a_finished_sweep_cell_is_skipped_on_rerun_and_the_figures_show_every_cell(tmp_path):
+def test_a_finished_sweep_cell_is_skipped_on_rerun_and_the_figures_show_every_cell(tmp_path, train_cli):
     folder = tmp_path / "grid"
+    sweep = sweeper(train_cli, folder)
     cells = ["constraint=sn,wn", "optim=setting_b,setting_d"]
-    first = sweep(folder, *cells)
+    first = sweep(*cells)
     assert first.returncode == 0, first.stderr[-3000:]
     names = sorted(p.name for p in folder.iterdir() if p.is_dir())
     # named by the overrides that define the cell (sorted by Hydra), not by the job's number
@@ -119,7 +121,7 @@ def test_a_finished_sweep_cell_is_skipped_on_rerun_and_the_figures_show_every_ce
     assert names == [named.format(m, s) for m in ("sn", "wn") for s in "bd"]
     cell_files = lambda: {k: v for k, v in files_of(folder).items() if k != "multirun.yaml"}  # noqa: E731 (Hydra's)
     before = cell_files()
-    again = sweep(folder, *cells, "train.eval_every=1")  # cadences are no part of a cell's name
+    again = sweep(*cells, "train.eval_every=1")  # cadences are no part of a cell's name
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("is finished") == 4 and cell_files() == before
     from sngan.paper_figures import main

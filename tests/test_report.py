@@ -100,7 +100,7 @@ def test_a_real_tensorboard_server_serves_the_runs_tags_and_images(short_run):
 
 
 @pytest.mark.slow
-def test_ablation_multirun_and_its_table(tmp_path, with_inception):
+def test_ablation_multirun_and_its_table(tmp_path, with_inception, train_cli):
     """The SN ablation with a (tiny) metric rule on, one seed of the experiment's three: a run with SN and one
     without, and a table with recall and coverage beside the synthetic modes."""
     from hydra import compose, initialize_config_module
@@ -115,11 +115,8 @@ def test_ablation_multirun_and_its_table(tmp_path, with_inception):
             "metrics.is_split_size=16", "metrics.kid_subsets=5", "metrics.kid_subset_size=20", "inception.dims=64",
             "hydra.sweeper.params.seed=1"]  # fmt: skip
     sweep = tmp_path / "sweep"
-    proc = subprocess.run(
-        [sys.executable, "-m", "sngan.train", "experiment=ablation_sn", *tiny, f"hydra.sweep.dir={sweep}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    done = train_cli("experiment=ablation_sn", *tiny, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
     table = subprocess.run([sys.executable, "-m", "sngan.report", str(sweep)], capture_output=True, text=True)
     assert table.returncode == 0, table.stderr
     rows = json.loads((sweep / "ablation.json").read_text())

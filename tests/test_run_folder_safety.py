@@ -5,11 +5,9 @@ images) is refused unless forced."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -116,16 +114,15 @@ def test_a_resume_on_other_images_of_the_same_count_is_refused_and_the_same_imag
     assert ckpt.load(ckpt.find_latest(run_dir))["data"]["count"] == 24
 
 
-CLI = [sys.executable, "-m", "sngan.train", *TINY, *QUIET, "train.eval_every=100", "train.sample_every=100"]
+CLI = [*TINY, *QUIET, "train.eval_every=100", "train.sample_every=100"]
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([*CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+@pytest.fixture
+def cli(train_cli: Any) -> Any:
+    return lambda *args, cwd: train_cli(*CLI, *args, cwd=cwd)
 
 
-@pytest.mark.slow
-def test_refused_starts_resumes_and_dry_runs_leave_the_run_folder_as_it_was(tmp_path):
+def test_refused_starts_resumes_and_dry_runs_leave_the_run_folder_as_it_was(tmp_path, cli):
     run_dir = tmp_path / "run"
     done = cli("train.steps=4", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

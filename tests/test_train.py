@@ -360,12 +360,9 @@ def test_checkpoint_minutes_saves_on_wall_time(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_max_minutes_on_the_command_line_exits_0_and_says_how_to_resume(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "sngan.train", "experiment=quickstart", "train.steps=100000", "train.max_minutes=0.001",
-         f"hydra.run.dir={tmp_path}"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+def test_max_minutes_on_the_command_line_exits_0_and_says_how_to_resume(tmp_path, train_cli):
+    args = ["experiment=quickstart", "train.steps=100000", "train.max_minutes=0.001", f"hydra.run.dir={tmp_path}"]
+    proc = train_cli(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "stopped at train.max_minutes=0.001" in proc.stderr and "resume=auto" in proc.stderr
     assert ckpt.find_latest(tmp_path) is not None
