@@ -1,6 +1,3 @@
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -98,18 +95,11 @@ def test_unknown_group_option_lists_the_choices():
 
 
 @pytest.mark.slow
-def test_cli_reports_errors_and_exits_non_zero(tmp_path):
-    """The real command line: a bad value and an unknown option, from another folder."""
-    env = dict(os.environ, HYDRA_FULL_ERROR="0")
+def test_cli_reports_errors_and_exits_non_zero(tmp_path, monkeypatch, train_cli):
+    """The command line (its Hydra app): a bad value and an unknown option, from another folder."""
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")
     for override, expected in [("train.n_dis=0", "train.n_dis=0"), ("model=resnet99", "Available options")]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "sngan.train", "experiment=quickstart", override],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
+        proc = train_cli("experiment=quickstart", override, cwd=tmp_path)
         assert proc.returncode != 0
         assert expected in proc.stderr
         assert "Traceback" not in proc.stderr

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -113,11 +111,8 @@ def test_a_pair_torn_between_its_two_renames_is_refused_when_loaded(checkpoint, 
     assert load_generator(tmp_path / "g.safetensors").z_dim == 4
 
 
-def test_export_command_line_refuses_with_exit_code_2(checkpoint, tmp_path):
+def test_export_command_line_refuses_with_exit_code_2(checkpoint, tmp_path, command_line):
     (tmp_path / "notes.json").write_text("mine")
-    proc = subprocess.run(
-        [sys.executable, "-m", "sngan.export", f"ckpt={checkpoint}", "out=notes.safetensors"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    proc = command_line("export", f"ckpt={checkpoint}", "out=notes.safetensors", cwd=tmp_path)
     assert proc.returncode == 2 and "overwrite=true" in proc.stderr and "Traceback" not in proc.stderr
     assert (tmp_path / "notes.json").read_text() == "mine" and not (tmp_path / "notes.safetensors").exists()
