@@ -282,7 +282,7 @@ def test_nonfinite_stop_saves_the_state_before_the_failed_step_which_resumes(tmp
     from helpers import compose_cfg, validated
 
     from sngan.cli.build import build_run
-    from sngan.metrics.reference import load_dataset
+    from sngan.data import load_split
     from sngan.training.iteration import NonFiniteError
 
     wild = tmp_path / "wild"
@@ -291,7 +291,7 @@ def test_nonfinite_stop_saves_the_state_before_the_failed_step_which_resumes(tmp
         run_training(wild, overrides)
     saved = ckpt.load(ckpt.find_latest(wild))
     cfg = validated(compose_cfg(overrides))
-    initial = build_run(cfg, load_dataset(cfg.dataset), torch.device("cpu"))  # the same seeded start
+    initial = build_run(cfg, load_split(cfg.dataset), torch.device("cpu"))  # the same seeded start
     assert saved["step"] == 0
     for name, net in (("discriminator", initial.discriminator), ("generator", initial.generator)):
         for key, value in net.state_dict().items():

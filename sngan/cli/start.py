@@ -17,9 +17,8 @@ from sngan.cli.build import build_run, make_monitor, make_saver, plan_of, resolv
 from sngan.cli.provenance import provenance, resolve_device
 from sngan.cli.settings import check_data_size, check_world, class_names
 from sngan.config import LIMIT_SEED, TrainConfig, signal_number, to_yaml
-from sngan.data import ImageData, to_float
+from sngan.data import ImageData, load_split, to_float
 from sngan.metrics.inception import InceptionFeatures, Weights
-from sngan.metrics.reference import load_dataset
 from sngan.metrics.scoring import Scorer, load_extractor, make_scorer
 from sngan.training import dry_run, stopping
 from sngan.training.loop import Loop
@@ -108,7 +107,7 @@ def training_set(
     against the settings, and the scorer with its reference statistics (none for a dry run: it only says
     where they are)."""
     here = distributed.current()
-    split = distributed.main_first(lambda: load_dataset(cfg.dataset))
+    split = distributed.main_first(lambda: load_split(cfg.dataset))
     limit = cfg.dataset.limit
     data = split.subset(limit, LIMIT_SEED) if limit is not None else split
     class_names(cfg, data)  # a conditional run on unlabeled data: the first thing to say

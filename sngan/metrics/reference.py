@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from sngan.config import DatasetConfig, InceptionConfig
-from sngan.data import DATASETS, ImageData, load_split
+from sngan.data import DATASETS, load_split
 from sngan.metrics.features import extract, uint8_batches
 from sngan.metrics.fid import ReferenceStats, load_reference, save_reference
 from sngan.metrics.inception import InceptionFeatures, Weights
@@ -24,12 +24,6 @@ from sngan.utils.outputs import OutputError, ensure_folder
 
 class MetricsError(RuntimeError):
     """Metrics cannot be computed as configured; the message says what to do."""
-
-
-def load_dataset(dataset: DatasetConfig, split: str | None = None) -> ImageData:
-    """The images of ``dataset`` (its own split unless ``split`` names another), through the on-disk cache
-    where ``dataset.cache`` is on."""
-    return load_split(dataset, split)
 
 
 def split_of(dataset: DatasetConfig, real_split: str) -> str:
@@ -106,7 +100,7 @@ def reference_features(
     check_writable(into.parent)
     labels = None
     if images is None or labelled:
-        data = load_dataset(dataset, split)
+        data = load_split(dataset, split)
         images, labels = data.images, data.labels
         if labelled and labels is None:
             raise MetricsError(
