@@ -4,6 +4,7 @@ in-process."""
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,10 @@ from sngan.config import DatasetConfig, InceptionConfig, MetricsConfig, TrainCon
 # two workers on 2 cores run one thread each instead of fighting over OpenMP's spinning threads.
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 THREADS = max(1, (os.cpu_count() or 1) // WORKERS)
+
+# ``[*SMALL_INCEPTION, "sngan.<command>", ...]``: a command's process with the Inception network at 75x75
+# (tests/small_inception.py says where that may stand in for ``python -m sngan.<command>``).
+SMALL_INCEPTION = [sys.executable, str(Path(__file__).with_name("small_inception.py"))]
 
 # Small, fast settings for training tests: a narrow CNN on synthetic data.
 TINY = [

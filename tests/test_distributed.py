@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, evaluate_cfg, inception_cfg, run_training, validated
+from helpers import SMALL_INCEPTION, TINY, evaluate_cfg, inception_cfg, run_training, validated
 from test_commands import METRICS, TINY_METRICS
 
 from sngan.config import ConfigError
@@ -29,22 +29,30 @@ from sngan.utils.distributed import Dist, rank_seed, shard
 
 pytestmark = pytest.mark.slow
 
-DDP = TINY + METRICS + ["train.steps=4", "train.ema_decay=0.5", "inception.batch_size=8", "device=cpu"]
+# ADA's p moves at every step (it must agree over ranks too).
+ADA = ["augment=ada", "augment.speed_kimg=0.05", "augment.interval=1"]
+DDP = TINY + METRICS + ADA + ["train.steps=4", "train.ema_decay=0.5", "inception.batch_size=8", "device=cpu"]
 
 
-def torchrun(args: list[str], env: dict[str, str], nproc: int = 2, **kwargs) -> subprocess.CompletedProcess:
+def torchrun(
+    args: list[str], env: dict[str, str], nproc: int = 2, small_inception: bool = False, **kwargs
+) -> subprocess.CompletedProcess:
+    """``torchrun --nproc-per-node=<nproc> --standalone -m sngan.train <args>``, or through
+    tests/small_inception.py."""
+    launch = SMALL_INCEPTION[1:] if small_inception else ["-m"]
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--standalone",
-           "-m", "sngan.train", *args]  # fmt: skip
+           *launch, "sngan.train", *args]  # fmt: skip
     return subprocess.run(cmd, env=os.environ | env, capture_output=True, text=True, timeout=300, **kwargs)
 
 
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory, inception_home):
-    """Four steps on 2 ranks with the run folder named by Hydra (no hydra.run.dir), as users launch it."""
+    """Four steps on 2 ranks with the run folder named by Hydra (no hydra.run.dir), as users launch it (through
+    tests/small_inception.py: its scores are compared only with this process's, at the same 75x75)."""
     base = tmp_path_factory.mktemp("ddp")
     env = {"TORCH_HOME": str(inception_home), "SNGAN_STATS_DIR": str(base / "stats"),
            "SNGAN_OUTPUTS": str(base / "outputs"), "OMP_NUM_THREADS": "1"}  # fmt: skip
-    out = torchrun(DDP, env)
+    out = torchrun(DDP, env, small_inception=True)
     assert out.returncode == 0, out.stderr[-3000:]
     folders = [p for p in (base / "outputs").glob("*/*") if p.is_dir()]
     return folders, env, out
@@ -69,7 +77,7 @@ def test_replicas_stay_identical_and_every_ranks_rng_is_saved(ddp_run):
         state = ckpt.load(path)
         first, second = state["replicas"]
         # Weights, Adam-updated parameters and the spectral-norm u/v buffers of D, G, EMA: bit-identical.
-        assert first == second and set(first) == {"generator", "discriminator", "ema"}
+        assert first == second and set(first) == {"generator", "discriminator", "ema", "augment"}
         assert len(state["rng_ranks"]) == 2
         assert not torch.equal(state["rng_ranks"][0]["torch"], state["rng_ranks"][1]["torch"])  # own noise
         assert torch.equal(state["rng"]["torch"], state["rng_ranks"][0]["torch"])
@@ -84,10 +92,7 @@ def test_data_order_does_not_depend_on_the_number_of_ranks(ddp_run, tmp_path, wi
     assert torch.equal(two["sampler"]["generator"], one["sampler"]["generator"])
 
 
-def test_fid_from_features_gathered_over_ranks_equals_the_one_process_number(ddp_run, with_inception, monkeypatch):
-    from sngan.metrics import inception as inception_module
-
-    monkeypatch.setattr(inception_module, "INPUT_SIZE", 299)  # as the torchrun processes read their images
+def test_fid_from_features_gathered_over_ranks_equals_the_one_process_number(ddp_run, with_inception):
     run_dir, env = ddp_run[0][0], ddp_run[1]
     logged = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     assert logged["step"] == 4
@@ -200,15 +205,10 @@ def test_an_evaluation_out_of_memory_on_one_rank_is_skipped_by_every_rank(tmp_pa
     assert [line["step"] for line in lines] == [4] and "ema/tiny/fid" in lines[0]
 
 
-def test_ada_keeps_one_p_on_every_rank(tmp_path):
+def test_ada_keeps_one_p_on_every_rank(ddp_run):
     """The heuristic's sums are added over ranks before each adjustment: both ranks move p alike."""
-    args = TINY + ["train.steps=4", "augment=ada", "augment.speed_kimg=0.05", "augment.interval=1", "device=cpu",
-                   f"hydra.run.dir={tmp_path / 'run'}"]  # fmt: skip
-    out = torchrun(args, {"OMP_NUM_THREADS": "1"})
-    assert out.returncode == 0, out.stderr[-3000:]
-    state = ckpt.load(ckpt.find_latest(tmp_path / "run"))
+    state = ckpt.load(ddp_run[0][0] / "checkpoints" / "ckpt_00000004.pt")
     assert state["augment"]["p"].item() > 0 and state["replicas"][0]["augment"] == state["replicas"][1]["augment"]
-    assert state["replicas"][0] == state["replicas"][1]
 
 
 def test_a_failure_on_rank_0_before_training_stops_every_rank_with_its_message(tmp_path):

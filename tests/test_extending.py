@@ -3,7 +3,8 @@ a user would: one module of one's own (``toy_plugin.py``, outside the package) r
 measure, a toy model and a toy penalty on D's weights; one YAML file each (in a folder of one's own, given by
 ``hydra.searchpath``) makes them config choices; ``imports=[toy_plugin]`` has the commands import the module.
 ``python -m sngan.train`` trains on them and ``python -m sngan.evaluate`` scores the run's checkpoints under
-the toy rule, in fresh processes (nothing is registered in the test process)."""
+the toy rule, in fresh processes (nothing is registered in the test process; tests/small_inception.py starts
+them, the Inception network reading 75x75 images: evaluate's numbers are compared with the run's own)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import SMALL_INCEPTION
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 PLUGIN = '''
@@ -97,7 +99,7 @@ YAML = {
 def sngan(command: str, overrides: list[str], home: Path) -> subprocess.CompletedProcess:
     env = os.environ | {"PYTHONPATH": os.pathsep.join([str(home), *sys.path])}  # toy_plugin, and sngan itself
     return subprocess.run(
-        [sys.executable, "-m", f"sngan.{command}", *overrides], cwd=home, env=env, capture_output=True, text=True
+        [*SMALL_INCEPTION, f"sngan.{command}", *overrides], cwd=home, env=env, capture_output=True, text=True
     )
 
 
