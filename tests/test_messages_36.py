@@ -160,8 +160,8 @@ def group_options(group: str) -> list[str]:
         ("fid_stats", ["dataset", "inception"], "split: null"),
     ],
 )
-def test_each_commands_help_lists_its_own_settings_and_only_the_groups_it_takes(command, groups, setting):
-    done = python_m(f"sngan.{command}", "--help")
+def test_each_commands_help_lists_its_own_settings_and_only_the_groups_it_takes(command, groups, setting, command_line):
+    done = command_line(command, "--help", cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"python -m sngan.{command}: ") and setting in done.stdout
     assert help_groups(done.stdout) == {group: group_options(group) for group in groups}  # the files' options
@@ -169,8 +169,8 @@ def test_each_commands_help_lists_its_own_settings_and_only_the_groups_it_takes(
 
 
 @pytest.mark.slow
-def test_train_help_keeps_every_group():
-    done = python_m("sngan.train", "--help")
+def test_train_help_keeps_every_group(command_line):
+    done = command_line("train", "--help", cwd=ROOT)
     assert done.returncode == 0, done.stderr
     groups = help_groups(done.stdout)
     for group in ("model", "dataset", "loss", "optim", "metrics", "inception", "logger", "augment", "experiment"):
