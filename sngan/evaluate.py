@@ -44,9 +44,8 @@ from sngan.config import ConfigError, DatasetConfig, MetricsConfig
 from sngan.data.image_sets import ImageSet, load_image_set
 from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generator_from_state
 from sngan.metrics.class_scoring import class_reference_stats, intra_class_fid
-from sngan.metrics.inception import InceptionFeatures, Weights
 from sngan.metrics.reference import MetricsError, split_of
-from sngan.metrics.scoring import Scorer, load_extractor, make_scorer
+from sngan.metrics.scoring import Extractor, Scorer, extractor_for, make_scorer
 from sngan.training.speed import keep_freed_memory
 from sngan.training.stopping import report_stops_with
 from sngan.utils import checkpoint as ckpt
@@ -111,7 +110,7 @@ def scorer_for(
     cfg: EvaluateConfig,
     state: dict[str, Any],
     device: torch.device,
-    extractor: tuple[InceptionFeatures, Weights] | None = None,
+    extractor: Extractor | None = None,
 ) -> Scorer:
     """The scorer for this command's rule, on the dataset the checkpoint's run trained on."""
     scorer = make_scorer(cfg.metrics, cfg.inception, run_dataset(cfg, state), device, extractor=extractor)
@@ -128,7 +127,7 @@ def check_intra_class(state: dict[str, Any]) -> None:
 
 
 def intra_class_references(
-    cfg: EvaluateConfig, state: dict[str, Any], extractor: tuple[InceptionFeatures, Weights], device: torch.device
+    cfg: EvaluateConfig, state: dict[str, Any], extractor: Extractor, device: torch.device
 ) -> list[Any]:
     """Per-class statistics of the rule's reference images (intra_class=true; conditional runs only),
     cached beside the reference statistics."""
@@ -165,7 +164,7 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     ensure_folder(out.parent)
     if cfg.intra_class:
         check_intra_class(first)
-    extractor = load_extractor(cfg.inception)
+    extractor = extractor_for(cfg.metrics, cfg.inception)
     with out_of_memory(f"scoring on {device}", memory_advice(cfg), device, f"Nothing was lost: each "
                        f"checkpoint's numbers are written to {out} as soon as it is scored."):  # fmt: skip
         # Per-class statistics first: their feature pass also writes the reference statistics the scorer reads.

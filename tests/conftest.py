@@ -89,6 +89,14 @@ def small_inception_inputs() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def random_inception_state() -> dict[str, torch.Tensor]:
+    """Seeded random weights of the FID Inception (sngan.metrics.inception.random_state_dict), made once."""
+    from sngan.metrics.inception import random_state_dict
+
+    return random_state_dict(seed=0)
+
+
+@pytest.fixture(scope="session")
 def inception_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A $TORCH_HOME holding seeded random FID Inception weights where pytorch-fid looks for the real
     ones (hub/checkpoints/pt_inception-2015-12-05-6726825d.pth): the real file cannot be downloaded here."""

@@ -114,6 +114,8 @@ def test_metric_presets_are_read_from_the_yaml_rules():
         "fid_paper_final": (5000, "train", 10000, 5000, 10),  # their final IS: 10 splits of 5,000
         "fid50k_train": (50000, "train", None, 5000, 10),
         "fid10k_test": (10000, "test", 10000, 1000, 10),
+        "fid50k_train_clean": (50000, "train", None, 5000, 10),  # fid50k_train's counts, clean-fid's resize
+        "fd_dinov2_50k_train": (50000, "train", None, 5000, 10),  # on DINOv2 (no IS: its splits are unused)
     }
     assert options("metrics") == sorted([*presets, "none"])
     for name, counts in presets.items():

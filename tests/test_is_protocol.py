@@ -72,7 +72,7 @@ def test_the_other_rules_state_their_split_sizes():
 class Projection:
     """A stand-in for Inception: fixed random projections of the pixels to features and logits (fast)."""
 
-    dims, with_logits = 6, True
+    dims, with_logits, name, resize, input_size = 6, True, "inception", "legacy", 8
 
     def __init__(self) -> None:
         g = torch.Generator().manual_seed(0)

@@ -89,8 +89,8 @@ def test_kid_unbiased_near_zero_for_one_distribution_and_negative_for_a_set_with
 
 
 @pytest.fixture(scope="module")
-def random_net():
-    return InceptionFeatures(random_state_dict(seed=0), dims=64)
+def random_net(random_inception_state):
+    return InceptionFeatures(random_inception_state, dims=64)
 
 
 @pytest.mark.slow

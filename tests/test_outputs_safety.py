@@ -96,7 +96,7 @@ def no_slow_work(monkeypatch) -> None:
     def slow(*args, **kwargs):
         raise AssertionError("the slow work started before the refusal")
 
-    for name in ("load_extractor", "make_scorer", "load_image_set", "SeededSampler"):
+    for name in ("extractor_for", "make_scorer", "load_image_set", "SeededSampler"):
         monkeypatch.setattr(sngan.evaluate, name, slow)
 
 

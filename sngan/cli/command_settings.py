@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from omegaconf import DictConfig, OmegaConf
 
-from sngan.cli.validation import validate_inception, validate_metrics
+from sngan.cli.validation import validate_inception, validate_metrics, validate_protocol
 from sngan.config import ConfigError, DatasetConfig, InceptionConfig, MetricsConfig, invalid, to_schema
 from sngan.data import DATASETS, native_resolution
 from sngan.utils.plugins import import_modules
@@ -55,6 +55,8 @@ class FidStatsConfig:
     inception: InceptionConfig
     device: str
     imports: list[str] = field(default_factory=list)  # modules to import first (their registrations)
+    network: str = "inception"  # the feature network: inception | dinov2 (a rule's metrics.network)
+    resize: str = "legacy"  # legacy | clean (a rule's metrics.resize)
 
 
 @dataclass
@@ -153,6 +155,7 @@ def check_fid_stats(cfg: DictConfig) -> FidStatsConfig:
     if typed.n is not None and typed.n < 2:
         raise invalid("n", typed.n, "it must be at least 2, or null for the whole split")
     validate_inception(typed.inception)
+    validate_protocol(typed.network, typed.resize, "")
     return typed
 
 

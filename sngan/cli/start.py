@@ -18,8 +18,7 @@ from sngan.cli.provenance import provenance, resolve_device
 from sngan.cli.settings import check_data_size, check_world, class_names
 from sngan.config import LIMIT_SEED, TrainConfig, signal_number, to_yaml
 from sngan.data import ImageData, load_split, to_float
-from sngan.metrics.inception import InceptionFeatures, Weights
-from sngan.metrics.scoring import Scorer, load_extractor, make_scorer
+from sngan.metrics.scoring import Extractor, Scorer, extractor_for, make_scorer
 from sngan.training import dry_run, stopping
 from sngan.training.loop import Loop
 from sngan.training.monitoring import custom_scalars_layout
@@ -89,19 +88,17 @@ def _start(
     return train(cfg, config, run_dir, run, data, scorer, speed, info, source, stop, record)
 
 
-def inception_and_resume(
-    cfg: TrainConfig, config: dict[str, Any], run_dir: Path
-) -> tuple[tuple[InceptionFeatures, Weights] | None, Found]:
+def inception_and_resume(cfg: TrainConfig, config: dict[str, Any], run_dir: Path) -> tuple[Extractor | None, Found]:
     """Rank 0 first: a download or a cache file is made once, and its failure stops every rank."""
     inception = None
     if cfg.metrics.name != "none":
-        inception = distributed.main_first(lambda: load_extractor(cfg.inception))
+        inception = distributed.main_first(lambda: extractor_for(cfg.metrics, cfg.inception))
     find = lambda: find_resume(cfg.resume, run_dir, config)  # noqa: E731
     return inception, distributed.broadcast(distributed.main_first(find, others=False, per_node=False))
 
 
 def training_set(
-    cfg: TrainConfig, device: torch.device, inception: tuple[InceptionFeatures, Weights] | None
+    cfg: TrainConfig, device: torch.device, inception: Extractor | None
 ) -> tuple[ImageData, Scorer | None]:
     """The images to train on (dataset.limit: a fixed subset; the references keep the whole split), checked
     against the settings, and the scorer with its reference statistics (none for a dry run: it only says

@@ -15,6 +15,7 @@ from sngan.config import (
     TrainConfig,
     invalid,
     metric_presets,
+    preset_protocols,
     signal_number,
     to_schema,
 )
@@ -22,6 +23,8 @@ from sngan.data import DATASETS
 from sngan.metrics import MEASURES
 from sngan.metrics.fid import KID_FEATURES_KEPT as PRDC_MAX  # the real features a statistics file keeps
 from sngan.metrics.inception import DIMS as INCEPTION_DIMS
+from sngan.metrics.resize import RESIZES
+from sngan.metrics.scoring import NETWORKS
 from sngan.models.constraints import CONSTANTS
 from sngan.training.augment import AUGMENT_NAMES, AUGMENT_POLICIES
 
@@ -183,6 +186,32 @@ def validate_inception(inception: InceptionConfig) -> None:
         raise invalid("inception.batch_size", inception.batch_size, "it must be greater than 0")
 
 
+def validate_protocol(network: str, resize: str, prefix: str) -> None:
+    """A feature network and a resize of those there are (sngan/metrics/inception.py, dinov2.py, resize.py)."""
+    if network not in NETWORKS:
+        raise invalid(f"{prefix}network", network, f"choose one of: {', '.join(NETWORKS)}")
+    if resize not in RESIZES:
+        raise invalid(f"{prefix}resize", resize, f"choose one of: {', '.join(RESIZES)}")
+
+
+def validate_rule_protocol(metrics: MetricsConfig) -> None:
+    """A rule's network and resize: ones there are, IS on Inception only, a preset's name standing for its own."""
+    validate_protocol(metrics.network, metrics.resize, "metrics.")
+    if metrics.network != "inception" and "is" in metrics.measures:
+        raise invalid(
+            "metrics.measures", metrics.measures,
+            f"the Inception Score needs Inception's classifier; on metrics.network={metrics.network} list fid, kid "
+            f"and prdc only (or score IS under a rule of its own on Inception, e.g. with also=)",
+        )  # fmt: skip
+    protocol = preset_protocols().get(metrics.name)
+    if protocol is not None and protocol != (metrics.network, metrics.resize):
+        raise ConfigError(
+            f"Invalid configuration: metrics.name={metrics.name} names a fixed rule on network={protocol[0]} "
+            f"resize={protocol[1]}, but the settings say network={metrics.network} resize={metrics.resize}. Give the "
+            f"changed rule a name of its own (metrics.name=...), so numbers of different protocols never share a label."
+        )
+
+
 def validate_metrics(metrics: MetricsConfig, inception: InceptionConfig, dataset: str | None) -> None:
     """Ranges of a metric rule, its label, and whether the dataset has the split it needs (None: the
     dataset is not known yet, as for evaluate before it reads the checkpoint; checked again then)."""
@@ -207,6 +236,7 @@ def validate_metrics(metrics: MetricsConfig, inception: InceptionConfig, dataset
             )  # fmt: skip
     if metrics.n_real is not None and metrics.n_real < 2:
         raise invalid("metrics.n_real", metrics.n_real, "it must be at least 2, or null for the whole split")
+    validate_rule_protocol(metrics)
     unknown = [name for name in metrics.measures if name not in MEASURES]
     if unknown or not metrics.measures:
         raise invalid("metrics.measures", metrics.measures, f"list one or more of: {', '.join(MEASURES.names())}")

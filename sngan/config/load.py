@@ -123,15 +123,27 @@ def metric_presets() -> dict[str, tuple[int, str, int | None, int, int]]:
     """The named metric rules of sngan/configs/metrics/ (``none`` aside): name -> (n_fake, real_split, n_real,
     is_split_size, is_splits). A rule's name stands for its counts, so a run that changes them must rename
     the rule (the IS counts are checked where numbers are made: ``sngan.metrics.scoring.check_is_label``)."""
-    presets = {}
-    for path in sorted(resources.files("sngan.configs.metrics").iterdir(), key=lambda p: p.name):
-        if path.name.endswith(".yaml"):
-            rule = OmegaConf.create(path.read_text())
-            if rule.name != "none":
-                presets[str(rule.name)] = (
-                    int(rule.n_fake), str(rule.real_split), rule.n_real, int(rule.is_split_size), int(rule.is_splits)
-                )  # fmt: skip
-    return presets
+    rules = [_preset(name) for name in _preset_names()]
+    counts = lambda r: (int(r.n_fake), str(r.real_split), r.n_real, int(r.is_split_size), int(r.is_splits))  # noqa: E731
+    return {str(rule.name): counts(rule) for rule in rules if rule.name != "none"}
+
+
+def preset_protocols() -> dict[str, tuple[str, str]]:
+    """Each named rule's feature network and resize (a rule's name stands for them too)."""
+    rules = (_preset(name) for name in _preset_names())
+    return {str(r.name): (str(r.get("network", "inception")), str(r.get("resize", "legacy"))) for r in rules}
+
+
+def _preset_names() -> list[str]:
+    files = resources.files("sngan.configs.metrics").iterdir()
+    return sorted(p.name.removesuffix(".yaml") for p in files if p.name.endswith(".yaml"))
+
+
+def _preset(name: str) -> DictConfig:
+    """A rule's file with the rules its ``defaults`` name merged under it (as Hydra composes it)."""
+    rule = OmegaConf.create((resources.files("sngan.configs.metrics") / f"{name}.yaml").read_text())
+    bases = [entry for entry in rule.pop("defaults", []) if entry != "_self_"]
+    return OmegaConf.merge(*(_preset(str(base)) for base in bases), rule) if bases else rule
 
 
 def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

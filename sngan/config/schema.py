@@ -95,6 +95,8 @@ class MetricsConfig:
     prdc_n: int = 10_000  # real and generated features (at most) for precision/recall/density/coverage; 0: off
     stats: str | None = None  # a statistics .npz to use (e.g. a published one) instead of the cache
     measures: list[str] = field(default_factory=lambda: list(DEFAULT_MEASURES))  # sngan/metrics/measures.py
+    network: str = "inception"  # the feature network: inception (pytorch-fid's) | dinov2 (ViT-L/14, 224 px)
+    resize: str = "legacy"  # to the network's input size: legacy (the network's usual) | clean (clean-fid's)
 
     @property
     def is_images(self) -> int:
@@ -119,6 +121,7 @@ class InceptionConfig:
     stats_dir: str  # cache of reference statistics
     batch_size: int
     dims: int  # 64 | 192 | 768 | 2048 (pytorch-fid's blocks); papers use 2048
+    dinov2_weights: str | None = None  # metrics.network=dinov2: None: timm's download; else a local file
 
 
 @dataclass

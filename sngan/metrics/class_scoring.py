@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from sngan.config import DatasetConfig, InceptionConfig
-from sngan.metrics.features import extract, generated_batches
+from sngan.metrics.features import FeatureNetwork, extract, generated_batches
 from sngan.metrics.fid import NPZ_ERRORS, feature_statistics, frechet_distance, save_npz, save_reference
-from sngan.metrics.inception import InceptionFeatures, Weights
+from sngan.metrics.inception import Weights
 from sngan.metrics.reference import MetricsError, reference_features, stats_path, unwritable_error
 from sngan.metrics.scoring import Scorer
 
@@ -25,7 +25,7 @@ def class_reference_stats(
     n: int | None,
     num_classes: int,
     inception: InceptionConfig,
-    extractor: InceptionFeatures,
+    extractor: FeatureNetwork,
     weights: Weights,
     device: torch.device,
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], Path]:

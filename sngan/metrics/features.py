@@ -17,7 +17,8 @@ import torch
 
 from sngan.utils.distributed import shard
 
-from .inception import LOGITS, InceptionFeatures
+from .inception import LOGITS
+from .resize import to_input
 
 
 @contextlib.contextmanager
@@ -41,6 +42,24 @@ def full_fp32() -> Iterator[None]:
 def uint8_batches(images: torch.Tensor, batch: int) -> Iterator[torch.Tensor]:
     for i in range(0, len(images), batch):
         yield images[i : i + batch]
+
+
+class FeatureNetwork(Protocol):
+    """A network whose features the measures compare (sngan/metrics/inception.py, dinov2.py): images in [0, 1]
+    (at ``input_size`` under the clean ``resize``; any size under legacy, which it resizes itself) ->
+    (features [N, dims], logits or None)."""
+
+    name: str  # inception | dinov2: in the name of every number of a rule on another network than Inception
+    dims: int
+    with_logits: bool
+    resize: str  # legacy | clean (sngan/metrics/resize.py)
+
+    @property
+    def input_size(self) -> int: ...
+
+    def place(self, device: torch.device) -> FeatureNetwork: ...
+
+    def __call__(self, images: torch.Tensor, logits: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
 
 @runtime_checkable
@@ -73,7 +92,7 @@ def generated_batches(
 
 @torch.no_grad()
 def extract(
-    extractor: InceptionFeatures, batches: Iterator[torch.Tensor], device: torch.device, logits: bool = True
+    extractor: FeatureNetwork, batches: Iterator[torch.Tensor], device: torch.device, logits: bool = True
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Features (float64 [N, dims]) and logits (float64 [N, 1008] or None) of uint8 batches."""
     extractor = extractor.place(device)
@@ -81,7 +100,8 @@ def extract(
     with full_fp32():
         for batch in batches:
             # contiguous: a channels_last batch (decoded HWC images, stacked) would round differently
-            f, lg = extractor(batch.to(device).contiguous().float() / 255.0, logits)
+            x = to_input(batch.to(device).contiguous(), extractor.input_size, extractor.resize)
+            f, lg = extractor(x.to(device), logits)
             feats.append(f.double().cpu())
             if lg is not None:
                 all_logits.append(lg.double().cpu())

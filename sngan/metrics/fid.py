@@ -100,18 +100,25 @@ class ReferenceStats:
     features: np.ndarray | None = None  # real features kept for KID (None for published files)
     weights_sha256: str | None = None  # None for published files
     count: int | None = None
+    network: str = "inception"  # the feature network and resize that made them (files without: pytorch-fid's)
+    resize: str = "legacy"
 
 
-def save_reference(path: Path, features: np.ndarray, weights_sha256: str, seed: int = 0) -> ReferenceStats:
-    """Statistics of ``features`` written atomically to ``path`` (.npz) and returned."""
+def save_reference(
+    path: Path, features: np.ndarray, weights_sha256: str, seed: int = 0, network: str = "inception",
+    resize: str = "legacy",
+) -> ReferenceStats:  # fmt: skip
+    """Statistics of ``features`` written atomically to ``path`` (.npz) and returned, with the protocol that made
+    them (the weights' hash, the network, the resize)."""
     mu, sigma = feature_statistics(features)
     keep = features
     if len(features) > KID_FEATURES_KEPT:
         keep = features[np.sort(np.random.default_rng(seed).choice(len(features), KID_FEATURES_KEPT, replace=False))]
-    ref = ReferenceStats(mu, sigma, keep.astype(np.float32), weights_sha256, len(features))
+    ref = ReferenceStats(mu, sigma, keep.astype(np.float32), weights_sha256, len(features), network, resize)
     save_npz(
         path, mu=ref.mu, sigma=ref.sigma, features=ref.features,
         weights_sha256=np.array(weights_sha256), count=np.array(len(features)),
+        network=np.array(network), resize=np.array(resize),
     )  # fmt: skip
     return ref
 
@@ -140,6 +147,8 @@ def load_reference(path: Path) -> ReferenceStats:
                 f["features"] if "features" in f else None,
                 str(f["weights_sha256"]) if "weights_sha256" in f else None,
                 int(f["count"]) if "count" in f else None,
+                str(f["network"]) if "network" in f else "inception",
+                str(f["resize"]) if "resize" in f else "legacy",
             )
     except NPZ_ERRORS as exc:
         raise ValueError(f"cannot read statistics file '{path}': {exc}") from exc

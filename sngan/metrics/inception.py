@@ -112,23 +112,34 @@ INPUT_SIZE = 299  # pytorch-fid's (and every published FID's): images are resize
 
 
 class InceptionFeatures(nn.Module):
-    """images in [0, 1] -> (features [N, dims] in fp32, logits [N, 1008] or None)."""
+    """images in [0, 1] -> (features [N, dims] in fp32, logits [N, 1008] or None). ``resize``: how images reach
+    299x299 (sngan/metrics/resize.py): ``legacy`` here, pytorch-fid's bilinear; ``clean`` before, on uint8."""
 
-    def __init__(self, state_dict: dict[str, torch.Tensor], dims: int = 2048, logits: bool = True) -> None:
+    name = "inception"
+
+    def __init__(
+        self, state_dict: dict[str, torch.Tensor], dims: int = 2048, logits: bool = True, resize: str = "legacy"
+    ) -> None:
         super().__init__()
         if dims not in DIMS:
             raise ValueError(f"dims must be one of {sorted(DIMS)}, not {dims}")
-        self.dims, self.with_logits = dims, logits
+        self.dims, self.with_logits, self.resize = dims, logits, resize
         self.memory_format = torch.contiguous_format
         self.net = build_network()
         self.net.load_state_dict(state_dict)
         self.net.eval().requires_grad_(False)
 
+    @property
+    def input_size(self) -> int:
+        return INPUT_SIZE
+
     @classmethod
-    def from_file(cls, weights: Weights, dims: int = 2048, logits: bool = True) -> InceptionFeatures:
+    def from_file(
+        cls, weights: Weights, dims: int = 2048, logits: bool = True, resize: str = "legacy"
+    ) -> InceptionFeatures:
         try:
             state = torch.load(weights.path, map_location="cpu", weights_only=True)
-            return cls(state, dims, logits)
+            return cls(state, dims, logits, resize)
         except Exception as exc:
             raise InceptionError(
                 f"The Inception weights file '{weights.path}' cannot be loaded ({type(exc).__name__}: "
@@ -144,7 +155,9 @@ class InceptionFeatures(nn.Module):
     def forward(self, images: torch.Tensor, logits: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``logits=False`` stops at the feature block (reference statistics need no logits)."""
         logits = logits and self.with_logits
-        x = F.interpolate(images.float(), size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+        x = images.float()
+        if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):  # legacy: pytorch-fid's resize (clean: done before, on uint8)
+            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
         x = (2 * x - 1).contiguous(memory_format=self.memory_format)
         features = None
         last = 3 if logits else DIMS[self.dims]

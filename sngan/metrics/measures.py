@@ -56,6 +56,20 @@ def measure(
     return out
 
 
+def named(numbers: dict[str, float], network: str) -> dict[str, float]:
+    """The numbers under the names that say their feature network: Inception's as they are (FID, IS, KID: the
+    Inception is in the name), another network's with it: ``fid`` -> ``fd_dinov2``, ``kid_mean`` ->
+    ``kid_mean_dinov2``, ``precision`` -> ``precision_dinov2``, ..."""
+    if network == "inception":
+        return numbers
+    return {(f"fd_{network}" if key == "fid" else f"{key}_{network}"): value for key, value in numbers.items()}
+
+
+def headline_key(network: str) -> str:
+    """The number a rule's best checkpoint is chosen by: FID, or the Frechet distance on its network."""
+    return "fid" if network == "inception" else f"fd_{network}"
+
+
 def fid(features: np.ndarray, logits: Any, reference: ReferenceStats, rule: MetricsConfig, device: Device) -> dict:
     """FID against ``reference`` of the first ``rule.n_fake`` images."""
     mu, sigma = feature_statistics(features[: rule.n_fake])

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sngan.config import DatasetConfig, InceptionConfig
+from sngan.config import DatasetConfig, InceptionConfig, MetricsConfig
 from sngan.data import DATASETS, load_split
-from sngan.metrics.features import extract, uint8_batches
+from sngan.metrics.features import FeatureNetwork, extract, uint8_batches
 from sngan.metrics.fid import ReferenceStats, load_reference, save_reference
-from sngan.metrics.inception import InceptionFeatures, Weights
+from sngan.metrics.inception import Weights
 from sngan.utils.outputs import OutputError, ensure_folder
 
 
@@ -46,10 +46,27 @@ def reference_index(total: int, n: int | None, dataset: DatasetConfig) -> slice 
     return torch.arange(n) * total // n if DATASETS.get(dataset.name).spread else slice(0, n)
 
 
-def stats_path(stats_dir: str, dataset: DatasetConfig, split: str, n: int | None, dims: int) -> Path:
+def protocol_of(rule: MetricsConfig) -> dict[str, str]:
+    """A rule's feature network and resize where they are not pytorch-fid's (Inception, legacy resize), which
+    every earlier table and statistics file implies: stored beside its numbers and in its statistics."""
+    if (rule.network, rule.resize) == ("inception", "legacy"):
+        return {}
+    return {"network": rule.network, "resize": rule.resize}
+
+
+def stats_path(
+    stats_dir: str, dataset: DatasetConfig, split: str, n: int | None, dims: int, network: str = "inception",
+    resize: str = "legacy",
+) -> Path:  # fmt: skip
+    """The cache file of a reference set's statistics: named by dataset, split, resolution and count, and by the
+    feature size (Inception's other blocks), network and resize where they are not pytorch-fid's."""
     count = "all" if n is None else f"{n}-spread" if DATASETS.get(dataset.name).spread else str(n)
     name = f"{dataset_tag(dataset)}_{split.replace('+', '-')}_{dataset.resolution}px_{count}"
-    return Path(stats_dir) / (name + ("" if dims == 2048 else f"_{dims}d") + ".npz")
+    if network == "inception":
+        name += "" if dims == 2048 else f"_{dims}d"
+    else:
+        name += f"_{network}"
+    return Path(stats_dir) / (name + ("" if resize == "legacy" else f"_{resize}") + ".npz")
 
 
 def reference_stats(
@@ -57,17 +74,19 @@ def reference_stats(
     split: str,
     n: int | None,
     inception: InceptionConfig,
-    extractor: InceptionFeatures,
+    extractor: FeatureNetwork,
     weights: Weights,
     device: torch.device,
     images: torch.Tensor | None = None,
 ) -> tuple[ReferenceStats, Path, bool]:
-    """Cached statistics of ``n`` images of ``split`` (all if None; which ones: ``reference_index``):
-    (stats, file, computed now)."""
-    path = stats_path(inception.stats_dir, dataset, split, n, inception.dims)
+    """Cached statistics of ``n`` images of ``split`` (all if None; which ones: ``reference_index``) under the
+    extractor's network and resize: (stats, file, computed now)."""
+    network, resize = extractor.name, extractor.resize
+    path = stats_path(inception.stats_dir, dataset, split, n, extractor.dims, network, resize)
     if path.is_file():
         try:
             ref = load_reference(path)
+            check_protocol(ref, network, resize, path)
             if ref.weights_sha256 == weights.sha256:
                 return ref, path, False
             print(f"warning: {path} was computed with other Inception weights; recomputing.", file=sys.stderr)
@@ -78,7 +97,7 @@ def reference_stats(
         raise unwritable_error(path, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
     features, _ = reference_features(dataset, split, n, inception.batch_size, extractor, device, path, images)
     try:
-        return save_reference(path, features, weights.sha256), path, True
+        return save_reference(path, features, weights.sha256, network=network, resize=resize), path, True
     except OSError as exc:
         raise unwritable_error(path, exc) from exc
 
@@ -88,7 +107,7 @@ def reference_features(
     split: str,
     n: int | None,
     batch_size: int,
-    extractor: InceptionFeatures,
+    extractor: FeatureNetwork,
     device: torch.device,
     into: Path,
     images: torch.Tensor | None = None,
@@ -115,6 +134,16 @@ def reference_features(
     print(f"Computing {what} of {len(images)} images into {into} ...", file=sys.stderr)
     features, _ = extract(extractor, uint8_batches(images, batch_size), device, logits=False)
     return features, labels.numpy() if labels is not None else None
+
+
+def check_protocol(ref: ReferenceStats, network: str, resize: str, path: Path) -> None:
+    """Statistics made under another feature network or resize are refused, never compared with."""
+    if (ref.network, ref.resize) != (network, resize):
+        raise MetricsError(
+            f"The statistics file '{path}' was made with network={ref.network} resize={ref.resize}, but the rule "
+            f"asks for network={network} resize={resize}: its numbers would not be comparable. Remove the file "
+            f"(it is made again), point inception.stats_dir elsewhere, or use a rule of its protocol."
+        )
 
 
 def check_writable(folder: Path) -> None:

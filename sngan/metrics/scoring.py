@@ -20,21 +20,45 @@ import numpy as np
 import torch
 
 from sngan.config import DEFAULT_MEASURES, DatasetConfig, InceptionConfig, MetricsConfig, metric_presets
-from sngan.metrics.features import extract, generated_batches, uint8_batches
+from sngan.metrics.features import FeatureNetwork, extract, generated_batches, uint8_batches
 from sngan.metrics.fid import (
     ReferenceStats,
     load_reference,
 )
 from sngan.metrics.inception import InceptionFeatures, Weights, resolve_weights
-from sngan.metrics.measures import MEASURES, measure
-from sngan.metrics.reference import MetricsError, reference_stats, split_of, stats_path
+from sngan.metrics.measures import MEASURES, measure, named
+from sngan.metrics.reference import (
+    MetricsError,
+    check_protocol,
+    protocol_of,
+    reference_stats,
+    split_of,
+    stats_path,
+)
 from sngan.utils import distributed
 from sngan.utils.memory import EvaluationOutOfMemory, noted
 
+Extractor = tuple[FeatureNetwork, Weights]  # a feature network and the weights file it was read from
+NETWORKS = ("inception", "dinov2")  # metrics.network: pytorch-fid's Inception, DINOv2 ViT-L/14 (load_extractor)
+DINOV2_DIMS = 1024  # ViT-L/14's class token (sngan/metrics/dinov2.py)
 
-def load_extractor(inception: InceptionConfig, logits: bool = True) -> tuple[InceptionFeatures, Weights]:
+
+def load_extractor(
+    inception: InceptionConfig, logits: bool = True, network: str = "inception", resize: str = "legacy"
+) -> Extractor:
+    """The feature network a rule names (``metrics.network``), with its resize, and its weights file."""
+    if network == "dinov2":
+        from sngan.metrics import dinov2
+
+        weights = dinov2.resolve_weights(inception.dinov2_weights)
+        return dinov2.DinoV2Features.from_file(weights, resize), weights
     weights = resolve_weights(inception.weights)
-    return InceptionFeatures.from_file(weights, inception.dims, logits), weights
+    return InceptionFeatures.from_file(weights, inception.dims, logits, resize), weights
+
+
+def extractor_for(rule: MetricsConfig, inception: InceptionConfig) -> Extractor:
+    """``load_extractor`` for ``rule`` (logits only where it computes IS)."""
+    return load_extractor(inception, "is" in rule.measures, rule.network, rule.resize)
 
 
 def check_is_label(metrics: MetricsConfig) -> None:
@@ -63,7 +87,7 @@ class Scorer:
     numbers, so every rank returns the same dict. Only rank 0 holds the reference statistics."""
 
     rule: MetricsConfig
-    extractor: InceptionFeatures
+    extractor: FeatureNetwork
     weights: Weights
     reference: ReferenceStats | None
     reference_path: Path | None
@@ -92,6 +116,7 @@ class Scorer:
                 logits = None if shares[0][1] is None else np.concatenate([lg for _, lg in shares])
                 with noted(failures, self.device):
                     outcome = measure(features, logits, self.reference, self.rule, self.device)
+                outcome = named(outcome, self.rule.network)
                 outcome = failures[0] if failures else outcome
         outcome = distributed.broadcast(outcome)
         if isinstance(outcome, str):
@@ -105,7 +130,7 @@ class Scorer:
             print(f"note: no Inception Score: rule {self.rule.name} takes it over {self.rule.is_protocol()}; "
                   f"{len(images):,} images cannot fill them.", file=sys.stderr)  # fmt: skip
         features, logits = extract(self.extractor, uint8_batches(images, self.batch_size), self.device)
-        return measure(features, logits, self.reference, self.rule, self.device)
+        return named(measure(features, logits, self.reference, self.rule, self.device), self.rule.network)
 
     def measures(self) -> dict[str, Any]:
         """What each of the rule's measures that says more than the rule's counts compares (KID's subsets,
@@ -129,8 +154,9 @@ class Scorer:
             **self.measures(),
             "dims": self.extractor.dims,
             "reference_stats": str(self.reference_path),
-            "inception_weights": str(self.weights.path),
-            "inception_sha256": self.weights.sha256,
+            **protocol_of(self.rule),
+            f"{self.rule.network}_weights": str(self.weights.path),
+            f"{self.rule.network}_sha256": self.weights.sha256,
         }
 
 
@@ -144,24 +170,28 @@ def describe_reference(metrics: MetricsConfig, inception: InceptionConfig, datas
     if metrics.stats is not None:
         return f"rule {metrics.name}: {generated} against {metrics.stats}"
     split = split_of(dataset, metrics.real_split)
-    path = stats_path(inception.stats_dir, dataset, split, metrics.n_real, inception.dims)
+    dims = inception.dims if metrics.network == "inception" else DINOV2_DIMS
+    path = stats_path(inception.stats_dir, dataset, split, metrics.n_real, dims, metrics.network, metrics.resize)
     count = "all" if metrics.n_real is None else f"{metrics.n_real:,}"
     state = "cached" if path.is_file() else f"computed at start from {count} {split} images"
     return f"rule {metrics.name}: {generated} against {path} ({state})"
 
 
-def given_reference(metrics: MetricsConfig, inception: InceptionConfig) -> tuple[ReferenceStats, Path]:
-    """The statistics file ``metrics.stats`` names (e.g. a published one), checked against the feature size."""
+def given_reference(metrics: MetricsConfig, dims: int) -> tuple[ReferenceStats, Path]:
+    """The statistics file ``metrics.stats`` names (e.g. a published one), checked against the feature size and
+    the protocol it records (a file without one, as pytorch-fid writes them: Inception, legacy resize)."""
     assert metrics.stats is not None
     try:
         ref, path = load_reference(Path(metrics.stats)), Path(metrics.stats)
     except ValueError as exc:
         raise MetricsError(f"metrics.stats: {exc}. Point it at a pytorch-fid .npz (mu, sigma).") from exc
-    if ref.mu.shape != (inception.dims,):
+    if ref.mu.shape != (dims,):
+        size = "inception.dims is" if metrics.network == "inception" else f"{metrics.network}'s features are"
         raise MetricsError(
-            f"metrics.stats '{path}' holds {ref.mu.shape[0]}-d statistics but inception.dims is "
-            f"{inception.dims}; use a file computed with the same feature size."
+            f"metrics.stats '{path}' holds {ref.mu.shape[0]}-d statistics but {size} {dims}; use a file computed "
+            f"with the same network and feature size."
         )
+    check_protocol(ref, metrics.network, metrics.resize, path)
     return ref, path
 
 
@@ -171,7 +201,7 @@ def make_scorer(
     dataset: DatasetConfig | None,
     device: torch.device,
     train_images: torch.Tensor | None = None,
-    extractor: tuple[InceptionFeatures, Weights] | None = None,
+    extractor: Extractor | None = None,
     with_reference: bool = True,
 ) -> Scorer | None:
     """A scorer for ``metrics`` (None for metrics=none); ``train_images`` spares a reload of the
@@ -180,11 +210,11 @@ def make_scorer(
     if metrics.name == "none":
         return None
     check_is_label(metrics)
-    net, weights = extractor or load_extractor(inception)
+    net, weights = extractor or extractor_for(metrics, inception)
     if not with_reference:
         return Scorer(metrics, net, weights, None, None, device, inception.batch_size)
     if metrics.stats is not None:
-        ref, path = given_reference(metrics, inception)
+        ref, path = given_reference(metrics, inception.dims if metrics.network == "inception" else net.dims)
     else:
         assert dataset is not None, "a dataset, or metrics.stats"
         split = split_of(dataset, metrics.real_split)

@@ -10,6 +10,7 @@ import torch
 from sngan.data import ImageData
 from sngan.inference import EVAL_SEED_OFFSET, SeededSampler
 from sngan.metrics import class_agreement, evaluate_synthetic
+from sngan.metrics.measures import headline_key
 from sngan.metrics.scoring import Scorer
 from sngan.training.state import Run
 from sngan.training.tracking import Tracker
@@ -48,10 +49,10 @@ def score(
     return result
 
 
-def new_best(run: Run, result: dict[str, float], rule: str) -> bool:
-    """Whether ``result`` holds the lowest FID of rule ``rule`` yet (the EMA's where there is one); if so,
-    ``run`` records it (a run scored under another rule before starts over)."""
-    key = f"{'ema/' if run.ema is not None else ''}{rule}/fid"
+def new_best(run: Run, result: dict[str, float], rule: str, network: str = "inception") -> bool:
+    """Whether ``result`` holds the lowest FID of rule ``rule`` yet (the Frechet distance on its ``network``; the
+    EMA's where there is one); if so, ``run`` records it (a run scored under another rule before starts over)."""
+    key = f"{'ema/' if run.ema is not None else ''}{rule}/{headline_key(network)}"
     if key in result and (run.best_metric != key or run.best_fid is None or result[key] < run.best_fid):
         run.best_fid, run.best_step, run.best_metric = result[key], run.step, key
         return True

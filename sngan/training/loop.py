@@ -186,7 +186,7 @@ class Loop:
             found = {}
             self.progress.write(skipped_evaluation(run.step, str(exc), s.inception_batch))
         self.progress.scored(found, run.step)
-        if self.scorer is not None and new_best(run, found, self.scorer.rule.name):
+        if self.scorer is not None and new_best(run, found, self.scorer.rule.name, self.scorer.rule.network):
             self.progress.saved(self.save(run, best=True), run.step)
         return found or result
 

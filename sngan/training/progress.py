@@ -29,10 +29,11 @@ def duration(seconds: float) -> str:
 
 
 def headline(result: dict[str, float]) -> str | None:
-    """The number a progress line carries from an evaluation: the EMA's FID where there is one, else G's, else
-    the synthetic quality (EMA first)."""
-    for suffix in ("/fid", "synthetic/quality"):
-        keys = sorted((k for k in result if k.endswith(suffix)), key=lambda k: not k.startswith("ema/"))
+    """The number a progress line carries from an evaluation: the EMA's FID (or Frechet distance on another
+    network: fd_dinov2) where there is one, else G's, else the synthetic quality (EMA first)."""
+    distance = lambda k: k.endswith("/fid") or k.rsplit("/", 1)[-1].startswith("fd_")  # noqa: E731
+    for chosen in (distance, lambda k: k.endswith("synthetic/quality")):
+        keys = sorted((k for k in result if chosen(k)), key=lambda k: not k.startswith("ema/"))
         if keys:
             return f"{keys[0]}={result[keys[0]]:.4g}"
     return None

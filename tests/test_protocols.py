@@ -1,0 +1,209 @@
+"""Issue 40: scores under other protocols. DINOv2 features (FD_DINOv2, KID, precision/recall/density/coverage on
+them), clean-fid's clean resize, and reference statistics that record the protocol that made them.
+
+DINOv2 here is timm's ViT-S/14 DINOv2 with seeded random weights (the product's ViT-L/14 differs only in width
+and depth: the same code path, a twentieth of the work); nothing is downloaded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import compose_cfg, dataset_cfg, inception_cfg, metrics_cfg, validated
+from scipy import linalg
+from torch.nn import functional as F
+
+from sngan.config import ConfigError
+from sngan.data import make_synthetic
+from sngan.metrics.features import extract, uint8_batches
+from sngan.metrics.inception import InceptionError, InceptionFeatures, Weights
+from sngan.metrics.reference import MetricsError, reference_stats, stats_path
+from sngan.metrics.resize import clean_resize
+from sngan.metrics.scoring import make_scorer
+
+timm = pytest.importorskip("timm")  # the dinov2 extra; the dev extra installs it
+from sngan.metrics import dinov2  # noqa: E402
+
+SMALL = "vit_small_patch14_dinov2.lvd142m"
+CPU = torch.device("cpu")
+
+
+def images(n: int, seed: int, size: int = 32) -> torch.Tensor:
+    return (torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 255).round().to(torch.uint8)
+
+
+@pytest.fixture(scope="module")
+def small_state():
+    """Seeded random ViT-S/14 DINOv2 weights as the real file holds them: position embeddings for 518x518."""
+    torch.manual_seed(0)
+    return dinov2.build_network(SMALL, img_size=518).state_dict()
+
+
+@pytest.fixture(scope="module")
+def dino(small_state):
+    return dinov2.DinoV2Features.from_state_dict(small_state, "legacy", SMALL)
+
+
+@pytest.fixture(scope="module")
+def shallow_dino():
+    """DINOv2 ViT-S/14 cut to two blocks: features of the same kind at a twelfth of the work, for the tests of
+    what is computed from them."""
+    torch.manual_seed(1)
+    return dinov2.DinoV2Features(timm.create_model(SMALL, pretrained=False, img_size=224, num_classes=0, depth=2))
+
+
+# ---------------------------------------------------------------- clean resize
+
+
+@pytest.mark.parametrize("size", [299, 224])
+def test_clean_resize_equals_clean_fids_on_the_same_images(size):
+    """clean-fid's "clean" mode (cleanfid.resize.build_resizer("clean") is make_resizer("PIL", False, "bicubic",
+    (299, 299))): float32 HWC in [0, 255], not rounded; ours, on the same uint8 images, equal to the bit."""
+    from cleanfid.resize import make_resizer
+
+    theirs = make_resizer("PIL", False, "bicubic", (size, size))
+    batch = torch.cat([images(3, 0), make_synthetic(2, 32, seed=1).images])
+    ours = clean_resize(batch, size)
+    assert ours.dtype == torch.float32 and ours.shape == (5, 3, size, size)
+    for mine, image in zip(ours, batch, strict=True):
+        reference = theirs(image.permute(1, 2, 0).numpy())
+        assert np.array_equal(mine.permute(1, 2, 0).numpy(), reference)
+    assert not torch.equal(ours, ours.round())  # float values, not rounded back to uint8
+    same = images(2, 3, size)
+    assert torch.equal(clean_resize(same, size), same.float())  # already at the size: as they are
+
+
+def test_the_clean_and_legacy_resizes_give_other_inception_features(random_inception_state):
+    net = InceptionFeatures(random_inception_state, dims=64, logits=False)
+    batch = make_synthetic(4, 32, seed=2).images
+    legacy, _ = extract(net, uint8_batches(batch, 4), CPU, logits=False)
+    net.resize = "clean"
+    clean, _ = extract(net, uint8_batches(batch, 4), CPU, logits=False)
+    assert clean.shape == legacy.shape and not np.allclose(clean, legacy, rtol=1e-3)
+
+
+# ---------------------------------------------------------------- DINOv2
+
+
+def test_the_product_network_is_dinov2_vit_l14_at_224_with_1024_features():
+    with torch.device("meta"):
+        net = dinov2.build_network()
+    assert net.patch_embed.patch_size == (14, 14) and net.patch_embed.img_size == (224, 224)
+    assert len(net.blocks) == 24 and net.num_features == 1024 and net.pos_embed.shape == (1, 1 + 16 * 16, 1024)
+
+
+def test_dinov2_preprocessing_equals_edm2s_detector_on_the_same_images(small_state, dino):
+    """NVlabs/edm2 calculate_metrics.py DINOv2Detector: uint8 -> bicubic antialiased resize to 224 (no clamp) ->
+    /255 -> ImageNet mean/std -> the torch.hub model, whose position embeddings for 518x518 are resampled at every
+    forward with scale (16 + 0.1) / 37 (bicubic, no antialias). Written out here from those sources."""
+    batch = images(2, 5)
+    x = F.interpolate(batch.float(), size=(224, 224), mode="bicubic", antialias=True) / 255
+    x = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(
+        1, 3, 1, 1
+    )
+    net = dinov2.build_network(SMALL)
+    state = dict(small_state)
+    cls, grid = state["pos_embed"][:, :1], state["pos_embed"][:, 1:].reshape(1, 37, 37, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, scale_factor=(16.1 / 37, 16.1 / 37), mode="bicubic", antialias=False)
+    state["pos_embed"] = torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(1, 256, -1)], dim=1)
+    net.load_state_dict(state)
+    with torch.no_grad():
+        reference = net.eval()(x)
+    ours, logits = extract(dino, uint8_batches(batch, 2), CPU)
+    assert logits is None and ours.shape == (2, 384)
+    # The same operations; ours divides by 255 before the resize (as for Inception), EDM2 after: ~1 ulp apart.
+    assert np.allclose(ours, reference.double().numpy(), rtol=1e-5, atol=1e-5)
+    # timm's own resampling (by size, antialiased) would give other features: the hub's is the one used.
+    assert not torch.equal(dinov2.hub_pos_embed(small_state["pos_embed"], 16), _timm_resampled(small_state))
+
+
+def _timm_resampled(state: dict[str, torch.Tensor]) -> torch.Tensor:
+    from timm.layers import resample_abs_pos_embed
+
+    return resample_abs_pos_embed(state["pos_embed"], [16, 16], num_prefix_tokens=1)
+
+
+def test_dinov2_under_the_clean_resize_reads_clean_fids_224_pixels(small_state):
+    clean = dinov2.DinoV2Features.from_state_dict(small_state, "clean", SMALL)
+    batch = images(2, 6)
+    ours, _ = extract(clean, uint8_batches(batch, 2), CPU)
+    x = (clean_resize(batch, 224) / 255 - clean.mean) / clean.std
+    with torch.no_grad():
+        assert np.allclose(ours, clean.net(x).double().numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_fd_dinov2_equals_the_frechet_distance_computed_independently(shallow_dino, tmp_path):
+    """The rule's FD on DINOv2 features against statistics of the reference images, and an independent
+    computation from the same features (numpy's covariance, scipy's square root)."""
+    rule = metrics_cfg(name="t", n_fake=30, n_real=40, network="dinov2", measures=["fid", "kid", "prdc"],
+                       kid_subsets=2, kid_subset_size=10, prdc_n=20)  # fmt: skip
+    dataset = dataset_cfg("synthetic", size=40, resolution=32)
+    weights = Weights(tmp_path / "w.safetensors", "sha")
+    scorer = make_scorer(rule, inception_cfg(stats_dir=str(tmp_path)), dataset, CPU, extractor=(shallow_dino, weights))
+    generated = images(30, 7)
+    result = scorer.images(generated)
+    assert set(result) == {"fd_dinov2", "kid_mean_dinov2", "kid_std_dinov2", "precision_dinov2", "recall_dinov2",
+                           "density_dinov2", "coverage_dinov2"}  # fmt: skip
+    with torch.no_grad():  # the network alone, on the same images: EDM2's resize and normalization
+        fake, real = (
+            shallow_dino(x.float() / 255)[0].double().numpy() for x in (generated, make_synthetic(40, 32).images)
+        )
+    mu1, mu2, s1, s2 = fake.mean(0), real.mean(0), np.cov(fake, rowvar=False), np.cov(real, rowvar=False)
+    root = linalg.sqrtm(s1 @ s2).real
+    independent = float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * root))
+    assert result["fd_dinov2"] == pytest.approx(independent, rel=1e-5)
+    said = scorer.describe()
+    assert said["network"] == "dinov2" and said["resize"] == "legacy" and said["dims"] == 384
+    assert said["dinov2_sha256"] == "sha" and "inception_sha256" not in said
+    assert scorer.reference_path.name.endswith("_dinov2.npz")
+
+
+def test_a_missing_weights_file_or_timm_is_one_paragraph(tmp_path, monkeypatch):
+    with pytest.raises(InceptionError, match="inception.dinov2_weights points at .*does not exist"):
+        dinov2.resolve_weights(str(tmp_path / "none.safetensors"))
+    monkeypatch.setitem(__import__("sys").modules, "timm", None)
+    with pytest.raises(InceptionError, match=r"pip install 'sngan\[dinov2\]'"):
+        dinov2.build_network()
+
+
+# ---------------------------------------------------------------- statistics record their protocol
+
+
+def test_statistics_made_under_one_protocol_are_refused_under_another(tmp_path, random_inception_state):
+    net = InceptionFeatures(random_inception_state, dims=64, logits=False, resize="clean")
+    dataset = dataset_cfg("synthetic", size=60, resolution=32)
+    inc = inception_cfg(stats_dir=str(tmp_path), dims=64)
+    weights = Weights(tmp_path / "w.pth", "sha")
+    ref, path, computed = reference_stats(dataset, "train", 50, inc, net, weights, CPU)
+    assert computed and path.name.endswith("_64d_clean.npz") and (ref.network, ref.resize) == ("inception", "clean")
+    legacy = stats_path(str(tmp_path), dataset, "train", 50, 64)
+    legacy.write_bytes(path.read_bytes())  # a file of the clean protocol where the legacy one's belongs
+    net.resize = "legacy"
+    with pytest.raises(MetricsError, match="made with network=inception resize=clean, but the rule asks for "
+                                           "network=inception resize=legacy"):  # fmt: skip
+        reference_stats(dataset, "train", 50, inc, net, weights, CPU)
+    # metrics.stats= a file of another protocol: refused too.
+    rule = metrics_cfg(name="mine", n_fake=20, is_split_size=10, is_splits=2, stats=str(path))
+    with pytest.raises(MetricsError, match="resize=clean"):
+        make_scorer(rule, inc, dataset, CPU, extractor=(net, weights))
+
+
+# ---------------------------------------------------------------- rules
+
+
+def test_rules_name_their_network_and_resize_and_dinov2_takes_no_inception_score():
+    cfg = validated(compose_cfg(["experiment=quickstart", "metrics=fd_dinov2_50k_train"]))
+    assert (cfg.metrics.network, cfg.metrics.resize, cfg.metrics.measures) == (
+        "dinov2",
+        "legacy",
+        ["fid", "kid", "prdc"],
+    )
+    cfg = validated(compose_cfg(["experiment=quickstart", "metrics=fid50k_train_clean"]))
+    assert (cfg.metrics.network, cfg.metrics.resize, cfg.metrics.n_fake) == ("inception", "clean", 50_000)
+    with pytest.raises(ConfigError, match="Inception Score needs Inception's classifier"):
+        validated(compose_cfg(["experiment=quickstart", "metrics=fd_dinov2_50k_train", "metrics.name=mine",
+                               "metrics.measures=[fid,is]"]))  # fmt: skip
+    with pytest.raises(ConfigError, match="names a fixed rule on network=inception resize=legacy"):
+        validated(compose_cfg(["experiment=quickstart", "metrics=fid50k_train", "metrics.resize=clean"]))
+    with pytest.raises(ConfigError, match="metrics.network.*choose one of: inception, dinov2"):
+        validated(compose_cfg(["experiment=quickstart", "metrics=fid_paper", "metrics.name=x", "metrics.network=clip"]))
