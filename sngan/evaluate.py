@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from omegaconf import DictConfig
 
 from sngan.cli.command_settings import EvaluateConfig, check_evaluate
 from sngan.cli.errors import ensure_folder, run_or_exit
+from sngan.cli.evaluate_images import evaluate_images
 from sngan.cli.provenance import resolve_device
 from sngan.cli.settings import check_stored
 from sngan.cli.tables import (
@@ -33,19 +35,16 @@ from sngan.cli.tables import (
     check_protocol,
     existing_table,
     format_row,
-    format_values,
-    merged,
     rows_report,
-    write_json,
     write_results,
 )
 from sngan.cli.validation import validate_metrics
 from sngan.config import ConfigError, DatasetConfig, MetricsConfig
-from sngan.data.image_sets import ImageSet, load_image_set
 from sngan.inference import EVAL_SEED_OFFSET, SeededSampler, generator_from_state
 from sngan.metrics.class_scoring import class_reference_stats, intra_class_fid
-from sngan.metrics.reference import MetricsError, split_of
+from sngan.metrics.reference import split_of
 from sngan.metrics.scoring import Extractor, Scorer, extractor_for, make_scorer
+from sngan.metrics.several import generated, score_several
 from sngan.training.speed import keep_freed_memory
 from sngan.training.stopping import report_stops_with
 from sngan.utils import checkpoint as ckpt
@@ -102,7 +101,8 @@ def run_dataset(cfg: EvaluateConfig, state: dict[str, Any]) -> DatasetConfig:
     run_cfg = check_stored(state["config"], state.get("provenance"))
     if cfg.data_root is not None:
         run_cfg.dataset.root = cfg.data_root
-    validate_metrics(cfg.metrics, cfg.inception, run_cfg.dataset.name)
+    for rule in cfg.rules():
+        validate_metrics(rule, cfg.inception, run_cfg.dataset.name)
     return run_cfg.dataset
 
 
@@ -111,11 +111,25 @@ def scorer_for(
     state: dict[str, Any],
     device: torch.device,
     extractor: Extractor | None = None,
+    rule: MetricsConfig | None = None,
 ) -> Scorer:
-    """The scorer for this command's rule, on the dataset the checkpoint's run trained on."""
-    scorer = make_scorer(cfg.metrics, cfg.inception, run_dataset(cfg, state), device, extractor=extractor)
+    """The scorer for ``rule`` (this command's ``metrics=``), on the dataset the checkpoint's run trained on."""
+    rule = rule or cfg.metrics
+    scorer = make_scorer(rule, cfg.inception, run_dataset(cfg, state), device, extractor=extractor)
     assert scorer is not None
     return dataclasses.replace(scorer, batch_size=cfg.batch_size)  # generated images a pass; same numbers
+
+
+def scorers_for(cfg: EvaluateConfig, state: dict[str, Any], device: torch.device, main: Extractor) -> list[Scorer]:
+    """The scorers of ``metrics=`` and of each ``also=`` rule; one network read per network, resize and size."""
+    loaded: dict[tuple[str, str, int, bool], Extractor] = {}
+    scorers = []
+    for rule in cfg.rules():
+        key = (rule.network, rule.resize, cfg.inception.dims, "is" in rule.measures)
+        extractor = main if rule is cfg.metrics else loaded.get(key) or extractor_for(rule, cfg.inception)
+        loaded.setdefault(key, extractor)
+        scorers.append(scorer_for(cfg, state, device, extractor, rule))
+    return scorers
 
 
 def check_intra_class(state: dict[str, Any]) -> None:
@@ -157,41 +171,66 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     paths, skipped = checkpoints_of(target), []
     first_path, first, first_nets = first_readable(paths, skipped)
     paths = paths[paths.index(first_path) :]
-    out = Path(cfg.out) if cfg.out else default_out(target, cfg.metrics.name)
-    old = existing_table(out, cfg.metrics.name, cfg.overwrite)  # a file that is not ours to replace
-    written = [0]  # rows in out so far, for a Ctrl-C's message
-    report_stops_with(lambda: rows_report(out, written[0], len(old["results"]) if old else 0))
-    ensure_folder(out.parent)
+    rules = cfg.rules()
+    outs = [Path(cfg.out) if cfg.out else default_out(target, rule.name) for rule in rules]
+    olds = [existing_table(out, rule.name, cfg.overwrite) for out, rule in zip(outs, rules, strict=True)]
+    written = [0]  # rows in each table so far, for a Ctrl-C's message
+    report_stops_with(lambda: "; ".join(rows_report(o, written[0], len(old["results"]) if old else 0)
+                                        for o, old in zip(outs, olds, strict=True)))  # fmt: skip
+    for out in outs:
+        ensure_folder(out.parent)
     if cfg.intra_class:
         check_intra_class(first)
     extractor = extractor_for(cfg.metrics, cfg.inception)
     with out_of_memory(f"scoring on {device}", memory_advice(cfg), device, f"Nothing was lost: each "
-                       f"checkpoint's numbers are written to {out} as soon as it is scored."):  # fmt: skip
+                       f"checkpoint's numbers are written to {outs[0]} as soon as it is scored."):  # fmt: skip
         # Per-class statistics first: their feature pass also writes the reference statistics the scorer reads.
         references = intra_class_references(cfg, first, extractor, device) if cfg.intra_class else None
-        scorer = scorer_for(cfg, first, device, extractor)
+        scorers = scorers_for(cfg, first, device, extractor)
         per_class = max(2, cfg.metrics.n_fake // len(references)) if references is not None else 0
         seed = cfg.seed if cfg.seed is not None else int(first["config"].get("seed", 0)) + EVAL_SEED_OFFSET
-        rows: list[dict[str, Any]] = []
-        head = table_head(scorer, seed, first["classes"] if references is not None else None, per_class)
-        check_protocol(out, old, {"intra_class": None} | head)  # before the first image is generated
-        for path in paths:
-            try:
-                nets = first_nets if path == first_path else networks_of(path)[1]  # each file read once
-            except ckpt.CheckpointError as exc:  # a run folder's file pruned or damaged meanwhile: the rest count
-                skip(path, exc, skipped)
-                continue
-            for generator, info in nets:
-                rows.append(score_network(scorer, generator.to(device), seed, references, per_class))
-                rows[-1] = {
-                    "checkpoint": str(path),
-                    "step": info["step"],
-                    "network": "ema" if info["ema"] else "g",
-                } | rows[-1]
-                print(format_row(scorer.rule.name, rows[-1]), file=sys.stderr)
+        tables: list[list[dict[str, Any]]] = [[] for _ in rules]
+        heads = [table_head(s, seed, first["classes"] if references is not None else None, per_class) for s in scorers]
+        for out, old, head in zip(outs, olds, heads, strict=True):
+            check_protocol(out, old, {"intra_class": None} | head)  # before the first image is generated
+        files = [(path, first_nets if path == first_path else None) for path in paths]  # each file read once
+        for path, nets, numbers in scored(files, skipped, scorers, seed, references, per_class, cfg.batch_size):
+            for rows, out, old, head, found in zip(tables, outs, olds, heads, numbers, strict=True):
+                rows.append({"checkpoint": str(path)} | nets | found)
+                print(format_row(head["rule"], rows[-1]), file=sys.stderr)
                 write_results(out, head, rows, skipped, old)
-                written[0] = len(rows)
-        return write_results(out, head, rows, skipped, old), out  # with the files skipped last
+            written[0] = len(tables[0])
+        for rows, out, old, head in zip(tables[1:], outs[1:], olds[1:], heads[1:], strict=True):
+            write_results(out, head, rows, skipped, old)  # with the files skipped last
+        return write_results(outs[0], heads[0], tables[0], skipped, olds[0]), outs[0]
+
+
+def scored(
+    files: list[tuple[Path, Networks | None]], skipped: list[str], scorers: list[Scorer], seed: int,
+    references: Any, per_class: int, batch: int,
+) -> Iterator[tuple[Path, dict[str, Any], list[dict[str, Any]]]]:  # fmt: skip
+    """(file, {step, network}, each rule's numbers) of every generator of every readable file, in order."""
+    device = scorers[0].device
+    for path, nets in files:
+        try:
+            nets = nets if nets is not None else networks_of(path)[1]
+        except ckpt.CheckpointError as exc:  # a run folder's file pruned or damaged meanwhile: the rest count
+            skip(path, exc, skipped)
+            continue
+        for generator, info in nets:
+            found = score_rules(scorers, generator.to(device), seed, references, per_class, batch)
+            yield path, {"step": info["step"], "network": "ema" if info["ema"] else "g"}, found
+
+
+def score_rules(
+    scorers: list[Scorer], generator: torch.nn.Module, seed: int, references: Any, per_class: int, batch: int
+) -> list[dict[str, Any]]:
+    """Each rule's numbers for one generator from ``seed``: one rule as its scorer computes them (with intra-class
+    FID); several from one set of generated images (sngan/metrics/several.py)."""
+    if len(scorers) == 1:
+        return [score_network(scorers[0], generator, seed, references, per_class)]
+    images = generated(SeededSampler(generator, scorers[0].device, seed), scorers, batch)
+    return score_several(scorers, images)
 
 
 def memory_advice(cfg: EvaluateConfig) -> str:
@@ -211,68 +250,6 @@ def score_network(
         draw = lambda k: SeededSampler(generator, device, seed + k, label=k)  # noqa: E731
         row |= intra_class_fid(scorer, references, draw, per_class)
     return row
-
-
-def evaluate_images(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
-    """Score the images of a folder or a .npz (``cfg.images``) under the rule, against the dataset's
-    reference statistics (or ``metrics.stats``): the protocol a checkpoint is scored by, for any images."""
-    assert cfg.images is not None
-    device = resolve_device(cfg.device)
-    source = Path(cfg.images).resolve()
-    rule = cfg.metrics.name
-    out = (
-        Path(cfg.out)
-        if cfg.out
-        else source.with_name(f"{source.stem if source.is_file() else source.name}.{rule}.json")
-    )
-    old = existing_table(out, rule, cfg.overwrite)  # before the images are read: a file not ours to replace
-    written = [0]
-    report_stops_with(lambda: rows_report(out, written[0], len(old["results"]) if old else 0))
-    dataset = cfg.dataset.name if cfg.dataset is not None else None
-    resolution = cfg.dataset.resolution if cfg.dataset is not None else None
-    wanted = cfg.metrics  # FID etc. take the first n_fake images, IS the first is_images
-    found = load_image_set(cfg.images, resolution, dataset, limit=wanted.n_generated)
-    ensure_folder(out.parent)  # before the slow part (after the images: a mistyped path creates no folder)
-    check_count(found, cfg.images, wanted)
-    fix = (
-        f"Embed fewer images at once (batch_size={cfg.batch_size}, e.g. half), or score on another device (device=cpu)"
-    )
-    with out_of_memory(f"scoring on {device}", fix, device, "Nothing was written."):
-        scorer = make_scorer(cfg.metrics, cfg.inception, cfg.dataset, device)
-        assert scorer is not None
-        scorer = dataclasses.replace(scorer, batch_size=cfg.batch_size)  # images an Inception pass; same numbers
-        check_protocol(out, old, {**scorer.describe(), "seed": None, "intra_class": None})  # before the embedding
-        row = {"images": str(source), "count": found.total, "network": "-"}
-        row |= scorer.images(found.images) | {"sizes": found.sizes, "resized": found.resized}
-    results, _ = merged(old, [row], [])
-    doc = {**scorer.describe(), "sizes": found.sizes, "resized": found.resized, "results": results}  # sizes: the newest
-    write_json(out, doc)
-    written[0] = 1
-    print(f"{source.name}: {rule}: {format_values(row)}", file=sys.stderr)
-    return doc, out
-
-
-def check_count(found: ImageSet, images: str, wanted: MetricsConfig) -> None:
-    """Says what is resized and what is left out; refuses fewer images than the rule's FID scores (fewer than
-    its IS splits hold: the scorer leaves IS out and says so)."""
-    rule, n_fake = wanted.name, wanted.n_fake
-    if found.resized:
-        print(f"note: resized as the reals are read: {found.resized} ({describe_sizes(found.sizes)}).", file=sys.stderr)
-    if found.total < n_fake:
-        raise MetricsError(
-            f"images={images} holds {found.total:,} images but rule {rule} scores {n_fake:,}. Give "
-            f"at least {n_fake:,}, or a rule with fewer under a name of its own (e.g. "
-            f"metrics.name={rule}_{found.total} metrics.n_fake={found.total}), so that its numbers are never "
-            f"compared with {rule}'s."
-        )
-    used = max(n_fake, wanted.is_images) if found.total >= wanted.is_images else n_fake
-    if found.total > used:
-        print(f"note: scoring the first {used:,} of {found.total:,} images (rule {rule}: FID etc. of the first "
-              f"{n_fake:,}, IS over {wanted.is_protocol()}).", file=sys.stderr)  # fmt: skip
-
-
-def describe_sizes(sizes: dict[str, int]) -> str:
-    return ", ".join(f"{n:,} of {size}" for size, n in sizes.items())
 
 
 def table_head(scorer: Scorer, seed: int, classes: list[str] | None, per_class: int) -> Doc:

@@ -22,6 +22,7 @@ from hydra import compose, initialize_config_module
 from PIL import Image
 from test_export_overwrite import tiny_checkpoint
 
+import sngan.cli.evaluate_images
 import sngan.evaluate
 import sngan.metrics.reference
 import sngan.metrics.scoring
@@ -96,8 +97,10 @@ def no_slow_work(monkeypatch) -> None:
     def slow(*args, **kwargs):
         raise AssertionError("the slow work started before the refusal")
 
-    for name in ("extractor_for", "make_scorer", "load_image_set", "SeededSampler"):
+    for name in ("extractor_for", "make_scorer", "SeededSampler"):
         monkeypatch.setattr(sngan.evaluate, name, slow)
+    for name in ("make_scorer", "load_image_set"):  # images=
+        monkeypatch.setattr(sngan.cli.evaluate_images, name, slow)
 
 
 def pngs(folder: Path, n: int, seed: int) -> Path:

@@ -6,6 +6,8 @@ and depth: the same code path, a twentieth of the work); nothing is downloaded."
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -207,3 +209,59 @@ def test_rules_name_their_network_and_resize_and_dinov2_takes_no_inception_score
         validated(compose_cfg(["experiment=quickstart", "metrics=fid50k_train", "metrics.resize=clean"]))
     with pytest.raises(ConfigError, match="metrics.network.*choose one of: inception, dinov2"):
         validated(compose_cfg(["experiment=quickstart", "metrics=fid_paper", "metrics.name=x", "metrics.network=clip"]))
+
+
+# ---------------------------------------------------------------- several rules in one evaluate
+
+
+def test_several_rules_in_one_evaluate_generate_once_and_give_each_rules_own_numbers(
+    tmp_path, with_inception, monkeypatch
+):
+    """metrics= and also=[two rule files]: the images are drawn once (the most any rule takes), each rule writes
+    its own table, and each table's numbers are those the rule gives alone."""
+    from hydra import compose, initialize_config_module
+    from test_outputs_safety import tiny_run
+
+    import sngan.evaluate
+    from sngan.cli.command_settings import check_evaluate
+    from sngan.inference import SeededSampler
+
+    run = tiny_run(tmp_path / "run", (1,))
+    tiny = ["metrics=fid_paper", "metrics.name=tiny", "metrics.n_fake=10", "metrics.n_real=20", "metrics.prdc_n=0",
+            "metrics.kid_subsets=2", "metrics.kid_subset_size=8", "metrics.is_splits=2",
+            "metrics.is_split_size=5"]  # fmt: skip
+    own = "defaults:\n  - fid_paper\n  - _self_\nn_real: 20\nprdc_n: 0\nkid_subsets: 2\nkid_subset_size: 8\n"
+    (tmp_path / "clean.yaml").write_text(
+        own + "name: tiny_clean\nn_fake: 10\nis_split_size: 5\nis_splits: 2\nresize: clean\n"
+    )
+    (tmp_path / "more.yaml").write_text(own + "name: tiny_more\nn_fake: 16\nis_split_size: 12\nis_splits: 2\n")
+    drawn: list[int] = []
+
+    class Counted(SeededSampler):
+        def __call__(self, n: int) -> torch.Tensor:
+            drawn.append(n)
+            return super().__call__(n)
+
+    monkeypatch.setattr(sngan.evaluate, "SeededSampler", Counted)
+
+    def evaluate(*extra: str) -> dict:
+        common = [f"ckpt={run}/checkpoints/ckpt_00000001.pt", "inception.dims=64", "device=cpu", "batch_size=5"]
+        with initialize_config_module(config_module="sngan.configs", version_base="1.3"):
+            raw = compose(config_name="evaluate", overrides=[*common, *tiny, *extra])
+        return sngan.evaluate.evaluate(check_evaluate(raw))[0]
+
+    evaluate(f"also=[{tmp_path / 'clean.yaml'},{tmp_path / 'more.yaml'}]")
+    assert sum(drawn) == 24  # once: tiny_more's IS takes 2 x 12, the most of the three rules
+    tables = {rule: json.loads((run / "checkpoints" / f"ckpt_00000001.{rule}.json").read_text())
+              for rule in ("tiny", "tiny_clean", "tiny_more")}  # fmt: skip
+    assert tables["tiny_clean"]["resize"] == "clean" and "resize" not in tables["tiny"]
+    drawn.clear()
+    alone = evaluate("overwrite=true")  # tiny alone: the same numbers as in the shared pass
+    assert sum(drawn) == 10
+    for key, value in alone["results"][0].items():
+        assert tables["tiny"]["results"][0][key] == (
+            pytest.approx(value, rel=1e-6, abs=1e-9) if isinstance(value, float) else value
+        )
+    assert tables["tiny_clean"]["results"][0]["fid"] != pytest.approx(alone["results"][0]["fid"], rel=1e-3)
+    with pytest.raises(ConfigError, match="also="):
+        evaluate("also=[tiny]", "overwrite=true")  # the main rule again

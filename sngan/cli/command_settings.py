@@ -4,11 +4,21 @@ dataclass back, or a ``ConfigError``). Each command composes its own YAML (sngan
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from sngan.cli.validation import validate_inception, validate_metrics, validate_protocol
-from sngan.config import ConfigError, DatasetConfig, InceptionConfig, MetricsConfig, invalid, to_schema
+from sngan.config import (
+    ConfigError,
+    DatasetConfig,
+    InceptionConfig,
+    MetricsConfig,
+    invalid,
+    metric_presets,
+    preset_rule,
+    to_schema,
+)
 from sngan.data import DATASETS, native_resolution
 from sngan.utils.plugins import import_modules
 
@@ -28,6 +38,11 @@ class EvaluateConfig:
     overwrite: bool  # replace an existing out file; else only an evaluate table of the same rule is added to
     imports: list[str] = field(default_factory=list)  # modules to import first (their registrations)
     dataset: DatasetConfig | None = None  # images= only: whose reference statistics judge them (no key: None)
+    also: list[str] = field(default_factory=list)  # more rules (metrics/ presets) on the same generated images
+
+    def rules(self) -> list[MetricsConfig]:
+        """The rule of ``metrics=``, then those of ``also=``, each scored into a table of its own."""
+        return [self.metrics, *(preset_rule(name) for name in self.also)]
 
 
 @dataclass
@@ -83,7 +98,9 @@ def check_evaluate(cfg: DictConfig) -> EvaluateConfig:
     if typed.dataset is not None and typed.dataset.name not in DATASETS:
         raise invalid("dataset.name", typed.dataset.name, f"choose one of: {', '.join(DATASETS.names())}")
     # ckpt=: the split is checked against the run's dataset when the checkpoint is read (evaluate.run_dataset)
-    validate_metrics(typed.metrics, typed.inception, typed.dataset.name if typed.dataset is not None else None)
+    check_also(typed)
+    for rule in typed.rules():
+        validate_metrics(rule, typed.inception, typed.dataset.name if typed.dataset is not None else None)
     if typed.dataset is not None:
         typed.dataset.resolution = typed.dataset.resolution or native_resolution(typed.dataset.name)
         if typed.dataset.resolution is None:
@@ -94,6 +111,23 @@ def check_evaluate(cfg: DictConfig) -> EvaluateConfig:
     if typed.batch_size <= 0:
         raise invalid("batch_size", typed.batch_size, "it must be greater than 0")
     return typed
+
+
+def check_also(cfg: EvaluateConfig) -> None:
+    """``also=``: named rules (not ``none``), each once and not the main rule, without intra-class FID or out=
+    (each rule's table goes where that rule's alone would)."""
+    presets = sorted(metric_presets())
+    own = [name for name in cfg.also if name.endswith(".yaml") and Path(name).is_file()]
+    unknown = [name for name in cfg.also if name not in presets and name not in own]
+    names = [cfg.metrics.name, *(preset_rule(name).name for name in cfg.also if name not in unknown)]
+    if unknown or len(set(names)) < len(names):
+        raise invalid("also", cfg.also, f"list other rules than metrics={cfg.metrics.name}, each once: presets "
+                      f"({', '.join(presets)}) or rule files of your own (path/rule.yaml)")  # fmt: skip
+    if cfg.also and (cfg.intra_class or cfg.out is not None):
+        raise ConfigError(
+            "Invalid configuration: also= writes each rule's table where that rule's alone would go; it takes "
+            "neither out= nor intra_class=true. Score those with a command of their own."
+        )
 
 
 def check_what_to_score(cfg: EvaluateConfig) -> None:

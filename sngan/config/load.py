@@ -134,6 +134,20 @@ def preset_protocols() -> dict[str, tuple[str, str]]:
     return {str(r.name): (str(r.get("network", "inception")), str(r.get("resize", "legacy"))) for r in rules}
 
 
+def preset_rule(name: str) -> Any:
+    """A rule as a typed ``MetricsConfig`` (``evaluate also=``): a preset of sngan/configs/metrics/ by name, or a
+    rule file of one's own (a path ending in .yaml, written as those are; its ``defaults`` name presets)."""
+    from pathlib import Path
+
+    from sngan.config.schema import MetricsConfig
+
+    if name.endswith(".yaml"):
+        rule = OmegaConf.load(Path(name).expanduser())
+        bases = [entry for entry in rule.pop("defaults", []) if entry != "_self_"]
+        return to_schema(OmegaConf.merge(*(_preset(str(base)) for base in bases), rule), MetricsConfig)
+    return to_schema(_preset(name), MetricsConfig)
+
+
 def _preset_names() -> list[str]:
     files = resources.files("sngan.configs.metrics").iterdir()
     return sorted(p.name.removesuffix(".yaml") for p in files if p.name.endswith(".yaml"))
