@@ -226,6 +226,8 @@ def test_exports_without_or_with_damaged_counts(imbalanced_run, tmp_path):
 
 
 def test_a_folders_reference_set_spreads_over_its_subfolders_and_follows_its_contents(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
     import sngan.metrics.class_scoring
     import sngan.metrics.reference
     import sngan.metrics.scoring
@@ -246,12 +248,13 @@ def test_a_folders_reference_set_spreads_over_its_subfolders_and_follows_its_con
     dataset = dataset_cfg("folder", root=str(root), resolution=32)
     inception = inception_cfg(stats_dir=str(tmp_path / "stats"), batch_size=64, dims=64)
     weights, data = Weights(tmp_path / "w.pth", "sha"), load_images("folder", str(root), 32)
-    _, path, _ = reference_stats(dataset, "train", 8, inception, None, weights, CPU)
+    net = SimpleNamespace(name="inception", resize="legacy", dims=64)  # what the cache is named by
+    _, path, _ = reference_stats(dataset, "train", 8, inception, net, weights, CPU)
     assert path.name.endswith("_32px_8-spread_64d.npz")  # never the name of a first-8 set cached before
     assert torch.equal(embedded[0], data.images[::2])  # 6 cats and 2 dogs, not the first 8 cats
-    stats, _ = class_reference_stats(dataset, "train", 8, 2, inception, None, weights, CPU)
+    stats, _ = class_reference_stats(dataset, "train", 8, 2, inception, net, weights, CPU)
     assert torch.equal(embedded[1], data.images[::2]) and len(stats) == 2
-    assert reference_stats(dataset, "train", 8, inception, None, weights, CPU)[2] is False  # cached
+    assert reference_stats(dataset, "train", 8, inception, net, weights, CPU)[2] is False  # cached
     Image.new("RGB", (32, 32), (9, 9, 9)).save(root / "dog" / "new.png")  # the folder changed: recomputed
-    _, again, computed = reference_stats(dataset, "train", 8, inception, None, weights, CPU)
+    _, again, computed = reference_stats(dataset, "train", 8, inception, net, weights, CPU)
     assert computed and again != path and len(embedded) == 3

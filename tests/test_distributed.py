@@ -278,7 +278,7 @@ def test_a_rank_with_an_empty_share_of_the_sample_set_contributes_empty_arrays()
     from sngan.metrics.inception import LOGITS
 
     class Extractor(torch.nn.Module):
-        dims, with_logits = 64, True
+        dims, with_logits, name, resize, input_size = 64, True, "inception", "legacy", 299
 
         def place(self, device):
             return self

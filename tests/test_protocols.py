@@ -265,3 +265,58 @@ def test_several_rules_in_one_evaluate_generate_once_and_give_each_rules_own_num
     assert tables["tiny_clean"]["results"][0]["fid"] != pytest.approx(alone["results"][0]["fid"], rel=1e-3)
     with pytest.raises(ConfigError, match="also="):
         evaluate("also=[tiny]", "overwrite=true")  # the main rule again
+
+
+# ---------------------------------------------------------------- DINOv2 through the commands
+
+
+@pytest.fixture
+def two_block_dinov2(tmp_path, monkeypatch):
+    """The product's loader on a two-block ViT-S/14 DINOv2 (its file written with seeded random weights, position
+    embeddings for 518x518 as the real file's): the whole command path at a fraction of ViT-L/14's cost."""
+    two_blocks = lambda model=SMALL, img_size=224: timm.create_model(  # noqa: E731
+        SMALL, pretrained=False, img_size=img_size, num_classes=0, depth=2
+    )
+    monkeypatch.setattr(dinov2, "build_network", two_blocks)
+    torch.manual_seed(2)
+    path = tmp_path / "dinov2.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in dinov2.build_network(img_size=518).state_dict().items()}, str(path))
+    return path
+
+
+def test_a_run_scored_on_dinov2_logs_fd_dinov2_and_keeps_the_best_by_it(two_block_dinov2, tmp_path):
+    from helpers import TINY, run_training
+
+    from sngan.utils import checkpoint as ckpt
+
+    rule = ["metrics=fd_dinov2_50k_train", "metrics.name=tiny_dino", "metrics.n_fake=20", "metrics.n_real=30",
+            "metrics.kid_subsets=2", "metrics.kid_subset_size=10", "metrics.prdc_n=12",
+            f"inception.dinov2_weights={two_block_dinov2}", f"inception.stats_dir={tmp_path / 'stats'}"]  # fmt: skip
+    result = run_training(tmp_path / "run", [*TINY, *rule, "train.steps=2", "dataset.size=60"])
+    assert result["tiny_dino/fd_dinov2"] > 0 and "tiny_dino/precision_dinov2" in result
+    assert not any(key.endswith(("/fid", "is_mean")) for key in result), result
+    state = ckpt.load(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert state["best"]["metric"] == "ema/tiny_dino/fd_dinov2"  # the EMA's FD_DINOv2 chooses best.pt
+    stats = list((tmp_path / "stats").glob("*.npz"))
+    assert len(stats) == 1 and stats[0].name.endswith("_30_dinov2.npz")
+    from sngan.training.progress import headline
+
+    assert headline(result).startswith("ema/tiny_dino/fd_dinov2=")  # the number progress lines carry
+
+
+def test_fid_stats_on_dinov2_writes_statistics_named_and_recorded_by_their_protocol(
+    two_block_dinov2, tmp_path, command_line
+):
+    from sngan.metrics.fid import load_reference
+
+    done = command_line("fid_stats", "dataset=synthetic", "dataset.size=40", "dataset.resolution=32", "n=30",
+                        "network=dinov2", "resize=clean", f"inception.dinov2_weights={two_block_dinov2}",
+                        f"inception.stats_dir={tmp_path}", "device=cpu", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    path = tmp_path / "synthetic-k10-n40-s0_train_32px_30_dinov2_clean.npz"
+    ref = load_reference(path)
+    assert (ref.network, ref.resize, ref.mu.shape) == ("dinov2", "clean", (384,))
+    bad = command_line("fid_stats", "dataset=synthetic", "network=clip", cwd=tmp_path)
+    assert bad.returncode == 2 and "network" in bad.stderr and "inception, dinov2" in bad.stderr

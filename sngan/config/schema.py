@@ -104,9 +104,10 @@ class MetricsConfig:
 
     @property
     def n_generated(self) -> int:
-        """Images a scoring generates: FID, KID and PRDC take the first ``n_fake``, IS the first ``is_images``
-        (from the same seeded stream, so the IS images beyond ``n_fake`` leave the other numbers as they were)."""
-        return max(self.n_fake, self.is_images)
+        """Images a scoring generates: FID, KID and PRDC take the first ``n_fake``, IS (where the rule computes it)
+        the first ``is_images`` (from the same seeded stream, so the IS images beyond ``n_fake`` leave the other
+        numbers as they were)."""
+        return max(self.n_fake, self.is_images) if "is" in self.measures else self.n_fake
 
     def is_protocol(self) -> str:
         """The IS protocol in words, for the JSON, the dry run and notes."""

@@ -37,7 +37,8 @@ def class_reference_stats(
     are computed from it (a second per class). The feature pass that fills it also writes the reference
     statistics of the same images where they are missing, so a first intra-class evaluation embeds the
     reference images once."""
-    path = stats_path(inception.stats_dir, dataset, split, n, inception.dims)
+    network, resize = extractor.name, extractor.resize  # cached per network and resize, as the statistics are
+    path = stats_path(inception.stats_dir, dataset, split, n, extractor.dims, network, resize)
     cache = path.with_name(f"{path.stem}_classes.npz")
     found = _load_class_cache(cache, weights)
     if found is None:
@@ -52,7 +53,7 @@ def class_reference_stats(
         found = features, labels
         if not path.is_file():
             try:
-                save_reference(path, found[0], weights.sha256)
+                save_reference(path, found[0], weights.sha256, network=network, resize=resize)
             except OSError as exc:
                 raise unwritable_error(path, exc) from exc
     features, labels = found
