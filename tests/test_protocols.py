@@ -265,6 +265,8 @@ def test_several_rules_in_one_evaluate_generate_once_and_give_each_rules_own_num
     assert tables["tiny_clean"]["results"][0]["fid"] != pytest.approx(alone["results"][0]["fid"], rel=1e-3)
     with pytest.raises(ConfigError, match="also="):
         evaluate("also=[tiny]", "overwrite=true")  # the main rule again
+    with pytest.raises(ConfigError, match="neither out=, intra_class=true nor images="):
+        evaluate(f"also=[{tmp_path / 'more.yaml'}]", f"out={tmp_path / 't.json'}")
 
 
 # ---------------------------------------------------------------- DINOv2 through the commands

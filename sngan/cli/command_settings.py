@@ -123,10 +123,11 @@ def check_also(cfg: EvaluateConfig) -> None:
     if unknown or len(set(names)) < len(names):
         raise invalid("also", cfg.also, f"list other rules than metrics={cfg.metrics.name}, each once: presets "
                       f"({', '.join(presets)}) or rule files of your own (path/rule.yaml)")  # fmt: skip
-    if cfg.also and (cfg.intra_class or cfg.out is not None):
+    if cfg.also and (cfg.intra_class or cfg.out is not None or cfg.images is not None):
         raise ConfigError(
-            "Invalid configuration: also= writes each rule's table where that rule's alone would go; it takes "
-            "neither out= nor intra_class=true. Score those with a command of their own."
+            "Invalid configuration: also= scores a checkpoint's generated images under several rules, each table "
+            "where that rule's alone would go; it takes neither out=, intra_class=true nor images=. Score those "
+            "with a command of their own for each rule."
         )
 
 
