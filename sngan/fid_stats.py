@@ -23,7 +23,7 @@ from sngan.cli.provenance import resolve_device
 from sngan.config import ConfigError
 from sngan.data import native_resolution
 from sngan.metrics.reference import reference_stats, stats_path
-from sngan.metrics.scoring import DINOV2_DIMS, load_extractor
+from sngan.metrics.scoring import feature_dims, load_extractor
 from sngan.training.speed import keep_freed_memory
 from sngan.training.stopping import report_stops_with
 from sngan.utils.outputs import stamp, written_report
@@ -40,7 +40,7 @@ def compute(cfg: FidStatsConfig) -> tuple[Path, bool, int]:
             f"dataset.resolution to the size your model generates (32 or 48)."
         )
     split = cfg.split or dataset.split
-    dims = cfg.inception.dims if cfg.network == "inception" else DINOV2_DIMS
+    dims = feature_dims(cfg.network, cfg.inception)
     before = stamp([stats_path(cfg.inception.stats_dir, dataset, split, cfg.n, dims, cfg.network, cfg.resize)])
     report_stops_with(lambda: written_report(before))  # the file is written whole at the end, or not at all
     extractor, weights = load_extractor(cfg.inception, False, cfg.network, cfg.resize)

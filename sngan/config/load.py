@@ -142,9 +142,7 @@ def preset_rule(name: str) -> Any:
     from sngan.config.schema import MetricsConfig
 
     if name.endswith(".yaml"):
-        rule = OmegaConf.load(Path(name).expanduser())
-        bases = [entry for entry in rule.pop("defaults", []) if entry != "_self_"]
-        return to_schema(OmegaConf.merge(*(_preset(str(base)) for base in bases), rule), MetricsConfig)
+        return to_schema(_with_bases(OmegaConf.load(Path(name).expanduser())), MetricsConfig)
     return to_schema(_preset(name), MetricsConfig)
 
 
@@ -155,7 +153,11 @@ def _preset_names() -> list[str]:
 
 def _preset(name: str) -> DictConfig:
     """A rule's file with the rules its ``defaults`` name merged under it (as Hydra composes it)."""
-    rule = OmegaConf.create((resources.files("sngan.configs.metrics") / f"{name}.yaml").read_text())
+    return _with_bases(OmegaConf.create((resources.files("sngan.configs.metrics") / f"{name}.yaml").read_text()))
+
+
+def _with_bases(rule: DictConfig) -> DictConfig:
+    """``rule`` merged over the presets its ``defaults`` name."""
     bases = [entry for entry in rule.pop("defaults", []) if entry != "_self_"]
     return OmegaConf.merge(*(_preset(str(base)) for base in bases), rule) if bases else rule
 

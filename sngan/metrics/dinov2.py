@@ -14,7 +14,6 @@ timm is an optional extra (``pip install 'sngan[dinov2]'``): imported only where
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from sngan.metrics.inception import InceptionError, Weights
+from sngan.metrics.inception import InceptionError, Weights, sha256_of
 
 MODEL = "vit_large_patch14_dinov2.lvd142m"
 HUB_FILE = "https://huggingface.co/timm/vit_large_patch14_dinov2.lvd142m (model.safetensors)"
@@ -145,21 +144,4 @@ def resolve_weights(path: str | None) -> Weights:
                 f"The DINOv2 weights are not available: inception.dinov2_weights points at '{file}', which does not "
                 f"exist. Download {HUB_FILE} or {META_FILE} and name it there, or choose a rule on Inception."
             )
-    digest = hashlib.sha256()
-    with open(file, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return Weights(file, digest.hexdigest())
-
-
-def save_random_weights(path: Path, seed: int = 0, model: str = MODEL) -> Path:
-    """Seeded random weights in timm's file format, position embeddings for 518x518 as the real file holds
-    (offline tests and benchmarks)."""
-    from safetensors.torch import save_file
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = _timm().create_model(model, pretrained=False, num_classes=0)  # its default size: 518
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
-    return path
+    return Weights(file, sha256_of(file))

@@ -101,11 +101,15 @@ def resolve_weights(path: str | None = None, download: bool = True) -> Weights:
                     socket.setdefaulttimeout(previous)
             except Exception as exc:  # URLError, OSError, HTTPError
                 raise _missing(file, f"'{file}' does not exist and the download failed ({exc})") from exc
+    return Weights(file, sha256_of(file))
+
+
+def sha256_of(file: Path) -> str:
     digest = hashlib.sha256()
     with open(file, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
-    return Weights(file, digest.hexdigest())
+    return digest.hexdigest()
 
 
 INPUT_SIZE = 299  # pytorch-fid's (and every published FID's): images are resized to 299x299 before the network

@@ -43,6 +43,11 @@ NETWORKS = ("inception", "dinov2")  # metrics.network: pytorch-fid's Inception, 
 DINOV2_DIMS = 1024  # ViT-L/14's class token (sngan/metrics/dinov2.py)
 
 
+def feature_dims(network: str, inception: InceptionConfig) -> int:
+    """The feature size of ``network``: Inception's configured block, DINOv2's class token."""
+    return inception.dims if network == "inception" else DINOV2_DIMS
+
+
 def load_extractor(
     inception: InceptionConfig, logits: bool = True, network: str = "inception", resize: str = "legacy"
 ) -> Extractor:
@@ -170,7 +175,7 @@ def describe_reference(metrics: MetricsConfig, inception: InceptionConfig, datas
     if metrics.stats is not None:
         return f"rule {metrics.name}: {generated} against {metrics.stats}"
     split = split_of(dataset, metrics.real_split)
-    dims = inception.dims if metrics.network == "inception" else DINOV2_DIMS
+    dims = feature_dims(metrics.network, inception)
     path = stats_path(inception.stats_dir, dataset, split, metrics.n_real, dims, metrics.network, metrics.resize)
     count = "all" if metrics.n_real is None else f"{metrics.n_real:,}"
     state = "cached" if path.is_file() else f"computed at start from {count} {split} images"
