@@ -21,14 +21,15 @@ LONG_RUN = [
 ]
 
 
-def start_training(run_dir, extra=()):
+def start_training(run_dir, extra=(), settle=1.5):
+    """The real command, returned once its training loop has run for ``settle`` seconds."""
     cmd = [sys.executable, "-m", "sngan.train", *LONG_RUN, *extra, f"hydra.run.dir={run_dir}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not list((run_dir / "tb").glob("events.out.tfevents.*")):  # the loop is about to start
         assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
         time.sleep(0.2)
-    time.sleep(3)
+    time.sleep(settle)
     return proc
 
 
@@ -51,7 +52,7 @@ def test_second_sigint_exits_at_once(tmp_path):
     # Wide networks, big batches, n_dis 10: one step takes seconds, so the
     # second Ctrl-C (sent once the first is acknowledged) lands inside it.
     slow = ["model.width=1.0", "train.batch_size_d=256", "train.batch_size_g=256", "train.n_dis=10"]
-    proc = start_training(run_dir, slow)
+    proc = start_training(run_dir, slow, settle=0.5)  # inside the first step
     proc.send_signal(signal.SIGINT)
     first = ""
     while "Received SIGINT" not in first:
