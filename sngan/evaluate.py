@@ -28,6 +28,7 @@ from omegaconf import DictConfig
 from sngan.cli.command_settings import EvaluateConfig, check_evaluate
 from sngan.cli.errors import ensure_folder, run_or_exit
 from sngan.cli.evaluate_images import evaluate_images
+from sngan.cli.hydra_checks import typos_named
 from sngan.cli.provenance import resolve_device
 from sngan.cli.settings import check_stored
 from sngan.cli.tables import (
@@ -264,6 +265,7 @@ def table_head(scorer: Scorer, seed: int, classes: list[str] | None, per_class: 
     return head
 
 
+@typos_named(EvaluateConfig)
 @hydra.main(version_base="1.3", config_path="pkg://sngan.configs", config_name="evaluate")
 def main(raw: DictConfig) -> None:
     keep_freed_memory()  # malloc keeps large freed blocks for reuse (sngan/training/speed.py)

@@ -11,8 +11,9 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from sngan.cli.command_settings import check_export
+from sngan.cli.command_settings import ExportConfig, check_export
 from sngan.cli.errors import run_or_exit
+from sngan.cli.hydra_checks import typos_named
 from sngan.inference import export_generator, export_paths
 from sngan.training.stopping import report_stops_with
 from sngan.utils.outputs import Stamp, changed_since, stamp, written_report
@@ -26,6 +27,7 @@ def stop_report(before: Stamp) -> str:
     return said
 
 
+@typos_named(ExportConfig)
 @hydra.main(version_base="1.3", config_path="pkg://sngan.configs", config_name="export")
 def main(raw: DictConfig) -> None:
     cfg = run_or_exit(lambda: check_export(raw))

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from sngan.cli.command_settings import FidStatsConfig, check_fid_stats
 from sngan.cli.errors import run_or_exit
+from sngan.cli.hydra_checks import typos_named
 from sngan.cli.provenance import resolve_device
 from sngan.config import ConfigError
 from sngan.data import native_resolution
@@ -48,6 +49,7 @@ def compute(cfg: FidStatsConfig) -> tuple[Path, bool, int]:
     return path, computed, ref.count or 0
 
 
+@typos_named(FidStatsConfig)
 @hydra.main(version_base="1.3", config_path="pkg://sngan.configs", config_name="fid_stats")
 def main(raw: DictConfig) -> None:
     keep_freed_memory()  # malloc keeps large freed blocks for reuse (sngan/training/speed.py)

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from sngan.cli.command_settings import SampleConfig, check_sample
 from sngan.cli.errors import ensure_folder, run_or_exit
+from sngan.cli.hydra_checks import typos_named
 from sngan.cli.provenance import resolve_device
 from sngan.config import ConfigError
 from sngan.data.images import save_png
@@ -167,6 +168,7 @@ def clear_numbered(out: Path, overwrite: bool) -> None:
         path.unlink()
 
 
+@typos_named(SampleConfig)
 @hydra.main(version_base="1.3", config_path="pkg://sngan.configs", config_name="sample")
 def main(raw: DictConfig) -> None:
     keep_freed_memory()  # malloc keeps large freed blocks for reuse (sngan/training/speed.py)

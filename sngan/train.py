@@ -18,11 +18,11 @@ import hydra
 from omegaconf import DictConfig
 
 from sngan.cli.errors import run_or_exit
-from sngan.cli.hydra_checks import register_resolvers, remove_if_new, write_hydra_record
+from sngan.cli.hydra_checks import register_resolvers, remove_if_new, typos_named, write_hydra_record
 from sngan.cli.log_file import copied_to
 from sngan.cli.settings import check_train
 from sngan.cli.start import start
-from sngan.config import signal_number, to_container
+from sngan.config import TrainConfig, signal_number, to_container
 from sngan.training.iteration import NonFiniteError
 from sngan.training.speed import keep_freed_memory
 from sngan.training.stopping import Interrupted, TimeLimit, requeue
@@ -34,6 +34,7 @@ from sngan.utils.distributed import Dist, RankFailed
 register_resolvers()
 
 
+@typos_named(TrainConfig)
 @hydra.main(version_base="1.3", config_path="pkg://sngan.configs", config_name="train")
 def main(raw: DictConfig) -> dict[str, float]:
     from hydra.core.hydra_config import HydraConfig

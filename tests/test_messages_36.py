@@ -99,6 +99,40 @@ def test_a_setting_that_does_not_exist_names_the_value_given_and_the_closest_set
     assert expected in str(refused.value) and "(value None)" not in str(refused.value), str(refused.value)
 
 
+@pytest.mark.parametrize(
+    ("command", "args", "expected"),
+    [
+        ("train", ["train.step=10"], "there is no setting train.step; did you mean train.steps?"),
+        ("train", ["trian.steps=10"], "there is no setting trian; did you mean train?"),
+        ("train", ["seeed=3"], "there is no setting seeed; did you mean seed?"),
+        ("sample", ["ckpt=x.pt", "frame=4"], "there is no setting frame; did you mean frames?"),
+        ("evaluate", ["ckpt=x.pt", "metrics.n_fak=1"], "no setting metrics.n_fak; did you mean metrics.n_fake?"),
+    ],
+)
+def test_a_misspelt_override_on_the_command_line_names_the_closest_setting_not_hydras_plus(
+    command, args, expected, command_line, tmp_path
+):
+    """Without a +, Hydra refuses a key its config lacks and advises adding it (+train.step=10), which is wrong
+    for a typo: the commands hand such a key to the schema's check, which names the setting meant."""
+    run_dir = tmp_path / "run"
+    where = [f"hydra.run.dir={run_dir}"] if command == "train" else []
+    done = command_line(command, *args, *where, cwd=tmp_path)
+    assert done.returncode == 2 and expected in done.stderr, done.stderr
+    assert "+" not in done.stderr and "not in struct" not in done.stderr, done.stderr
+    assert not run_dir.exists()  # a refused training leaves no run folder
+
+
+def test_overrides_hydra_knows_or_the_schema_has_pass_as_they_are():
+    from sngan.config import TrainConfig
+    from sngan.config.load import hydra_args
+
+    kept = ["experiment=quickstart", "model=resnet32", "model.width=0.5", "train.steps=1,2", "+train.extra=1",
+            "~logger", "++seed=3", "hydra.run.dir=x", "hydra/launcher=submitit_local", "metrics.measures.0=fid",
+            "-m", "--cfg", "job", "dataset@x=cifar10"]  # fmt: skip
+    assert hydra_args(kept, TrainConfig) == kept
+    assert hydra_args(["train.step=1", "seeed=3"], TrainConfig) == ["+train.step=1", "+seeed=3"]
+
+
 def test_a_typo_in_an_edited_yaml_and_in_sample_settings_is_named_too():
     raw = compose_cfg(TRAIN)
     OmegaConf.set_struct(raw, False)

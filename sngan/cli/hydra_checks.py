@@ -1,5 +1,6 @@
-"""A Hydra callback that checks the run folder before Hydra creates it, and the resolver that keeps
-torchrun's other ranks from writing Hydra's files into the shared run folder.
+"""A Hydra callback that checks the run folder before Hydra creates it, the resolver that keeps
+torchrun's other ranks from writing Hydra's files into the shared run folder, and ``typos_named``, which
+hands a misspelt override to the schema's check instead of Hydra's.
 
 Hydra makes ``hydra.run.dir`` (or the sweep folder) before the application
 starts, so a folder that cannot be created would end in Hydra's own traceback.
@@ -11,16 +12,37 @@ Hydra writes anything into the folder.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from sngan.cli.run_lock import LOCK_NAME, FolderBusy, hold, release
+from sngan.config.load import hydra_args
 from sngan.utils.outputs import OutputError, ensure_folder, write_text
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def typos_named(schema: type) -> Callable[[F], F]:
+    """Around a command's Hydra main: an override of a key that ``schema`` lacks (``train.step=10``) reaches the
+    schema's check, which names the closest setting, instead of Hydra's advice to add the key with a +."""
+
+    def wrap(main: F) -> F:
+        @functools.wraps(main)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            if not args and not kwargs:  # the command line, as Hydra reads it next
+                sys.argv[1:] = hydra_args(sys.argv[1:], schema)
+            return main(*args, **kwargs)
+
+        return command  # type: ignore[return-value]
+
+    return wrap
 
 
 def ensure_writable(folder: str, key: str) -> None:

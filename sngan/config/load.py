@@ -65,6 +65,25 @@ def setting_names(schema: type, prefix: str = "") -> list[str]:
     return names
 
 
+def hydra_args(args: list[str], schema: type) -> list[str]:
+    """Command-line arguments as Hydra should read them. Hydra refuses ``key=value`` for a key its config lacks,
+    with the advice to add the key (``+key=value``); for a typo that advice is wrong. So an override of a key that
+    no setting of ``schema`` has is passed on as ``+key=value``, and the schema's check refuses it by name with
+    the closest setting (``unknown_setting``: "there is no setting train.step; did you mean train.steps?")."""
+    names = set(setting_names(schema))
+    groups = {p.name for p in resources.files("sngan.configs").iterdir() if p.is_dir()}  # experiment=..., model=...
+    return [_as_hydra_reads_it(arg, names, groups) for arg in args]
+
+
+def _as_hydra_reads_it(arg: str, names: set[str], groups: set[str]) -> str:
+    key, eq, _ = arg.partition("=")
+    parts = key.split(".")
+    plain = eq and key[:1].isalpha() and not any(c in key for c in "/@[ ") and parts[0] != "hydra"
+    if not plain or key in names or key in groups or any(p.isdigit() for p in parts):
+        return arg  # Hydra's own syntax (+, ~, groups, packages, hydra.*), a known setting, a list index
+    return "+" + arg
+
+
 def given(cfg: DictConfig, key: str) -> str:
     """The value ``cfg`` holds at ``key`` in JSON, as a command line would spell it (10, true, null, a string bare)."""
     try:
