@@ -103,7 +103,7 @@ def test_a_setting_that_does_not_exist_names_the_value_given_and_the_closest_set
     ("command", "args", "expected"),
     [
         ("train", ["train.step=10"], "there is no setting train.step; did you mean train.steps?"),
-        ("train", ["trian.steps=10"], "there is no setting trian; did you mean train?"),
+        ("train", ["trian.steps=10"], "trian.steps=10: there is no setting trian.steps; did you mean train.steps?"),
         ("train", ["seeed=3"], "there is no setting seeed; did you mean seed?"),
         ("sample", ["ckpt=x.pt", "frame=4"], "there is no setting frame; did you mean frames?"),
         ("evaluate", ["ckpt=x.pt", "metrics.n_fak=1"], "no setting metrics.n_fak; did you mean metrics.n_fake?"),

@@ -4,6 +4,7 @@ only module that knows OmegaConf types; the ranges and combinations are sngan/cl
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import math
@@ -43,6 +44,7 @@ def to_schema(cfg: DictConfig, schema_class: type = None) -> Any:  # type: ignor
         key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
         names = setting_names(schema_class or TrainConfig)
         if key != "?" and key.split("[")[0] not in names:  # a typo: the exception has no value; read the one given
+            key = _down_to_the_value(cfg, key)  # +trian.steps=10 made trian: {steps: 10}
             raise unknown_setting(key, given(cfg, key), names) from None
         value = getattr(exc, "value", None)
         reason = str(getattr(exc, "msg", exc)).splitlines()[0]
@@ -82,6 +84,16 @@ def _as_hydra_reads_it(arg: str, names: set[str], groups: set[str]) -> str:
     if not plain or key in names or key in groups or any(p.isdigit() for p in parts):
         return arg  # Hydra's own syntax (+, ~, groups, packages, hydra.*), a known setting, a list index
     return "+" + arg
+
+
+def _down_to_the_value(cfg: DictConfig, key: str) -> str:
+    """An unknown section holding one key (what one override makes): the dotted key of the value given."""
+    with contextlib.suppress(OmegaConfBaseException):
+        value = OmegaConf.select(cfg, key)
+        while isinstance(value, DictConfig) and len(value) == 1:
+            child = str(next(iter(value)))
+            key, value = f"{key}.{child}", value[child]
+    return key
 
 
 def given(cfg: DictConfig, key: str) -> str:
