@@ -309,7 +309,8 @@ def test_every_category_is_covered_for_every_command_where_it_applies():
 @pytest.mark.parametrize(
     ("command", "overrides", "code"),
     [
-        ("train", ["experiment=quickstart", "nosuchkey=1"], 1),  # Hydra's own message, no traceback
+        ("train", ["experiment=quickstart", "nosuchkey=1"], 2),  # the schema's message, naming the settings
+        ("train", ["experiment=quickstart", "model=nosuchmodel"], 1),  # Hydra's own message (its options), no traceback
         ("train", ["experiment=quickstart", "hydra.run.dir={file}/run"], 2),
         ("sample", ["ckpt={evil}"], 2),
         ("evaluate", ["ckpt={empty}"], 2),

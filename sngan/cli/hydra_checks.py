@@ -65,16 +65,21 @@ def hold_run_folder(folder: str) -> None:
         sys.exit(2)
 
 
-# Run folders this process made (they did not exist before the command): a refused start or a dry run
-# removes such a folder again where it holds nothing but Hydra's empty log (``remove_if_new``).
-MADE: set[Path] = set()
+# Run folders this process made (they did not exist before the command), each with the highest of its folders
+# that did not exist either (outputs/ on a first run): a refused start or a dry run removes such a folder
+# again where it holds nothing but Hydra's empty log, and those of its parents it made that are left empty
+# (``remove_if_new``).
+MADE: dict[Path, Path] = {}
 
 
 class RunFolderCheck(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         folder = Path(str(config.hydra.run.dir))
         if not folder.exists():
-            MADE.add(folder.resolve())
+            top = folder.resolve()
+            while not top.parent.exists():
+                top = top.parent
+            MADE[folder.resolve()] = top
         ensure_writable(str(folder), "hydra.run.dir")
         hold_run_folder(str(folder))
 
@@ -93,18 +98,22 @@ def register_resolvers() -> None:
 
 def remove_if_new(folder: Path) -> None:
     """Undo the run folder of a command that wrote nothing into it (a refused start, a dry run): if this
-    process made it and it holds only Hydra's empty log and the lock, remove it. A folder that existed
-    before is left as it is."""
+    process made it and it holds only Hydra's empty log and the lock, remove it, and the parents it made
+    that are then empty (``outputs/quickstart/``). A folder that existed before is left as it is."""
     folder = Path(folder).resolve()
     if folder not in MADE:
         return
     release(folder)
     log = folder / "train.log"
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError):  # rmdir removes only an empty folder: another run's stays
         if log.is_file() and log.stat().st_size == 0:
             log.unlink()
         if not any(p.name != LOCK_NAME for p in folder.iterdir()):
             folder.rmdir()
+            made = folder
+            while made != MADE[folder]:
+                made = made.parent
+                made.rmdir()
 
 
 def write_hydra_record(task: DictConfig, run_dir: Path) -> None:
