@@ -130,7 +130,7 @@ def test_labels_and_class_names_from_cifar_stl_folder_and_synthetic(tmp_path, fi
 
 @pytest.fixture(scope="module")
 def conditional_run(tmp_path_factory):
-    """The conditional quick start (600 steps on synthetic, prototypes as classes), with an EMA."""
+    """The conditional quick start (700 steps on synthetic, prototypes as classes), with an EMA."""
     run_dir = tmp_path_factory.mktemp("conditional")
     result = run_training(run_dir, COND + ["train.ema_decay=0.9"])
     return run_dir, result
@@ -157,11 +157,11 @@ def test_conditional_checkpoints_grids_and_resume(conditional_run):
     state = ckpt.load(ckpt.find_latest(run_dir))
     assert state["classes"] == [f"prototype_{i}" for i in range(10)]
     assert state["fixed_y"].tolist() == [k for k in range(10) for _ in range(6)]  # grid_size 64 -> 6 per class
-    with Image.open(run_dir / "samples" / "step_00000600.png") as grid:
+    with Image.open(run_dir / "samples" / "step_00000700.png") as grid:
         assert grid.size == (2 + 6 * 34, 2 + 10 * 34)  # one row of 6 per class
-    assert (run_dir / "samples" / "ema_step_00000600.png").is_file()
-    run_training(run_dir, COND + ["train.ema_decay=0.9", "train.steps=602", "resume=auto"])
-    assert ckpt.load(ckpt.find_latest(run_dir))["step"] == 602
+    assert (run_dir / "samples" / "ema_step_00000700.png").is_file()
+    run_training(run_dir, COND + ["train.ema_decay=0.9", "train.steps=702", "resume=auto"])
+    assert ckpt.load(ckpt.find_latest(run_dir))["step"] == 702
 
 
 def test_sample_one_class_all_classes_and_refusals(conditional_run, tmp_path):
