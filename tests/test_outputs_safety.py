@@ -179,6 +179,25 @@ def test_evaluate_adds_rows_to_its_own_table_and_a_row_scored_again_replaces_its
     assert sorted(p.name for p in tmp_path.iterdir()) == ["table.json"]  # no temporary file left
 
 
+def test_a_checkpoint_scored_again_under_another_spelling_of_its_path_replaces_its_row(tmp_path, monkeypatch):
+    """``ckpt.pt``, ``./ckpt.pt``, its absolute path and a link to it name one file: one row, replaced in place
+    (rows used to be matched by the path string, so each spelling added a row)."""
+    from sngan.cli.tables import merged
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "ckpt.pt").write_bytes(b"")
+    (tmp_path / "link.pt").symlink_to(tmp_path / "run" / "ckpt.pt")
+    monkeypatch.chdir(tmp_path)
+    row = lambda path, fid: {"checkpoint": path, "step": 5, "network": "g", "fid": fid}  # noqa: E731
+    old = {"results": [row("run/ckpt.pt", 1.0), row("run/other.pt", 2.0)], "skipped": ["./run/ckpt.pt"]}
+    for spelling in ("./run/ckpt.pt", str(tmp_path / "run" / "ckpt.pt"), "link.pt"):
+        rows, left_out = merged(old, [row(spelling, 3.0)], [])
+        assert [(r["checkpoint"], r["fid"]) for r in rows] == [(spelling, 3.0), ("run/other.pt", 2.0)], spelling
+        assert left_out == []  # scored now under another spelling: no longer left out
+    rows, _ = merged(old, [{**row("run/ckpt.pt", 3.0), "network": "ema"}], [])
+    assert len(rows) == 3  # another network of the same file is another row
+
+
 def test_evaluate_images_adds_other_images_and_replaces_the_same_images(stats_dir, with_inception, tmp_path):
     a, b = pngs(tmp_path / "a", 10, 0), pngs(tmp_path / "b", 10, 1)
     out = tmp_path / "images.json"
@@ -348,28 +367,31 @@ def test_a_full_disk_names_the_file_being_written_and_leaves_nothing_behind(
 # --- Ctrl-C says what was written (item 6) -------------------------------------------------------
 
 
-def interrupt_when(proc: subprocess.Popen, ready, what: str) -> str:
-    """SIGINT to ``proc`` once ``ready()``; its stderr."""
+def interrupt_when(proc: subprocess.Popen, ready, what: str, sig: int = signal.SIGINT) -> str:
+    """``sig`` (SIGINT: Ctrl-C) to ``proc`` once ``ready()``; its stderr."""
     deadline = time.monotonic() + 300
     while not ready():
         assert proc.poll() is None, f"the command ended before {what}: {proc.communicate()[1][-3000:]}"
         assert time.monotonic() < deadline, f"no {what}"
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, err[-3000:]
+    assert proc.returncode == 128 + sig, err[-3000:]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err and "before training started" not in err, err
     return err
 
 
 @pytest.mark.slow
-def test_ctrl_c_in_sample_says_how_many_pngs_were_written_each_whole(generator_file, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_in_sample_says_how_many_pngs_were_written_each_whole(sig, generator_file, tmp_path):
+    """Ctrl-C, or SIGTERM (``docker stop``, ``kill``): the same stop, the same report, exit 128 + the signal."""
     out = tmp_path / "samples"
     command = ["-m", "sngan.sample", f"ckpt={generator_file}", "n=5000", f"out={out}", "device=cpu"]
     proc = subprocess.Popen([sys.executable, *command], stderr=subprocess.PIPE, text=True)
-    err = interrupt_when(proc, lambda: out.is_dir() and len(os.listdir(out)) > 20, "PNGs")
-    said = re.search(r"Stopped by SIGINT: ([\d,]+) of 5,000 PNGs were written to (.+) \((\d+)\.png-(\d+)\.png\), "
-                     r"each complete; the rest were not\. Run the command again with overwrite=true", err)  # fmt: skip
+    err = interrupt_when(proc, lambda: out.is_dir() and len(os.listdir(out)) > 20, "PNGs", sig)
+    said = re.search(rf"Stopped by {signal.Signals(sig).name}: ([\d,]+) of 5,000 PNGs were written to (.+) "
+                     r"\((\d+)\.png-(\d+)\.png\), each complete; the rest were not\. Run the command again with "
+                     r"overwrite=true", err)  # fmt: skip
     assert said, err
     count = int(said[1].replace(",", ""))
     names = sorted(p.name for p in out.iterdir())
@@ -431,24 +453,27 @@ main()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("moment", ["start-up", "fsync", "replace"])
+@pytest.mark.parametrize("moment", ["start-up", "start-up-sigterm", "fsync", "replace"])
 def test_ctrl_c_in_export_says_what_was_written(moment, generator_file, tmp_path):
-    """Export is too quick to interrupt by timing, so the moment is chosen: at start-up, while the first file
-    is written (after its fsync), and between the two renames (the torn pair: named, with its remedy)."""
+    """Export is too quick to interrupt by timing, so the moment is chosen: at start-up (Ctrl-C, or SIGTERM as
+    ``docker stop`` sends it), while the first file is written (after its fsync), and between the two renames
+    (the torn pair: named, with its remedy)."""
     out = tmp_path / "g.safetensors"
     args = [f"ckpt={generator_file}", f"out={out}"]
-    cmd = ["-m", "sngan.export", *args] if moment == "start-up" else ["-c", EXPORT_STOPPED, moment, *args]
+    at_start = moment.startswith("start-up")
+    sig = signal.SIGTERM if moment.endswith("sigterm") else signal.SIGINT
+    cmd = ["-m", "sngan.export", *args] if at_start else ["-c", EXPORT_STOPPED, moment, *args]
     proc = subprocess.Popen([sys.executable, *cmd], stderr=subprocess.PIPE, text=True)
-    if moment == "start-up":
+    if at_start:
         time.sleep(0.5)  # importing torch: the command has not begun
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
     _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert proc.returncode == 128 + sig and "Traceback" not in err, err[-3000:]
     if moment == "replace":
         assert f"Stopped by SIGINT: {out} was written, complete, but not the other: export again with " in err, err
         assert sorted(p.name for p in tmp_path.iterdir()) == ["g.safetensors"]  # whole; no temporary file
     else:
-        assert "Stopped by SIGINT: nothing was written." in err, err
+        assert f"Stopped by {signal.Signals(sig).name}: nothing was written." in err, err
         assert not list(tmp_path.iterdir())
 
 

@@ -8,6 +8,7 @@ Imports nothing from sngan but ``outputs``, so that the refusals are checked bef
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +76,17 @@ def refuse(out: Path, holds: str) -> None:
     )
 
 
+def same_file(path: str | None) -> str | None:
+    """A path as the file it names (absolute, links followed): ``ckpt.pt``, ``./ckpt.pt`` and its absolute
+    path given from the same folder are one row. A row written from another folder keeps its relative path."""
+    return None if path is None else os.path.realpath(path)
+
+
 def row_key(row: Doc) -> tuple[Any, ...]:
-    """What a row scores: a checkpoint's network at its step, or a set of images."""
-    return (row["images"],) if "images" in row else (row.get("checkpoint"), row.get("step"), row.get("network"))
+    """What a row scores: a checkpoint's network at its step, or a set of images (each named by its file)."""
+    if "images" in row:
+        return (same_file(row["images"]),)
+    return (same_file(row.get("checkpoint")), row.get("step"), row.get("network"))
 
 
 def merged(old: Doc | None, rows: list[Doc], skipped: list[str]) -> tuple[list[Doc], list[str]]:
@@ -87,8 +96,8 @@ def merged(old: Doc | None, rows: list[Doc], skipped: list[str]) -> tuple[list[D
         return list(rows), list(skipped)
     new = {row_key(row): row for row in rows}
     kept = [new.pop(row_key(row), row) for row in old["results"]]
-    scored = {row.get("checkpoint") for row in rows}
-    left_out = [path for path in dict.fromkeys(old.get("skipped", []) + skipped) if path not in scored]
+    scored = {same_file(row.get("checkpoint")) for row in rows}
+    left_out = [path for path in dict.fromkeys(old.get("skipped", []) + skipped) if same_file(path) not in scored]
     return kept + list(new.values()), left_out
 
 

@@ -75,10 +75,30 @@ ANSWERED: list[int] = []
 
 
 def _stop_outside_steps(signum: int, frame: FrameType | None) -> None:
-    if not ANSWERED:
+    # Under torchrun only rank 0 speaks: the launcher sends SIGTERM to every rank when one of them fails.
+    if not ANSWERED and os.environ.get("RANK", "0") == "0":
         print(f"\nStopped by {signal.Signals(signum).name}: {STOP_REPORT[0]()}.", file=sys.stderr, flush=True)
     ANSWERED.append(signum)
-    sys.exit(128 + signum)
+    _exit_unless_importing(signum, frame)
+
+
+def _importing(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _exit_unless_importing(signum: int, frame: FrameType | None) -> None:
+    """Exit with the answered stop's code, or, inside an import, as soon as it is over (looked at every 50 ms).
+    An exception raised inside torch's import can cross its C++ start-up and abort the process (exit -6,
+    seen once in the suite with a signal 0.8 s after the start); imports change nothing on disk."""
+    if _importing(frame):
+        signal.signal(signal.SIGALRM, lambda _, later: _exit_unless_importing(ANSWERED[0], later))
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        return
+    sys.exit(128 + ANSWERED[0])
 
 
 def keep_an_answered_stop() -> None:
@@ -89,12 +109,15 @@ def keep_an_answered_stop() -> None:
 
 def answer_ctrl_c_from_the_start(trains: bool = True) -> None:
     """Ctrl-C from the first moment (imports, Hydra, set-up) ends a command with one line and exit code 130,
-    not a KeyboardInterrupt traceback; the training loop's GracefulStop takes over while it runs. A command
-    that does not train (``trains=False``) says "nothing was written" until it reports its own outputs."""
+    not a KeyboardInterrupt traceback; SIGTERM (``docker stop``, ``kill``, a scheduler) the same way with
+    143, where it used to end the process without a word or its clean-up. The training loop's GracefulStop
+    takes both over while it runs. A command that does not train (``trains=False``) says "nothing was
+    written" until it reports its own outputs."""
     if not trains:
         report_stops_with(lambda: "nothing was written")
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _stop_outside_steps)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _stop_outside_steps)
 
 
 class GracefulStop:
