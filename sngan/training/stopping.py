@@ -79,7 +79,7 @@ def _stop_outside_steps(signum: int, frame: FrameType | None) -> None:
     if not ANSWERED and os.environ.get("RANK", "0") == "0":
         print(f"\nStopped by {signal.Signals(signum).name}: {STOP_REPORT[0]()}.", file=sys.stderr, flush=True)
     ANSWERED.append(signum)
-    _exit_unless_importing(signum, frame)
+    _exit_unless_importing(frame)
 
 
 def _importing(frame: FrameType | None) -> bool:
@@ -90,12 +90,12 @@ def _importing(frame: FrameType | None) -> bool:
     return False
 
 
-def _exit_unless_importing(signum: int, frame: FrameType | None) -> None:
+def _exit_unless_importing(frame: FrameType | None) -> None:
     """Exit with the answered stop's code, or, inside an import, as soon as it is over (looked at every 50 ms).
     An exception raised inside torch's import can cross its C++ start-up and abort the process (exit -6,
     seen once in the suite with a signal 0.8 s after the start); imports change nothing on disk."""
     if _importing(frame):
-        signal.signal(signal.SIGALRM, lambda _, later: _exit_unless_importing(ANSWERED[0], later))
+        signal.signal(signal.SIGALRM, lambda _, later: _exit_unless_importing(later))
         signal.setitimer(signal.ITIMER_REAL, 0.05)
         return
     sys.exit(128 + ANSWERED[0])
