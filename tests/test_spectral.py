@@ -147,3 +147,28 @@ def test_monitor_operator_norm_of_the_normalized_conv_matches_the_dense_matrix()
     assert first["sigma/0/operator"] == pytest.approx(expected, rel=1e-3)
     assert second["sigma/0/operator"] == pytest.approx(expected, rel=1e-4)
     assert second["lipschitz/bound"] == pytest.approx(second["sigma/0/operator"])
+
+
+def test_a_learned_gain_is_part_of_the_norm_the_monitor_reports():
+    """wgan_gp_sn's layers use gamma * W / sigma: the monitor reports the gain, and the normalized sigma, the
+    operator norm and the Lipschitz product of the matrix the layer uses (they ignored the gain before)."""
+    from sngan.models.layers import apply_spectral_norm
+
+    def measured(gain: bool) -> dict[str, float]:
+        torch.manual_seed(3)
+        layers = [nn.Conv2d(2, 3, 4, 2, 1), nn.LeakyReLU(0.1), nn.Flatten(), nn.Linear(12, 1)]
+        net = apply_spectral_norm(nn.Sequential(*layers), gain)
+        if gain:
+            with torch.no_grad():
+                net[0].parametrizations.weight[0].gamma.fill_(2.5)
+                net[3].parametrizations.weight[0].gamma.fill_(-0.5)
+        monitor = SpectralMonitor(net, chain=True)
+        monitor.record_input_shapes(torch.zeros(1, 2, 4, 4))
+        return monitor.measure()
+
+    plain, gained = measured(False), measured(True)
+    assert (gained["sigma/0/gain"], gained["sigma/3/gain"]) == (2.5, -0.5) and "sigma/0/gain" not in plain
+    assert gained["sigma/0/estimate"] == plain["sigma/0/estimate"]  # the power iteration's sigma is W's own
+    assert gained["sigma/0/operator"] == pytest.approx(2.5 * plain["sigma/0/operator"], rel=1e-4)
+    assert gained["sigma/3/normalized"] == pytest.approx(0.5 * plain["sigma/3/normalized"], rel=1e-6)
+    assert gained["lipschitz/bound"] == pytest.approx(1.25 * plain["lipschitz/bound"], rel=1e-4)

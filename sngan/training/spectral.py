@@ -120,8 +120,9 @@ class SpectralMonitor:
 
     @torch.no_grad()
     def measure(self) -> dict[str, float]:
-        """Scalars for TensorBoard: ``sigma/<layer>/{estimate,exact,gap,normalized,operator}``,
-        ``lipschitz/bound`` (chain) or ``lipschitz/heuristic`` (ResNet)."""
+        """Scalars for TensorBoard: ``sigma/<layer>/{estimate,exact,gap,normalized,operator}`` (and ``gain``
+        where SN has a learned gain: ``normalized`` and ``operator`` are then of gain * W / sigma, the matrix the
+        layer uses), ``lipschitz/bound`` (chain) or ``lipschitz/heuristic`` (ResNet)."""
         out: dict[str, float] = {}
         product = 1.0
         for name, module in weight_layers(self.discriminator):
@@ -130,6 +131,11 @@ class SpectralMonitor:
                 matrix, estimate = _matrix_and_estimate(module)
                 exact, est = exact_sigma(matrix), float(estimate)
                 out |= {f"{tag}/estimate": est, f"{tag}/exact": exact, f"{tag}/gap": (est - exact) / exact}
+                gamma = getattr(module.parametrizations.weight[0], "gamma", None)  # a learned gain (wgan_gp_sn)
+                if gamma is not None:  # the layer uses gamma * W / sigma: its norm is |gamma|, not 1
+                    out[f"{tag}/gain"] = float(gamma)
+                    est /= abs(float(gamma))
+                    estimate = estimate / gamma.to(estimate.dtype)
                 weight = module.parametrizations.weight.original.detach() / estimate
             else:  # an unnormalized layer: its raw weight is what the layer uses
                 weight, est = module.weight.detach(), 1.0
