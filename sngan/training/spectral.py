@@ -126,22 +126,20 @@ class SpectralMonitor:
         out: dict[str, float] = {}
         product = 1.0
         for name, module in weight_layers(self.discriminator):
-            tag = f"sigma/{name}"
+            tag, gain = f"sigma/{name}", 1.0
             if _is_sn(module):
                 matrix, estimate = _matrix_and_estimate(module)
                 exact, est = exact_sigma(matrix), float(estimate)
                 out |= {f"{tag}/estimate": est, f"{tag}/exact": exact, f"{tag}/gap": (est - exact) / exact}
                 gamma = getattr(module.parametrizations.weight[0], "gamma", None)  # a learned gain (wgan_gp_sn)
                 if gamma is not None:  # the layer uses gamma * W / sigma: its norm is |gamma|, not 1
-                    out[f"{tag}/gain"] = float(gamma)
-                    est /= abs(float(gamma))
-                    estimate = estimate / gamma.to(estimate.dtype)
-                weight = module.parametrizations.weight.original.detach() / estimate
+                    out[f"{tag}/gain"] = gain = float(gamma)
+                weight = module.parametrizations.weight.original.detach() / estimate * gain
             else:  # an unnormalized layer: its raw weight is what the layer uses
                 weight, est = module.weight.detach(), 1.0
                 exact = exact_sigma(weight.flatten(1))
                 out[f"{tag}/exact"] = exact
-            out[f"{tag}/normalized"] = layer_norm = exact / est
+            out[f"{tag}/normalized"] = layer_norm = abs(gain) * exact / est
             if isinstance(module, nn.Conv2d) and name in self.input_shapes:
                 warm = self._vectors.get(name)  # the last vector: a few iterations keep it converged
                 op, self._vectors[name] = conv_operator_norm(
